@@ -1,0 +1,1 @@
+"""REST facade over Dagster (issue 4)."""

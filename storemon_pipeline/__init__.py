@@ -1,0 +1,1 @@
+"""storemon engine: CSV feeds -> DuckDB -> per-store uptime reports."""

@@ -1,0 +1,233 @@
+"""Loading the three CSV feeds into DuckDB.
+
+DuckDB does the parsing and validation (set-based SQL over whole files); Python only recognises
+each file's feed by its header and keeps the manifest that makes loading idempotent.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import zoneinfo
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from storemon_pipeline.db import sql
+
+POLLS, HOURS, TIMEZONES = "polls", "business_hours", "timezones"
+
+# Normalised header columns -> the SQL parameter naming each column's position.
+FEED_HEADERS: dict[str, dict[str, str]] = {
+    POLLS: {"store_id": "store_id_pos", "status": "status_pos", "timestamp_utc": "timestamp_pos"},
+    HOURS: {
+        "store_id": "store_id_pos",
+        "dayofweek": "day_pos",
+        "start_time_local": "start_pos",
+        "end_time_local": "end_pos",
+    },
+    TIMEZONES: {"store_id": "store_id_pos", "timezone_str": "timezone_pos"},
+}
+HEADER_ALIASES = {"day": "dayofweek"}
+SNAPSHOT_FEEDS = (HOURS, TIMEZONES)
+CSV_SUFFIXES = (".csv", ".csv.gz")
+
+
+@dataclass
+class FileResult:
+    """What happened to one file; printed by the CLI and kept as Dagster metadata."""
+
+    file: str
+    feed: str | None
+    status: str  # loaded | skipped (already loaded) | refused (unknown header)
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_duplicate: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+    def summary(self) -> str:
+        if self.status != "loaded":
+            return f"{self.file}: {self.status} — {self.message}"
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.rejected.items()))
+        return (
+            f"{self.file}: {self.feed}: {self.rows_read} rows, {self.rows_loaded} loaded, "
+            f"{self.rows_duplicate} duplicate, {self.rows_rejected} rejected"
+            + (f" ({reasons})" if reasons else "")
+        )
+
+
+class UnknownFeedError(ValueError):
+    """A file whose header is none of the three feeds."""
+
+
+def csv_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The CSV files named, folders expanded to their CSV files in name order."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(
+                sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(CSV_SUFFIXES))
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return files
+
+
+def read_header(path: Path) -> list[str]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        first_line = handle.readline()
+    text = first_line.decode("utf-8-sig", errors="replace")
+    return [name.strip().lower() for name in next(csv.reader([text]), [])]
+
+
+def recognise_feed(header: list[str]) -> tuple[str, dict[str, int]]:
+    """The feed a header belongs to and the 1-based position of each of its columns."""
+    names = [HEADER_ALIASES.get(name, name) for name in header]
+    for feed, columns in FEED_HEADERS.items():
+        if sorted(names) == sorted(columns):
+            return feed, {columns[name]: names.index(name) + 1 for name in names}
+    expected = " | ".join(",".join(columns) for columns in FEED_HEADERS.values())
+    raise UnknownFeedError(
+        f"unknown header {','.join(header)!r}: expected one of {expected} "
+        "(the day column may also be called 'day')"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def already_loaded(con: duckdb.DuckDBPyConnection, feed: str, sha: str) -> bool:
+    """Polls files load once ever; a snapshot is a no-op only if it is the current one."""
+    if feed == POLLS:
+        query = "SELECT count(*) FROM ingest_manifest WHERE feed = ? AND file_sha256 = ?"
+        return con.execute(query, [feed, sha]).fetchone()[0] > 0
+    current = con.execute(
+        "SELECT file_sha256 FROM ingest_manifest WHERE feed = ? ORDER BY loaded_at DESC LIMIT 1",
+        [feed],
+    ).fetchone()
+    return current is not None and current[0] == sha
+
+
+def _read_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Stage the file's lines; a file that is not UTF-8 is read as Latin-1 (values are ASCII)."""
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            con.execute(
+                sql("ingest_lines"),
+                {"path": str(path), "no_delimiter": "\x00", "encoding": encoding},
+            )
+            return
+        except duckdb.InvalidInputException as exc:
+            if "unicode" not in str(exc).lower() or encoding == "latin-1":
+                raise
+
+
+def _ensure_known_timezones(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS known_timezones (timezone VARCHAR)")
+    if con.execute("SELECT count(*) FROM known_timezones").fetchone()[0] == 0:
+        con.executemany(
+            "INSERT INTO known_timezones VALUES (?)",
+            [[name] for name in sorted(zoneinfo.available_timezones())],
+        )
+
+
+def _load_checked_rows(con: duckdb.DuckDBPyConnection, feed: str) -> int:
+    """Move the valid staged rows into the feed's table; returns how many rows are new."""
+    if feed == POLLS:
+        before = con.execute("SELECT count(*) FROM polls").fetchone()[0]
+        con.execute(sql("ingest_merge_polls"))
+        return con.execute("SELECT count(*) FROM polls").fetchone()[0] - before
+    if feed == HOURS:
+        con.execute("DELETE FROM business_hours")
+        con.execute(
+            "INSERT INTO business_hours SELECT DISTINCT store_id, day_of_week, start_sec, end_sec "
+            "FROM ingest_checked WHERE reason IS NULL"
+        )
+        return con.execute("SELECT count(*) FROM business_hours").fetchone()[0]
+    con.execute("DELETE FROM timezones")
+    con.execute(
+        "INSERT INTO timezones SELECT DISTINCT store_id, timezone "
+        "FROM ingest_checked WHERE reason IS NULL"
+    )
+    return con.execute("SELECT count(*) FROM timezones").fetchone()[0]
+
+
+def ingest_file(con: duckdb.DuckDBPyConnection, path: Path) -> FileResult:
+    """Load one file in one transaction: its valid rows, its rejected rows and its manifest row."""
+    name = str(path)
+    try:
+        feed, positions = recognise_feed(read_header(path))
+    except UnknownFeedError as exc:
+        return FileResult(name, None, "refused", message=str(exc))
+    sha = file_sha256(path)
+    if already_loaded(con, feed, sha):
+        return FileResult(name, feed, "skipped", message="this content is already loaded")
+    if feed == TIMEZONES:
+        _ensure_known_timezones(con)
+
+    # Staging happens in temporary tables; only the writes below share one transaction.
+    _read_lines(con, path)
+    con.execute(sql(f"ingest_check_{'hours' if feed == HOURS else feed}"), positions)
+    rows_read, rows_valid = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE reason IS NULL) FROM ingest_checked"
+    ).fetchone()
+    rejected = dict(
+        con.execute(
+            "SELECT reason, count(*) FROM ingest_checked WHERE reason IS NOT NULL "
+            "GROUP BY reason ORDER BY reason"
+        ).fetchall()
+    )
+    loaded_at = datetime.now(UTC).replace(tzinfo=None)
+    con.begin()
+    try:
+        con.execute(
+            "INSERT INTO quarantine SELECT ?, ?, ?, line, raw, reason, ? "
+            "FROM ingest_checked WHERE reason IS NOT NULL",
+            [feed, name, sha, loaded_at],
+        )
+        rows_loaded = _load_checked_rows(con, feed)
+        rows_duplicate = rows_valid - rows_loaded if feed == POLLS else 0
+        con.execute(
+            "INSERT INTO ingest_manifest VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [sha, feed, name, loaded_at, rows_read, rows_loaded, rows_duplicate,
+             rows_read - rows_valid],
+        )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    finally:
+        for staging in ("ingest_lines", "ingest_checked", "incoming_polls"):
+            con.execute(f"DROP TABLE IF EXISTS {staging}")
+    return FileResult(
+        name, feed, "loaded", rows_read, rows_loaded, rows_duplicate, rejected
+    )
+
+
+def ingest_paths(
+    con: duckdb.DuckDBPyConnection,
+    paths: Iterable[Path | str],
+    progress: Callable[[FileResult], None] | None = None,
+) -> list[FileResult]:
+    """Ingest files and folders in order; a refused file loads nothing and the others still load."""
+    results = []
+    for path in csv_files(paths):
+        result = ingest_file(con, path)
+        if progress is not None:
+            progress(result)
+        results.append(result)
+    return results

@@ -1,0 +1,11 @@
+-- SPEC's report CSV from report_result: hour values in minutes, day and week in hours.
+SELECT
+    store_id,
+    two_decimals(uptime_hour_us, 60000000) AS uptime_last_hour,
+    two_decimals(uptime_day_us, 3600000000) AS uptime_last_day,
+    two_decimals(uptime_week_us, 3600000000) AS uptime_last_week,
+    two_decimals(business_hour_us - uptime_hour_us, 60000000) AS downtime_last_hour,
+    two_decimals(business_day_us - uptime_day_us, 3600000000) AS downtime_last_day,
+    two_decimals(business_week_us - uptime_week_us, 3600000000) AS downtime_last_week
+FROM report_result
+ORDER BY store_id

@@ -1,0 +1,54 @@
+-- Tables of the storemon DuckDB file. Times are UTC TIMESTAMPs (microseconds).
+CREATE TABLE IF NOT EXISTS polls (
+    store_id  VARCHAR   NOT NULL,
+    ts        TIMESTAMP NOT NULL,
+    is_active BOOLEAN   NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS business_hours (
+    store_id    VARCHAR  NOT NULL,
+    day_of_week TINYINT  NOT NULL,  -- 0 = Monday ... 6 = Sunday
+    start_sec   INTEGER  NOT NULL,  -- seconds after local midnight
+    end_sec     INTEGER  NOT NULL   -- 86400 for 24:00
+);
+
+CREATE TABLE IF NOT EXISTS timezones (
+    store_id VARCHAR NOT NULL,
+    timezone VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS quarantine (
+    feed        VARCHAR   NOT NULL,
+    file        VARCHAR   NOT NULL,
+    file_sha256 VARCHAR   NOT NULL,
+    line        BIGINT    NOT NULL,
+    raw         VARCHAR,
+    reason      VARCHAR   NOT NULL,
+    loaded_at   TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ingest_manifest (
+    file_sha256    VARCHAR   NOT NULL,
+    feed           VARCHAR   NOT NULL,
+    file           VARCHAR   NOT NULL,
+    loaded_at      TIMESTAMP NOT NULL,
+    rows_read      BIGINT    NOT NULL,
+    rows_loaded    BIGINT    NOT NULL,
+    rows_duplicate BIGINT    NOT NULL,
+    rows_rejected  BIGINT    NOT NULL
+);
+
+-- Business time as merged, non-overlapping UTC intervals [window_start, window_end) per store.
+CREATE TABLE IF NOT EXISTS business_windows (
+    store_id     VARCHAR   NOT NULL,
+    window_start TIMESTAMP NOT NULL,
+    window_end   TIMESTAMP NOT NULL
+);
+
+-- The span of UTC time business_windows covers, and what it was built from.
+CREATE TABLE IF NOT EXISTS business_windows_coverage (
+    covers_from TIMESTAMP NOT NULL,
+    covers_to   TIMESTAMP NOT NULL,
+    built_at    TIMESTAMP NOT NULL,
+    built_from  VARCHAR   NOT NULL  -- the ingest state it was built from (see windows.py)
+);

@@ -1,0 +1,89 @@
+"""Business hours (local, weekly) -> business windows (UTC intervals), SPEC §2's DST rule."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+
+from storemon_pipeline.db import sql
+from storemon_pipeline.settings import DEFAULT_TIMEZONE
+from storemon_pipeline.zones import zone_offset_pieces
+
+# Windows reach this far beyond the polls, so a report as of the latest poll is covered.
+MARGIN = timedelta(days=1)
+
+
+def _ingest_state(con: duckdb.DuckDBPyConnection) -> str:
+    """Changes whenever any file is ingested: windows built before that are stale."""
+    count, latest = con.execute(
+        "SELECT count(*), max(loaded_at) FROM ingest_manifest"
+    ).fetchall()[0]
+    return f"{count}@{latest}"
+
+
+def poll_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, datetime | None]:
+    return tuple(con.execute("SELECT min(ts), max(ts) FROM polls").fetchall()[0])
+
+
+def refresh_business_windows(
+    con: duckdb.DuckDBPyConnection,
+    covers_from: datetime | None = None,
+    covers_to: datetime | None = None,
+) -> int:
+    """Rebuild ``business_windows`` for every store with polls; returns the number of windows.
+
+    By default it covers the polls' span plus a day each side.
+    """
+    first_poll, last_poll = poll_span(con)
+    if first_poll is None:
+        covers_from = covers_to = datetime(1970, 1, 1)
+    covers_from = covers_from or first_poll - MARGIN
+    covers_to = covers_to or last_poll + MARGIN
+    zones = [DEFAULT_TIMEZONE] + [
+        row[0] for row in con.execute("SELECT DISTINCT timezone FROM timezones").fetchall()
+    ]
+    offsets = zone_offset_pieces(zones, covers_from - 4 * MARGIN, covers_to + 4 * MARGIN)
+    con.register("zone_offsets_frame", offsets)
+    con.execute("CREATE OR REPLACE TEMP TABLE zone_offsets AS SELECT * FROM zone_offsets_frame")
+    con.unregister("zone_offsets_frame")
+    con.execute(
+        sql("business_windows"),
+        {"covers_from": covers_from, "covers_to": covers_to, "default_timezone": DEFAULT_TIMEZONE},
+    )
+    state = _ingest_state(con)
+    con.begin()
+    try:
+        con.execute("DELETE FROM business_windows")
+        con.execute(
+            "INSERT INTO business_windows SELECT * FROM computed_business_windows "
+            "ORDER BY store_id, window_start"
+        )
+        con.execute("DELETE FROM business_windows_coverage")
+        con.execute(
+            "INSERT INTO business_windows_coverage VALUES (?, ?, now()::TIMESTAMP, ?)",
+            [covers_from, covers_to, state],
+        )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    finally:
+        con.execute("DROP TABLE IF EXISTS computed_business_windows")
+    return con.execute("SELECT count(*) FROM business_windows").fetchall()[0][0]
+
+
+def ensure_business_windows(con: duckdb.DuckDBPyConnection, as_of: datetime) -> None:
+    """Rebuild the windows if an ingest happened since, or they do not reach back over every
+    poll and forward to ``as_of``."""
+    coverage = con.execute(
+        "SELECT covers_from, covers_to, built_from FROM business_windows_coverage"
+    ).fetchall()
+    first_poll, _ = poll_span(con)
+    if first_poll is None:
+        return
+    if coverage:
+        covers_from, covers_to, built_from = coverage[0]
+        if covers_from <= first_poll and covers_to >= as_of and built_from == _ingest_state(con):
+            return
+    refresh_business_windows(con, covers_to=max(as_of, poll_span(con)[1]) + MARGIN)
