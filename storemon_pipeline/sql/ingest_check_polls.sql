@@ -6,26 +6,32 @@ WITH fields AS (
         raw,
         well_quoted,
         len(cells) = 3 AS right_field_count,
-        cells[$store_id_pos] AS store_id,
-        lower(cells[$status_pos]) AS status,
-        regexp_extract(
-            cells[$timestamp_pos],
-            '^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d{1,6})?\d* ?(UTC|utc|Z|z|[+-]\d{2}:?\d{2})?$',
-            ['day', 'clock', 'fraction', 'zone']
-        ) AS ts_parts
+        trim_cell(cells[$store_id_pos]) AS store_id,
+        cells[$status_pos] AS status_text,
+        trim_cell(cells[$timestamp_pos]) AS ts_text
     FROM ingest_lines
 ),
 parsed AS (
     SELECT
         *,
-        try_cast(ts_parts.day || ' ' || ts_parts.clock || ts_parts.fraction AS TIMESTAMP)
-            - CASE
-                WHEN ts_parts.zone SIMILAR TO '[+-].*' THEN
-                    (CASE WHEN ts_parts.zone[1] = '-' THEN -1 ELSE 1 END)
-                    * (to_hours(try_cast(ts_parts.zone[2:3] AS INTEGER))
-                       + to_minutes(try_cast(right(ts_parts.zone, 2) AS INTEGER)))
-                ELSE INTERVAL 0 SECOND
-            END AS ts
+        CASE status_text
+            WHEN 'active' THEN true
+            WHEN 'inactive' THEN false
+            ELSE CASE lower(trim_cell(status_text)) WHEN 'active' THEN true WHEN 'inactive' THEN false END
+        END AS is_active,
+        coalesce(
+            try_strptime(ts_text, [
+                '%Y-%m-%d %H:%M:%S.%f UTC', '%Y-%m-%d %H:%M:%S UTC',
+                '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%dT%H:%M:%SZ',
+                '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%d %H:%M:%S',
+                '%Y-%m-%dT%H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S'
+            ]),
+            -- an explicit offset (+00:00, or any other) is converted to UTC
+            timezone('UTC', try_strptime(ts_text, [
+                '%Y-%m-%dT%H:%M:%S.%f%z', '%Y-%m-%dT%H:%M:%S%z',
+                '%Y-%m-%d %H:%M:%S.%f%z', '%Y-%m-%d %H:%M:%S%z'
+            ]))
+        ) AS ts
     FROM fields
 )
 SELECT
@@ -33,13 +39,13 @@ SELECT
     raw,
     store_id,
     ts,
-    status = 'active' AS is_active,
+    is_active,
     CASE
         WHEN NOT well_quoted THEN 'malformed_quoting'
         WHEN NOT right_field_count THEN 'wrong_field_count'
         WHEN NOT regexp_full_match(store_id, '[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}')
             THEN 'invalid_store_id'
-        WHEN status NOT IN ('active', 'inactive') THEN 'invalid_status'
+        WHEN is_active IS NULL THEN 'invalid_status'
         WHEN ts IS NULL THEN 'invalid_timestamp'
     END AS reason
 FROM parsed;

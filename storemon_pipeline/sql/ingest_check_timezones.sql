@@ -8,8 +8,8 @@ WITH fields AS (
         raw,
         well_quoted,
         len(cells) = 2 AS right_field_count,
-        cells[$store_id_pos] AS store_id,
-        cells[$timezone_pos] AS timezone
+        trim_cell(cells[$store_id_pos]) AS store_id,
+        trim_cell(cells[$timezone_pos]) AS timezone
     FROM ingest_lines
 ),
 checked AS (

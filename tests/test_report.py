@@ -1,0 +1,117 @@
+"""The report on the sample data: shard consistency, order independence, as-of semantics and
+the exact CSV format."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import random
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storemon_pipeline.db import connect
+from storemon_pipeline.ingest import ingest_paths
+from storemon_pipeline.report import REPORT_COLUMNS, write_report_csv
+from storemon_pipeline.settings import SAMPLE_DATA_DIR
+
+POLLS_FILE = SAMPLE_DATA_DIR / "store_status.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """The sample data ingested once, and its full report as of the latest poll."""
+    folder = tmp_path_factory.mktemp("sample")
+    con = connect(folder / "storemon.duckdb")
+    ingest_paths(con, [SAMPLE_DATA_DIR])
+    written = write_report_csv(con, folder / "full.csv")
+    yield con, written
+    con.close()
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_csv_format_is_exactly_the_spec(sample):
+    con, written = sample
+    rows = read_rows(written.path)
+    assert rows[0] == REPORT_COLUMNS
+    body = rows[1:]
+    assert len(body) == written.stores == con.execute(
+        "SELECT count(DISTINCT store_id) FROM polls"
+    ).fetchall()[0][0]
+    ids = [row[0] for row in body]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    for row in body:
+        for value in row[1:]:
+            whole, _, decimals = value.partition(".")
+            assert whole.isdigit() and len(decimals) == 2, row
+        hour_up, day_up, week_up, hour_down, day_down, week_down = map(float, row[1:])
+        assert hour_up + hour_down <= 60.01 and day_up + day_down <= 24.01
+        assert week_up + week_down <= 168.01
+    # the sample has outages: the report is not trivially all-up
+    assert any(float(row[6]) > 0 for row in body)
+    assert not list(written.path.parent.glob(".*")), "no temporary file is left behind"
+
+
+def test_a_shard_gives_exactly_its_rows_of_the_full_report(sample, tmp_path):
+    con, written = sample
+    full = read_rows(written.path)
+    shard_ids = sorted(random.Random(7).sample([row[0] for row in full[1:]], 97))
+    shard = write_report_csv(con, tmp_path / "shard.csv", as_of=written.as_of,
+                             store_ids=shard_ids)
+    assert read_rows(shard.path) == [full[0]] + [row for row in full[1:] if row[0] in shard_ids]
+
+
+def test_shuffled_and_split_files_give_the_same_report(sample, tmp_path):
+    _, written = sample
+    with gzip.open(POLLS_FILE, "rt", newline="") as handle:
+        header, *lines = handle.read().splitlines()
+    random.Random(3).shuffle(lines)
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    for part in range(3):
+        (feeds / f"polls_{part}.csv").write_text("\n".join([header, *lines[part::3]]) + "\n")
+    for name in ("menu_hours.csv", "timezones.csv", "store_status_bad_rows.csv"):
+        shutil.copy(SAMPLE_DATA_DIR / name, feeds / name)
+    with connect(tmp_path / "other.duckdb") as con:
+        # snapshots first this time, then the poll files in reverse order
+        ingest_paths(con, [feeds / "timezones.csv", feeds / "menu_hours.csv"])
+        ingest_paths(con, sorted(feeds.glob("*.csv"), reverse=True))
+        again = write_report_csv(con, tmp_path / "again.csv")
+    assert again.as_of == written.as_of
+    assert again.path.read_bytes() == written.path.read_bytes()
+
+
+def test_polls_after_as_of_never_change_the_report(sample, tmp_path):
+    con, written = sample
+    as_of = written.as_of - timedelta(hours=30)
+    before = write_report_csv(con, tmp_path / "before.csv", as_of=as_of)
+    # a copy of the data with every later poll deleted gives the same report
+    with connect(tmp_path / "cut.duckdb") as cut:
+        ingest_paths(cut, [SAMPLE_DATA_DIR])
+        cut.execute("DELETE FROM polls WHERE ts > ?", [as_of])
+        after = write_report_csv(cut, tmp_path / "after.csv", as_of=as_of)
+    assert before.path.read_bytes() == after.path.read_bytes()
+    assert before.stores == con.execute(
+        "SELECT count(DISTINCT store_id) FROM polls WHERE ts <= ?", [as_of]
+    ).fetchall()[0][0]
+
+
+def test_new_hours_snapshot_is_used_by_the_next_report(tmp_path):
+    polls = tmp_path / "polls.csv"
+    polls.write_text("store_id,status,timestamp_utc\ns,active,2023-01-23 15:30:00 UTC\n")
+    hours = tmp_path / "hours.csv"
+    hours.write_text("store_id,day,start_time_local,end_time_local\ns,0,09:00,10:00\n")
+    as_of = datetime(2023, 1, 23, 18)
+    with connect(tmp_path / "db.duckdb") as con:
+        ingest_paths(con, [polls, hours])
+        first = read_rows(write_report_csv(con, tmp_path / "1.csv", as_of=as_of).path)
+        hours.write_text("store_id,day,start_time_local,end_time_local\ns,0,09:00,11:00\n")
+        ingest_paths(con, [hours])
+        second = read_rows(write_report_csv(con, tmp_path / "2.csv", as_of=as_of).path)
+    assert first[1][2] == "1.00" and second[1][2] == "2.00"
