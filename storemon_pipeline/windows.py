@@ -10,8 +10,10 @@ from storemon_pipeline.db import sql
 from storemon_pipeline.settings import DEFAULT_TIMEZONE
 from storemon_pipeline.zones import zone_offset_pieces
 
-# Windows reach this far beyond the polls, so a report as of the latest poll is covered.
+# Windows reach this far beyond what is needed, so nearby as-of instants need no rebuild.
 MARGIN = timedelta(days=1)
+# A report looks back this far from its as-of instant (its longest period).
+LONGEST_PERIOD = timedelta(days=7)
 
 
 def _ingest_state(con: duckdb.DuckDBPyConnection) -> str:
@@ -26,6 +28,18 @@ def poll_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, datetime
     return tuple(con.execute("SELECT min(ts), max(ts) FROM polls").fetchall()[0])
 
 
+def needed_span(
+    con: duckdb.DuckDBPyConnection, as_of: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """What a report as of ``as_of`` (default: the latest poll) needs: every poll up to it
+    (to tell in-hours polls) and its whole last week."""
+    first_poll, last_poll = poll_span(con)
+    if first_poll is None:
+        return datetime(1970, 1, 1), datetime(1970, 1, 1)
+    as_of = as_of or last_poll
+    return min(first_poll, as_of - LONGEST_PERIOD), max(as_of, last_poll)
+
+
 def refresh_business_windows(
     con: duckdb.DuckDBPyConnection,
     covers_from: datetime | None = None,
@@ -33,13 +47,11 @@ def refresh_business_windows(
 ) -> int:
     """Rebuild ``business_windows`` for every store with polls; returns the number of windows.
 
-    By default it covers the polls' span plus a day each side.
+    By default it covers what a report as of any poll needs, plus a day each side.
     """
-    first_poll, last_poll = poll_span(con)
-    if first_poll is None:
-        covers_from = covers_to = datetime(1970, 1, 1)
-    covers_from = covers_from or first_poll - MARGIN
-    covers_to = covers_to or last_poll + MARGIN
+    needed_from, needed_to = needed_span(con)
+    covers_from = covers_from or needed_from - MARGIN
+    covers_to = covers_to or needed_to + MARGIN
     zones = [DEFAULT_TIMEZONE] + [
         row[0] for row in con.execute("SELECT DISTINCT timezone FROM timezones").fetchall()
     ]
@@ -57,7 +69,7 @@ def refresh_business_windows(
         con.execute("DELETE FROM business_windows")
         con.execute(
             "INSERT INTO business_windows SELECT * FROM computed_business_windows "
-            "ORDER BY store_id, window_start"
+            "ORDER BY store_key, window_start"
         )
         con.execute("DELETE FROM business_windows_coverage")
         con.execute(
@@ -74,16 +86,18 @@ def refresh_business_windows(
 
 
 def ensure_business_windows(con: duckdb.DuckDBPyConnection, as_of: datetime) -> None:
-    """Rebuild the windows if an ingest happened since, or they do not reach back over every
-    poll and forward to ``as_of``."""
+    """Rebuild the windows if an ingest happened since they were built, or they do not cover
+    what a report as of ``as_of`` needs."""
     coverage = con.execute(
         "SELECT covers_from, covers_to, built_from FROM business_windows_coverage"
     ).fetchall()
-    first_poll, _ = poll_span(con)
-    if first_poll is None:
-        return
+    needed_from, needed_to = needed_span(con, as_of)
     if coverage:
         covers_from, covers_to, built_from = coverage[0]
-        if covers_from <= first_poll and covers_to >= as_of and built_from == _ingest_state(con):
+        if (
+            covers_from <= needed_from
+            and covers_to >= needed_to
+            and built_from == _ingest_state(con)
+        ):
             return
-    refresh_business_windows(con, covers_to=max(as_of, poll_span(con)[1]) + MARGIN)
+    refresh_business_windows(con, needed_from - MARGIN, needed_to + MARGIN)

@@ -110,7 +110,7 @@ def test_each_bad_poll_row_is_quarantined_with_its_reason(con, tmp_path):
     raw, file = rows(con, "SELECT raw, file FROM quarantine WHERE line = 3")[0]
     assert raw == "good1,maybe,2023-01-22 12:00:00 UTC"
     assert file == str(path)
-    assert rows(con, "SELECT store_id FROM polls ORDER BY 1") == [("good1",), ("good2",)]
+    assert rows(con, "SELECT store_id FROM stores ORDER BY 1") == [("good1",), ("good2",)]
     manifest = rows(con, "SELECT rows_read, rows_loaded, rows_rejected FROM ingest_manifest")
     assert manifest == [(12, 2, 10)]
 
@@ -131,7 +131,7 @@ def test_duplicate_polls_collapse_and_inactive_wins_in_any_file_order(tmp_path):
     for order in ([first, second], [second, first]):
         with connect(tmp_path / f"{order[0].stem}.duckdb") as con:
             results = ingest_paths(con, order)
-            tables.append(rows(con, "SELECT * FROM polls ORDER BY ALL"))
+            tables.append(rows(con, "SELECT store_id, ts, is_active FROM polls JOIN stores USING (store_key) ORDER BY ALL"))
             assert sum(r.rows_duplicate for r in results) == 3
     assert tables[0] == tables[1] == [
         ("s", datetime(2023, 1, 22, 12), True),
@@ -174,7 +174,7 @@ def test_ids_are_text_big_integers_uuids_and_leading_zeros(con, tmp_path):
     path = write(tmp_path / "polls.csv", POLLS_HEADER,
                  *(f"{i},active,2023-01-22 12:00:00 UTC" for i in ids))
     ingest_paths(con, [path])
-    assert sorted(r[0] for r in rows(con, "SELECT store_id FROM polls")) == sorted(ids)
+    assert sorted(r[0] for r in rows(con, "SELECT store_id FROM stores")) == sorted(ids)
     assert list(report_frame(con)["store_id"]) == sorted(ids)
 
 

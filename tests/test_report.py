@@ -42,7 +42,7 @@ def test_csv_format_is_exactly_the_spec(sample):
     assert rows[0] == REPORT_COLUMNS
     body = rows[1:]
     assert len(body) == written.stores == con.execute(
-        "SELECT count(DISTINCT store_id) FROM polls"
+        "SELECT count(DISTINCT store_key) FROM polls"
     ).fetchall()[0][0]
     ids = [row[0] for row in body]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
@@ -98,7 +98,7 @@ def test_polls_after_as_of_never_change_the_report(sample, tmp_path):
         after = write_report_csv(cut, tmp_path / "after.csv", as_of=as_of)
     assert before.path.read_bytes() == after.path.read_bytes()
     assert before.stores == con.execute(
-        "SELECT count(DISTINCT store_id) FROM polls WHERE ts <= ?", [as_of]
+        "SELECT count(DISTINCT store_key) FROM polls WHERE ts <= ?", [as_of]
     ).fetchall()[0][0]
 
 

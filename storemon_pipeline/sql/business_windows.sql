@@ -1,23 +1,20 @@
 -- Each reported store's business time as merged UTC intervals over [$covers_from, $covers_to).
 -- Needs the temp table zone_offsets(timezone, valid_from, valid_to, utc_offset_sec).
 CREATE OR REPLACE TEMP TABLE computed_business_windows AS
-WITH stores AS (
-    SELECT DISTINCT store_id FROM polls
-),
-store_zones AS (
+WITH store_zones AS (
     -- a store without a valid zone is in the default zone
-    SELECT stores.store_id, coalesce(timezones.timezone, $default_timezone) AS timezone
+    SELECT stores.store_key, stores.store_id, coalesce(timezones.timezone, $default_timezone) AS timezone
     FROM stores
     LEFT JOIN timezones USING (store_id)
 ),
 weekly_hours AS (
-    SELECT store_id, day_of_week, start_sec, end_sec
+    SELECT store_zones.store_key, day_of_week, start_sec, end_sec
     FROM business_hours
-    SEMI JOIN stores USING (store_id)
+    JOIN store_zones USING (store_id)
     UNION ALL
     -- a store without business hours is open 24x7: a 24-hour window every day
-    SELECT stores.store_id, days.day_of_week, 0, 0
-    FROM stores
+    SELECT store_zones.store_key, days.day_of_week, 0, 0
+    FROM store_zones
     CROSS JOIN (SELECT range::TINYINT AS day_of_week FROM range(7)) AS days
     ANTI JOIN business_hours USING (store_id)
 ),
@@ -33,7 +30,7 @@ local_dates AS (
 local_windows AS (
     -- [start, end) in wall-clock time; end <= start runs overnight into the next date
     SELECT
-        weekly_hours.store_id,
+        weekly_hours.store_key,
         store_zones.timezone,
         local_dates.local_date + to_seconds(weekly_hours.start_sec) AS local_start,
         local_dates.local_date + to_seconds(
@@ -43,7 +40,7 @@ local_windows AS (
             END
         ) AS local_end
     FROM weekly_hours
-    JOIN store_zones USING (store_id)
+    JOIN store_zones USING (store_key)
     JOIN local_dates
         ON local_dates.timezone = store_zones.timezone
         AND local_dates.day_of_week = weekly_hours.day_of_week
@@ -72,7 +69,7 @@ utc_boundaries AS (
     GROUP BY boundaries.timezone, boundaries.local_time
 ),
 utc_windows AS (
-    SELECT local_windows.store_id, starts.utc_time AS window_start, ends.utc_time AS window_end
+    SELECT local_windows.store_key, starts.utc_time AS window_start, ends.utc_time AS window_end
     FROM local_windows
     JOIN utc_boundaries AS starts
         ON starts.timezone = local_windows.timezone AND starts.local_time = local_windows.local_start
@@ -86,7 +83,7 @@ ordered_windows AS (
     SELECT
         *,
         max(window_end) OVER (
-            PARTITION BY store_id ORDER BY window_start, window_end
+            PARTITION BY store_key ORDER BY window_start, window_end
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
         ) AS latest_end_before
     FROM utc_windows
@@ -96,11 +93,11 @@ islands AS (
     SELECT
         *,
         sum(CASE WHEN window_start <= latest_end_before THEN 0 ELSE 1 END) OVER (
-            PARTITION BY store_id ORDER BY window_start, window_end
+            PARTITION BY store_key ORDER BY window_start, window_end
             ROWS UNBOUNDED PRECEDING
         ) AS island
     FROM ordered_windows
 )
-SELECT store_id, min(window_start) AS window_start, max(window_end) AS window_end
+SELECT store_key, min(window_start) AS window_start, max(window_end) AS window_end
 FROM islands
-GROUP BY store_id, island;
+GROUP BY store_key, island;

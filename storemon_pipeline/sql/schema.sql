@@ -1,6 +1,13 @@
 -- Tables of the storemon DuckDB file. Times are UTC TIMESTAMPs (microseconds).
+-- Every store that has polls, with a small integer key: sorting and joining millions of polls
+-- on an integer is about twice as fast as on a 19-character text id.
+CREATE TABLE IF NOT EXISTS stores (
+    store_key INTEGER NOT NULL,
+    store_id  VARCHAR NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS polls (
-    store_id  VARCHAR   NOT NULL,
+    store_key INTEGER   NOT NULL,  -- stores.store_key
     ts        TIMESTAMP NOT NULL,
     is_active BOOLEAN   NOT NULL
 );
@@ -40,7 +47,7 @@ CREATE TABLE IF NOT EXISTS ingest_manifest (
 
 -- Business time as merged, non-overlapping UTC intervals [window_start, window_end) per store.
 CREATE TABLE IF NOT EXISTS business_windows (
-    store_id     VARCHAR   NOT NULL,
+    store_key    INTEGER   NOT NULL,  -- stores.store_key
     window_start TIMESTAMP NOT NULL,
     window_end   TIMESTAMP NOT NULL
 );
