@@ -43,7 +43,7 @@ class FileResult:
 
     file: str
     feed: str | None
-    status: str  # loaded | skipped (already loaded) | refused (unknown header)
+    status: str  # loaded | skipped (already loaded) | refused (unknown header, unreadable)
     rows_read: int = 0
     rows_loaded: int = 0
     rows_duplicate: int = 0
@@ -173,6 +173,8 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path) -> FileResult:
         feed, positions = recognise_feed(read_header(path))
     except UnknownFeedError as exc:
         return FileResult(name, None, "refused", message=str(exc))
+    except (OSError, EOFError) as exc:  # e.g. a .gz name on something that is not gzip
+        return FileResult(name, None, "refused", message=f"cannot be read: {exc}")
     sha = file_sha256(path)
     if already_loaded(con, feed, sha):
         return FileResult(name, feed, "skipped", message="this content is already loaded")
@@ -180,7 +182,11 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path) -> FileResult:
         _ensure_known_timezones(con)
 
     # Staging happens in temporary tables; only the writes below share one transaction.
-    _read_lines(con, path)
+    try:
+        _read_lines(con, path)
+    except duckdb.InvalidInputException as exc:
+        reason = str(exc).strip().splitlines()[0]
+        return FileResult(name, feed, "refused", message=f"cannot be read as CSV text: {reason}")
     con.execute(sql(f"ingest_check_{'hours' if feed == HOURS else feed}"), positions)
     rows_read, rows_valid = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE reason IS NULL) FROM ingest_checked"

@@ -131,7 +131,8 @@ def test_duplicate_polls_collapse_and_inactive_wins_in_any_file_order(tmp_path):
     for order in ([first, second], [second, first]):
         with connect(tmp_path / f"{order[0].stem}.duckdb") as con:
             results = ingest_paths(con, order)
-            tables.append(rows(con, "SELECT store_id, ts, is_active FROM polls JOIN stores USING (store_key) ORDER BY ALL"))
+            tables.append(rows(con, "SELECT store_id, ts, is_active FROM polls "
+                                    "JOIN stores USING (store_key) ORDER BY ALL"))
             assert sum(r.rows_duplicate for r in results) == 3
     assert tables[0] == tables[1] == [
         ("s", datetime(2023, 1, 22, 12), True),
@@ -242,3 +243,12 @@ def test_latin1_bytes_are_quarantined_not_fatal(con, tmp_path):
     )
     [result] = ingest_paths(con, [path])
     assert (result.rows_loaded, result.rejected) == (1, {"invalid_store_id": 1})
+
+
+def test_a_file_duckdb_cannot_read_as_text_is_refused_and_the_rest_loads(con, tmp_path):
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(b"store_id,status,timestamp_utc\n")  # named .gz but not gzip
+    good = write(tmp_path / "good.csv", POLLS_HEADER, "s,active,2023-01-22 12:00:00 UTC")
+    results = ingest_paths(con, [broken, good])
+    assert [r.status for r in results] == ["refused", "loaded"]
+    assert rows(con, "SELECT count(*) FROM ingest_manifest") == [(1,)]
