@@ -252,3 +252,20 @@ def test_a_file_duckdb_cannot_read_as_text_is_refused_and_the_rest_loads(con, tm
     results = ingest_paths(con, [broken, good])
     assert [r.status for r in results] == ["refused", "loaded"]
     assert rows(con, "SELECT count(*) FROM ingest_manifest") == [(1,)]
+
+
+def test_line_numbers_stay_exact_in_a_file_read_in_parallel_chunks(con, tmp_path):
+    """DuckDB reads big files in parallel; quarantined line numbers must still be exact."""
+    total = 400_000
+    bad_lines = {2, 123_457, 250_001, total + 1}
+    body = [
+        f"store{n % 997},{'bogus' if n + 2 in bad_lines else 'active'},"
+        f"2023-01-{1 + n % 28:02d} {n % 24:02d}:{n % 60:02d}:{n % 59:02d} UTC"
+        for n in range(total)
+    ]
+    path = write(tmp_path / "big.csv", POLLS_HEADER, *body)
+    [result] = ingest_paths(con, [path])
+    assert result.rows_read == total
+    found = rows(con, "SELECT line, raw FROM quarantine ORDER BY line")
+    assert [line for line, _ in found] == sorted(bad_lines)
+    assert all(raw == body[line - 2] for line, raw in found)
