@@ -122,14 +122,18 @@ def already_loaded(con: duckdb.DuckDBPyConnection, feed: str, sha: str) -> bool:
     return current is not None and current[0] == sha
 
 
-def _read_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Stage the file's lines; a file that is not UTF-8 is read as Latin-1 (values are ASCII)."""
+def _check_rows(
+    con: duckdb.DuckDBPyConnection, feed: str, path: Path, positions: dict[str, int]
+) -> None:
+    """Stage the file's rows in ``ingest_checked``, each valid or with its reason.
+
+    A file that is not UTF-8 is read as Latin-1: valid values are ASCII anyway, and the odd
+    bytes end up in the quarantine instead of failing the file.
+    """
+    query = sql(f"ingest_check_{'hours' if feed == HOURS else feed}")
     for encoding in ("utf-8", "latin-1"):
         try:
-            con.execute(
-                sql("ingest_lines"),
-                {"path": str(path), "no_delimiter": "\x00", "encoding": encoding},
-            )
+            con.execute(query, {"path": str(path), "encoding": encoding, **positions})
             return
         except duckdb.InvalidInputException as exc:
             if "unicode" not in str(exc).lower() or encoding == "latin-1":
@@ -137,12 +141,12 @@ def _read_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 def _ensure_known_timezones(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE TEMP TABLE IF NOT EXISTS known_timezones (timezone VARCHAR)")
-    if con.execute("SELECT count(*) FROM known_timezones").fetchone()[0] == 0:
-        con.executemany(
-            "INSERT INTO known_timezones VALUES (?)",
-            [[name] for name in sorted(zoneinfo.available_timezones())],
-        )
+    """The IANA names this Python knows, for validating the time-zone feed in SQL."""
+    con.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS known_timezones AS "
+        "SELECT unnest(?::VARCHAR[]) AS timezone",
+        [sorted(zoneinfo.available_timezones())],
+    )
 
 
 def _load_checked_rows(con: duckdb.DuckDBPyConnection, feed: str) -> int:
@@ -183,11 +187,10 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path) -> FileResult:
 
     # Staging happens in temporary tables; only the writes below share one transaction.
     try:
-        _read_lines(con, path)
+        _check_rows(con, feed, path, positions)
     except duckdb.InvalidInputException as exc:
         reason = str(exc).strip().splitlines()[0]
         return FileResult(name, feed, "refused", message=f"cannot be read as CSV text: {reason}")
-    con.execute(sql(f"ingest_check_{'hours' if feed == HOURS else feed}"), positions)
     rows_read, rows_valid = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE reason IS NULL) FROM ingest_checked"
     ).fetchone()
@@ -217,7 +220,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path) -> FileResult:
         con.rollback()
         raise
     finally:
-        for staging in ("ingest_lines", "ingest_checked", "incoming_polls"):
+        for staging in ("ingest_checked", "incoming_polls"):
             con.execute(f"DROP TABLE IF EXISTS {staging}")
     return FileResult(
         name, feed, "loaded", rows_read, rows_loaded, rows_duplicate, rejected

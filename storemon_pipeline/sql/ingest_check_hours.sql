@@ -12,7 +12,7 @@ WITH fields AS (
             AS start_parts,
         regexp_extract(trim_cell(cells[$end_pos]), '^(\d{1,2}):(\d{2})(?::(\d{2}))?$', ['h', 'm', 's'])
             AS end_parts
-    FROM ingest_lines
+    FROM csv_lines($path, $encoding)
 ),
 clock_parts AS (
     SELECT

@@ -9,7 +9,7 @@ WITH fields AS (
         trim_cell(cells[$store_id_pos]) AS store_id,
         cells[$status_pos] AS status_text,
         trim_cell(cells[$timestamp_pos]) AS ts_text
-    FROM ingest_lines
+    FROM csv_lines($path, $encoding)
 ),
 parsed AS (
     SELECT
@@ -19,19 +19,17 @@ parsed AS (
             WHEN 'inactive' THEN false
             ELSE CASE lower(trim_cell(status_text)) WHEN 'active' THEN true WHEN 'inactive' THEN false END
         END AS is_active,
-        coalesce(
-            try_strptime(ts_text, [
-                '%Y-%m-%d %H:%M:%S.%f UTC', '%Y-%m-%d %H:%M:%S UTC',
-                '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%dT%H:%M:%SZ',
-                '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%d %H:%M:%S',
-                '%Y-%m-%dT%H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S'
-            ]),
-            -- an explicit offset (+00:00, or any other) is converted to UTC
-            timezone('UTC', try_strptime(ts_text, [
-                '%Y-%m-%dT%H:%M:%S.%f%z', '%Y-%m-%dT%H:%M:%S%z',
-                '%Y-%m-%d %H:%M:%S.%f%z', '%Y-%m-%d %H:%M:%S%z'
-            ]))
-        ) AS ts
+        -- a plain cast is the fast parser; the pattern keeps it strict (no date-only values),
+        -- and an explicit non-UTC offset is converted to UTC
+        CASE
+            WHEN NOT regexp_full_match(
+                ts_text,
+                '\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?( ?UTC| ?utc|Z|[+-]\d{2}(:?\d{2})?)?'
+            ) THEN NULL
+            WHEN regexp_matches(ts_text, '[+-]\d{2}(:?\d{2})?$')
+                THEN timezone('UTC', try_cast(ts_text AS TIMESTAMPTZ))
+            ELSE try_cast(ts_text AS TIMESTAMP)
+        END AS ts
     FROM fields
 )
 SELECT

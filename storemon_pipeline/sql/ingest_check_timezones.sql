@@ -10,7 +10,7 @@ WITH fields AS (
         len(cells) = 2 AS right_field_count,
         trim_cell(cells[$store_id_pos]) AS store_id,
         trim_cell(cells[$timezone_pos]) AS timezone
-    FROM ingest_lines
+    FROM csv_lines($path, $encoding)
 ),
 checked AS (
     SELECT

@@ -14,15 +14,26 @@ JOIN stores USING (store_id)
 WHERE ingest_checked.reason IS NULL
 GROUP BY stores.store_key, ingest_checked.ts;
 
+-- Poll files usually cover a few hours: comparing only with stored polls in that time range
+-- lets DuckDB skip most of a large table (min/max of each row group).
+SET VARIABLE incoming_from = (SELECT min(ts) FROM incoming_polls);
+SET VARIABLE incoming_to = (SELECT max(ts) FROM incoming_polls);
+
 UPDATE polls
 SET is_active = false
 FROM incoming_polls AS incoming
 WHERE polls.store_key = incoming.store_key
   AND polls.ts = incoming.ts
+  AND polls.ts BETWEEN getvariable('incoming_from') AND getvariable('incoming_to')
   AND polls.is_active
   AND NOT incoming.is_active;
 
 INSERT INTO polls
 SELECT incoming.store_key, incoming.ts, incoming.is_active
 FROM incoming_polls AS incoming
-ANTI JOIN polls ON polls.store_key = incoming.store_key AND polls.ts = incoming.ts;
+ANTI JOIN (
+    SELECT store_key, ts
+    FROM polls
+    WHERE ts BETWEEN getvariable('incoming_from') AND getvariable('incoming_to')
+) AS stored
+    ON stored.store_key = incoming.store_key AND stored.ts = incoming.ts;
