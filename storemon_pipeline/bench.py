@@ -8,7 +8,6 @@ engine is from the cheapest thing that could possibly work on this machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -74,8 +73,10 @@ def ensure_dataset(scale: float, folder: Path, out: Out = print) -> dict:
     )
     info["params"] = params
     manifest.write_text(json.dumps(info, indent=2))
-    out(f"generated {info['polls']:,} polls ({info['bytes'] / 1e6:,.0f} MB) "
-        f"in {info['seconds']:.1f} s")
+    out(
+        f"generated {info['polls']:,} polls ({info['bytes'] / 1e6:,.0f} MB) "
+        f"in {info['seconds']:.1f} s"
+    )
     return info
 
 
@@ -89,7 +90,7 @@ def phase_floor(db_path: str, *poll_files: str) -> dict:
     con = duckdb.connect(db_path)
     began = time.perf_counter()
     con.execute(
-        """
+        r"""
         CREATE TABLE polls AS
         SELECT store_id,
                lower(trim(status)) = 'active' AS active,
@@ -180,8 +181,15 @@ def run_child(name: str, args: list[str], run_dir: Path) -> dict:
     result_path = run_dir / f"{name}.json"
     log_path = run_dir / f"{name}.log"
     result_path.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "storemon_pipeline.bench", "_phase", name,
-               str(result_path), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "storemon_pipeline.bench",
+        "_phase",
+        name,
+        str(result_path),
+        *args,
+    ]
     began = time.perf_counter()
     with open(log_path, "wb") as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -253,8 +261,10 @@ def run_bench(scale: float = 1.0, cache_dir: Path | None = None, out: Out = prin
         "windows": [str(db)],
         "report": [str(db), str(run_dir / "report.csv")],
     }
-    out(f"{info['stores']:,} stores, {info['polls']:,} polls in {len(info['poll_files'])} "
-        f"file(s), {info['bytes'] / 1e6:,.0f} MB of CSV; {os.cpu_count()} CPUs")
+    out(
+        f"{info['stores']:,} stores, {info['polls']:,} polls in {len(info['poll_files'])} "
+        f"file(s), {info['bytes'] / 1e6:,.0f} MB of CSV; {os.cpu_count()} CPUs"
+    )
     rows = []
     for name in PHASES:
         row = run_child(name, arguments[name], run_dir)
@@ -298,17 +308,23 @@ def _print_table(rows: list[dict], bars: list[dict], info: dict, out: Out) -> No
     out(f"{'phase':<9} {'seconds':>8} {'peak RSS MB':>12} {'x floor':>8}  detail")
     for row in rows:
         detail = row.get("error") or row.get("detail", "")
-        out(f"{row['phase']:<9} {_fmt(row['seconds'], '8.2f')} "
-            f"{row['peak_rss_mb']:>12.0f} {_fmt(row['x_floor'], '8.2f')}  {detail}")
+        out(
+            f"{row['phase']:<9} {_fmt(row['seconds'], '8.2f')} "
+            f"{row['peak_rss_mb']:>12.0f} {_fmt(row['x_floor'], '8.2f')}  {detail}"
+        )
     loaded = next((r.get("rows") for r in rows if r["phase"] == "ingest"), None)
     reported = next((r.get("rows") for r in rows if r["phase"] == "report"), None)
     out("")
-    out(f"polls generated {info['polls']:,}; loaded {_fmt(loaded, ',')}; "
-        f"stores {info['stores']:,}; reported {_fmt(reported, ',')}")
+    out(
+        f"polls generated {info['polls']:,}; loaded {_fmt(loaded, ',')}; "
+        f"stores {info['stores']:,}; reported {_fmt(reported, ',')}"
+    )
     for bar in bars:
         verdict = "PASS" if bar["passed"] else "FAIL"
-        out(f"bar: {bar['bar']:<30} {_fmt(bar['value'], '10.2f')} {bar['unit']:<2} "
-            f"< {bar['limit']:.0f} {bar['unit']:<2}  {verdict}")
+        out(
+            f"bar: {bar['bar']:<30} {_fmt(bar['value'], '10.2f')} {bar['unit']:<2} "
+            f"< {bar['limit']:.0f} {bar['unit']:<2}  {verdict}"
+        )
 
 
 def _save_results(folder: Path, scale: float, rows: list[dict], bars: list[dict]) -> None:
@@ -331,23 +347,22 @@ def _print_scaling(
             continue
         bar = _bar(f"{name} time vs last 1x run", now / then, scale, "x")
         bars.append(bar)
-        out(f"bar: {bar['bar']:<30} {bar['value']:10.2f} x  < {scale:g} x   "
-            f"{'PASS' if bar['passed'] else 'FAIL'}")
+        out(
+            f"bar: {bar['bar']:<30} {bar['value']:10.2f} x  < {scale:g} x   "
+            f"{'PASS' if bar['passed'] else 'FAIL'}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry of a phase's child process: ``python -m storemon_pipeline.bench _phase NAME ...``
+    (the benchmark itself is ``storemon bench``)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_phase"]:
-        name, result_path, *args = argv[1:]
-        result = PHASE_FUNCTIONS[name](*args)
-        result["peak_rss_mb"] = own_peak_rss_mb()
-        Path(result_path).write_text(json.dumps(result))
-        return
-    parser = argparse.ArgumentParser(description="storemon benchmark (SPEC §4 bars)")
-    parser.add_argument("--scale", type=float, default=1.0, help="1 = 14,000 stores, 8 days")
-    parser.add_argument("--cache-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    run_bench(args.scale, args.cache_dir)
+    if argv[:1] != ["_phase"]:
+        raise SystemExit("usage: storemon bench [--scale K]")
+    name, result_path, *args = argv[1:]
+    result = PHASE_FUNCTIONS[name](*args)
+    result["peak_rss_mb"] = own_peak_rss_mb()
+    Path(result_path).write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

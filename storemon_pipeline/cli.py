@@ -68,21 +68,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from storemon_pipeline.generate import generate_dataset
+    from storemon_pipeline.generate import build_sample, generate_dataset
 
-    started = time.perf_counter()
-    info = generate_dataset(
-        args.out, stores=args.stores, days=args.days, seed=args.seed, poll_files=args.poll_files
+    if args.sample:
+        info = build_sample(progress=print)
+    elif args.out is None:
+        print("storemon generate: give --out DIR (or --sample)", file=sys.stderr)
+        return 2
+    else:
+        info = generate_dataset(
+            args.out, stores=args.stores, days=args.days, seed=args.seed,
+            poll_files=args.poll_files, progress=print,
+        )
+    print(
+        f"{info['polls']:,} polls of {info['stores']:,} stores "
+        f"({info['inactive_share']:.1%} inactive), {info['bytes'] / 1e6:.1f} MB "
+        f"in {info['seconds']:.1f} s"
     )
-    print(f"generated {info} in {time.perf_counter() - started:.1f} s")
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from storemon_pipeline.bench import run_bench
 
-    run_bench(scale=args.scale)
+    run_bench(scale=args.scale, cache_dir=args.cache_dir)
     return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from storemon_pipeline.up import run_up
+
+    return run_up(dagster_port=args.dagster_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     generate = commands.add_parser("generate", help="make a realistic data set at any scale")
-    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--out", type=Path, help="folder for the generated CSV files")
+    generate.add_argument(
+        "--sample", action="store_true", help="rebuild the sample polls in data/ instead"
+    )
     generate.add_argument("--stores", type=int, default=14_000)
     generate.add_argument("--days", type=int, default=8)
     generate.add_argument("--seed", type=int, default=0)
@@ -114,7 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure ingest and report against a floor")
     bench.add_argument("--scale", type=float, default=1.0, help="1 = ~14,000 stores, 1.85 M polls")
+    bench.add_argument("--cache-dir", type=Path, help="where generated data sets are kept")
     bench.set_defaults(func=cmd_bench)
+
+    up = commands.add_parser(
+        "up", help="the whole product: ingest the sample if empty, then the Dagster UI and daemon"
+    )
+    up.add_argument("--dagster-port", type=int, default=3000, help="Dagster UI port on 127.0.0.1")
+    up.set_defaults(func=cmd_up)
 
     for sub in (ingest, report, demo):
         sub.add_argument(

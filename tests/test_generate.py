@@ -1,0 +1,182 @@
+"""The data generator: realistic, messy in the ways real feeds are, and reproducible."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from storemon_pipeline import generate
+from storemon_pipeline.bench import dataset_params, phase_floor
+from storemon_pipeline.settings import SAMPLE_DATA_DIR
+
+STORE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def read_text_csv(path: Path | str) -> pd.DataFrame:
+    """A CSV with every cell as text, exactly as written (no trimming, no type guessing)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def polls_of(info: dict) -> pd.DataFrame:
+    return pd.concat([read_text_csv(path) for path in info["poll_files"]], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """300 stores over 2 days in 2 poll files."""
+    return generate.generate_dataset(
+        tmp_path_factory.mktemp("small"), stores=300, days=2, seed=7, poll_files=2
+    )
+
+
+def test_same_seed_same_bytes_other_seed_other_data(small: dict, tmp_path: Path) -> None:
+    again = generate.generate_dataset(tmp_path / "a", stores=300, days=2, seed=7, poll_files=2)
+    other = generate.generate_dataset(tmp_path / "b", stores=300, days=2, seed=8, poll_files=2)
+    for key in ("menu_hours", "timezones"):
+        assert Path(small[key]).read_bytes() == Path(again[key]).read_bytes()
+    for mine, theirs in zip(small["poll_files"], again["poll_files"], strict=True):
+        assert Path(mine).read_bytes() == Path(theirs).read_bytes()
+    assert Path(small["poll_files"][0]).read_bytes() != Path(other["poll_files"][0]).read_bytes()
+
+
+def test_headers(small: dict) -> None:
+    def header(path: str) -> str:
+        return Path(path).read_text().splitlines()[0]
+
+    assert header(small["menu_hours"]) == "store_id,day,start_time_local,end_time_local"
+    assert header(small["timezones"]) == "store_id,timezone_str"
+    assert [Path(p).name for p in small["poll_files"]] == [
+        "store_status_000.csv",
+        "store_status_001.csv",
+    ]
+    for path in small["poll_files"]:
+        assert header(path) == "store_id,status,timestamp_utc"
+
+
+def test_roughly_hourly_polls_in_the_period(small: dict) -> None:
+    polls = polls_of(small)
+    assert len(polls) == small["polls"]
+    ts = pd.to_datetime(polls["timestamp_utc"].str.removesuffix(" UTC"), utc=True, format="ISO8601")
+    assert ts.min() >= pd.Timestamp("2023-01-18", tz="UTC")
+    assert ts.max() < pd.Timestamp("2023-01-20", tz="UTC")
+    per_store_hour = polls.groupby([polls["store_id"], ts.dt.floor("h")]).size()
+    assert per_store_hour.max() == 1
+    assert 0.55 < len(polls) / (300 * 48) < 0.85
+    assert polls["store_id"].nunique() == 300
+
+
+def test_poll_files_are_consecutive_time_slices(small: dict) -> None:
+    first, second = (
+        pd.to_datetime(
+            read_text_csv(path)["timestamp_utc"].str.removesuffix(" UTC"),
+            utc=True,
+            format="ISO8601",
+        )
+        for path in small["poll_files"]
+    )
+    assert first.max() < second.min()
+
+
+def test_mixed_timestamp_forms_and_status_spellings(small: dict) -> None:
+    stamps = polls_of(small)["timestamp_utc"]
+    forms = {
+        "fraction UTC": r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{1,6} UTC$",
+        "seconds UTC": r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$",
+        "ISO Z": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$",
+        "+00:00": r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,6})?\+00:00$",
+    }
+    counts = {name: int(stamps.str.match(pattern).sum()) for name, pattern in forms.items()}
+    assert sum(counts.values()) == len(stamps), "every stamp has one of the known forms"
+    assert counts["fraction UTC"] > 0.8 * len(stamps)
+    assert all(n > 0 for n in counts.values()), counts
+
+    statuses = polls_of(small)["status"]
+    assert set(statuses.str.strip().str.lower()) == {"active", "inactive"}
+    assert statuses.isin(["active", "inactive"]).mean() > 0.98
+    assert not statuses.isin(["active", "inactive"]).all(), "some odd case or whitespace"
+    inactive = (statuses.str.strip().str.lower() == "inactive").mean()
+    assert 0.02 < inactive < 0.15
+
+
+def test_rows_are_shuffled(small: dict) -> None:
+    polls = read_text_csv(small["poll_files"][0])
+    ts = pd.to_datetime(polls["timestamp_utc"].str.removesuffix(" UTC"), utc=True, format="ISO8601")
+    assert not ts.is_monotonic_increasing
+    # consecutive rows seldom belong to the same store
+    assert (polls["store_id"] == polls["store_id"].shift()).mean() < 0.05
+
+
+def test_hours_and_zones_come_from_the_real_data(small: dict) -> None:
+    polls, hours = polls_of(small), read_text_csv(small["menu_hours"])
+    zones = read_text_csv(small["timezones"])
+    stores = set(polls["store_id"])
+    assert set(hours["store_id"]) <= stores and set(zones["store_id"]) <= stores
+    real_hours = read_text_csv(SAMPLE_DATA_DIR / "menu_hours.csv")
+    real_rows = set(real_hours[["day", "start_time_local", "end_time_local"]].itertuples(False))
+    assert set(hours[["day", "start_time_local", "end_time_local"]].itertuples(False)) <= real_rows
+    real_zones = set(read_text_csv(SAMPLE_DATA_DIR / "timezones.csv")["timezone_str"])
+    assert set(zones["timezone_str"]) <= real_zones
+    without_hours = 1 - hours["store_id"].nunique() / len(stores)
+    assert 0.1 < without_hours < 0.35
+    assert len(zones) < len(stores), "some stores have no time zone"
+    assert small["stores_without_timezone"] == len(stores) - len(zones)
+
+
+def test_ids_are_text_and_some_are_huge_or_uuids(small: dict) -> None:
+    ids = read_text_csv(small["timezones"])["store_id"]
+    assert ids.map(lambda s: bool(STORE_ID.match(s))).all()
+    fresh = generate._new_ids(20_000, np.random.default_rng(1), taken=set())
+    assert len(set(fresh)) == len(fresh)
+    is_uuid = np.array([bool(UUID.match(s)) for s in fresh])
+    numbers = [int(s) for s in fresh[~is_uuid]]
+    assert 0.005 < is_uuid.mean() < 0.02
+    assert 0.05 < np.mean([n >= 2**63 for n in numbers]) < 0.11
+    assert np.mean([len(str(n)) == 19 for n in numbers]) > 0.85
+
+
+def test_real_ids_subset_keeps_rare_cases(tmp_path: Path) -> None:
+    info = generate.generate_dataset(tmp_path, stores=200, days=1, seed=3, real_ids=True)
+    stores = set(polls_of(info)["store_id"])
+    real_zones = read_text_csv(SAMPLE_DATA_DIR / "timezones.csv")
+    real_hours = read_text_csv(SAMPLE_DATA_DIR / "menu_hours.csv")
+    assert stores <= set(real_zones["store_id"]) | set(real_hours["store_id"])
+    ours = read_text_csv(info["menu_hours"])
+    theirs = real_hours[real_hours["store_id"].isin(stores)]
+    assert len(ours) == len(theirs)
+    assert info["stores_without_timezone"] > 0
+    zones = real_zones[real_zones["store_id"].isin(stores)]["timezone_str"]
+    assert zones.nunique() >= 5
+    with pytest.raises(ValueError):
+        generate.generate_dataset(tmp_path / "too-many", stores=10**6, days=1, real_ids=True)
+
+
+def test_sample_in_data_folder_is_what_the_generator_makes(tmp_path: Path) -> None:
+    """``python -m storemon_pipeline.generate --sample`` rebuilds the committed sample."""
+    shipped = SAMPLE_DATA_DIR / generate.SAMPLE_POLLS
+    rebuilt = generate.build_sample(tmp_path)
+    assert gzip.decompress(shipped.read_bytes()) == gzip.decompress(
+        Path(rebuilt["poll_files"][0]).read_bytes()
+    )
+    bad = SAMPLE_DATA_DIR / generate.SAMPLE_BAD_ROWS
+    assert bad.read_text() == Path(rebuilt["bad_rows"]).read_text()
+    assert bad.read_text().startswith("store_id,status,timestamp_utc\n")
+    assert rebuilt["stores"] == 1500 and shipped.stat().st_size < 5_000_000
+
+
+def test_floor_phase_reads_every_form(small: dict, tmp_path: Path) -> None:
+    result = phase_floor(str(tmp_path / "floor.duckdb"), *small["poll_files"])
+    assert result["rows"] == small["polls"] and result["stores"] == 300
+    con = duckdb.connect(str(tmp_path / "floor.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM polls WHERE ts IS NULL").fetchone()[0] == 0
+
+
+def test_bench_scales() -> None:
+    assert dataset_params(1)["stores"] == 14_000 and dataset_params(1)["poll_files"] == 1
+    assert dataset_params(10)["stores"] == 140_000 and dataset_params(10)["poll_files"] == 10
