@@ -1,0 +1,358 @@
+"""A brute-force oracle for storemon reports, written from SPEC §2 alone.
+
+It shares no code or logic with ``storemon_pipeline``. Time is sampled, not reasoned about:
+
+* Wall clocks: for every UTC second of a generous range, pandas gives the store's wall-clock
+  reading; a running maximum of it answers "the first UTC second at which the wall clock reads
+  L or later" for any local time L by a binary search. Window boundaries are whole seconds and
+  time-zone transitions happen on whole seconds, so this is exact.
+* Business time is the union of the store's windows, kept as a boolean per half-second.
+* Each half-second ``s`` of business time takes the status of the nearest usable poll, compared
+  sample by sample (equal distance: the later poll). Polls are on whole seconds, so midpoints
+  fall on multiples of half a second and every half-second cell has one nearest poll all
+  through: sampling cells at their left edge is exact (not merely within a tolerance).
+
+All instants inside are integers: Unix seconds (``int``) or, for the sampled grid, half-seconds.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_ZONE = "America/Chicago"
+DAY = 86_400
+HOUR = 3_600
+WEEK = 7 * DAY
+COLUMNS = [
+    "store_id",
+    "uptime_last_hour",
+    "uptime_last_day",
+    "uptime_last_week",
+    "downtime_last_hour",
+    "downtime_last_day",
+    "downtime_last_week",
+]
+
+
+@dataclass
+class StoreCase:
+    """One store as a user would describe it.
+
+    ``hours``: rows ``(day, start, end)``; day 0 = Monday; times ``HH:MM[:SS]``, end may be
+    ``24:00[:00]``. No (valid) rows: open 24x7; invalid rows are written to the feed, must be
+    quarantined by the engine, and are ignored here. ``zone``: IANA name, ``None`` (no row) or
+    an invalid name: both mean America/Chicago. ``polls``: ``(utc datetime, active)``; naive = UTC.
+    """
+
+    store_id: str
+    hours: list[tuple[int | str, str, str]] = field(default_factory=list)
+    zone: str | None = None
+    polls: list[tuple[datetime, bool]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- conversions
+
+
+def to_unix(instant: datetime) -> int:
+    """Unix seconds of a datetime (naive = UTC); must be a whole second."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    delta = instant - datetime(1970, 1, 1, tzinfo=UTC)
+    if delta.microseconds:
+        raise ValueError(f"oracle instants must be whole seconds: {instant!r}")
+    return delta.days * DAY + delta.seconds
+
+
+def from_unix(seconds: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=int(seconds))
+
+
+def parse_local_time(text: str, *, is_end: bool) -> int:
+    """Seconds after local midnight of ``HH:MM[:SS]``; ``24:00[:00]`` only as an end."""
+    parts = text.strip().split(":")
+    if len(parts) not in (2, 3) or not all(p.isdigit() and len(p) == 2 for p in parts):
+        raise ValueError(f"bad local time {text!r}")
+    h, m = int(parts[0]), int(parts[1])
+    s = int(parts[2]) if len(parts) == 3 else 0
+    if h == 24 and m == 0 and s == 0 and is_end:
+        return DAY
+    if not (h < 24 and m < 60 and s < 60):
+        raise ValueError(f"bad local time {text!r}")
+    return h * HOUR + m * 60 + s
+
+
+def valid_hours(hours: Iterable[tuple[object, str, str]]) -> list[tuple[int, int, int]]:
+    """(day, start s, end s) of the valid rows; invalid ones are quarantined and do not count."""
+    valid = []
+    for day, start_text, end_text in hours:
+        try:
+            start = parse_local_time(start_text, is_end=False)
+            end = parse_local_time(end_text, is_end=True)
+            day_number = int(str(day).strip())
+        except ValueError:
+            continue
+        if 0 <= day_number <= 6:
+            valid.append((day_number, start, end))
+    return valid
+
+
+def resolve_zone(zone: str | None) -> str:
+    if zone is None:
+        return DEFAULT_ZONE
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return DEFAULT_ZONE
+    return zone
+
+
+# ----------------------------------------------------------------------------- wall clocks
+
+
+@lru_cache(maxsize=16)
+def _wall_clock(zone: str, first_day: int, last_day: int) -> tuple[int, np.ndarray]:
+    """(first UTC second g, running max of wall-clock seconds - g) for UTC days [first, last).
+
+    Kept relative to g as int32 (7 MB for 20 days) so a few zones stay cached.
+    """
+    start = first_day * DAY
+    n = (last_day - first_day) * DAY
+    utc = pd.date_range(start=pd.Timestamp(start, unit="s", tz="UTC"), periods=n, freq="s")
+    wall_ns = utc.tz_convert(zone).tz_localize(None).asi8
+    wall = (wall_ns // 1_000_000_000 - start).astype(np.int32)
+    running = np.maximum.accumulate(wall)
+    running.flags.writeable = False
+    return start, running
+
+
+def local_to_utc(zone: str, local_seconds: np.ndarray, first_day: int, last_day: int) -> np.ndarray:
+    """min{u : wall(u) >= L} for each local wall time L (naive "Unix" seconds of the wall).
+
+    The grid is aligned to 4-day blocks so that nearby as-of instants share it.
+    """
+    first_day -= first_day % 4
+    last_day += -last_day % 4
+    start, running = _wall_clock(zone, first_day, last_day)
+    idx = np.searchsorted(running, np.asarray(local_seconds, dtype=np.int64) - start, side="left")
+    if np.any(idx == 0) or np.any(idx >= len(running)):
+        raise AssertionError("oracle wall-clock grid does not cover the local times asked")
+    return start + idx.astype(np.int64)
+
+
+def business_intervals(
+    hours: Sequence[tuple[int, str, str]], zone: str | None, lo: int, hi: int
+) -> np.ndarray | None:
+    """Windows (UTC second intervals [a, b)) that may touch [lo, hi); None = open 24x7.
+
+    The intervals may overlap and are not clipped to [lo, hi).
+    """
+    hours = valid_hours(hours)
+    if not hours:
+        return None
+    zone = resolve_zone(zone)
+    # A window starting on local date D lies within local [D 00:00, D + 2 00:00), and local
+    # dates differ from UTC dates by at most one; the wall clock from UTC by under 15 hours.
+    first_date = lo // DAY - 2
+    last_date = hi // DAY + 1
+    dates = np.arange(first_date, last_date + 1)
+    weekdays = (dates + 3) % 7  # 1970-01-01 was a Thursday (weekday 3)
+    starts, ends = [], []
+    for day, start, end in hours:
+        on = dates[weekdays == day]
+        starts.append(on * DAY + start)
+        ends.append(on * DAY + end if end > start else (on + 1) * DAY + end)
+    local_a = np.concatenate(starts)
+    local_b = np.concatenate(ends)
+    grid_first, grid_last = first_date - 1, last_date + 3
+    a = local_to_utc(zone, local_a, grid_first, grid_last)
+    b = local_to_utc(zone, local_b, grid_first, grid_last)
+    return np.stack([a, b], axis=1)
+
+
+def _in_business(intervals: np.ndarray | None, instants: np.ndarray) -> np.ndarray:
+    if intervals is None:
+        return np.ones(len(instants), dtype=bool)
+    if len(instants) == 0 or len(intervals) == 0:
+        return np.zeros(len(instants), dtype=bool)
+    a = intervals[:, 0][:, None]
+    b = intervals[:, 1][:, None]
+    return np.any((a <= instants[None, :]) & (instants[None, :] < b), axis=0)
+
+
+def _business_mask(intervals: np.ndarray | None, lo: int, hi: int) -> np.ndarray:
+    """Boolean per UTC second of [lo, hi): inside the union of the windows."""
+    n = hi - lo
+    if intervals is None:
+        return np.ones(n, dtype=bool)
+    a = np.clip(intervals[:, 0], lo, hi) - lo
+    b = np.clip(intervals[:, 1], lo, hi) - lo
+    keep = b > a
+    depth = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(depth, a[keep], 1)
+    np.add.at(depth, b[keep], -1)
+    return np.cumsum(depth[:n]) > 0
+
+
+# ----------------------------------------------------------------------------- polls
+
+
+def usable_polls(store: StoreCase, as_of: int, intervals: np.ndarray | None):
+    """(sorted unique poll seconds, active flags): polls <= T, in-hours if any, else all."""
+    if not store.polls:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    times = np.array([to_unix(t) for t, _ in store.polls], dtype=np.int64)
+    active = np.array([bool(a) for _, a in store.polls], dtype=bool)
+    keep = times <= as_of
+    times, active = times[keep], active[keep]
+    if len(times) == 0:
+        return times, active
+    # One poll per instant; inactive wins.
+    uniq, inverse = np.unique(times, return_inverse=True)
+    all_active = np.ones(len(uniq), dtype=bool)
+    np.logical_and.at(all_active, inverse, active)
+    inside = _in_business(intervals, uniq)
+    if inside.any():
+        return uniq[inside], all_active[inside]
+    return uniq, all_active
+
+
+def nearest_status(poll_half: np.ndarray, poll_active: np.ndarray, samples: np.ndarray):
+    """Status of the nearest poll for each sample (same units); a tie goes to the later poll."""
+    n = len(poll_half)
+    idx = np.searchsorted(poll_half, samples, side="right")  # polls <= sample
+    prev = np.clip(idx - 1, 0, n - 1)
+    nxt = np.clip(idx, 0, n - 1)
+    d_prev = samples - poll_half[prev]
+    d_next = poll_half[nxt] - samples
+    use_prev = (idx == n) | ((idx > 0) & (d_prev < d_next))
+    return np.where(use_prev, poll_active[prev], poll_active[nxt])
+
+
+# ----------------------------------------------------------------------------- report
+
+
+@dataclass
+class StoreResult:
+    store_id: str
+    up_seconds: dict[int, float]
+    down_seconds: dict[int, float]
+    usable_polls: int
+    fallback: bool
+
+    def row(self) -> dict[str, object]:
+        return {
+            "store_id": self.store_id,
+            "uptime_last_hour": self.up_seconds[HOUR] / 60,
+            "uptime_last_day": self.up_seconds[DAY] / 3600,
+            "uptime_last_week": self.up_seconds[WEEK] / 3600,
+            "downtime_last_hour": self.down_seconds[HOUR] / 60,
+            "downtime_last_day": self.down_seconds[DAY] / 3600,
+            "downtime_last_week": self.down_seconds[WEEK] / 3600,
+        }
+
+
+def store_result(store: StoreCase, as_of: datetime | int) -> StoreResult | None:
+    """Seconds up/down per period for one store, or None if it has no poll <= T."""
+    t = as_of if isinstance(as_of, int) else to_unix(as_of)
+    lo = t - WEEK
+    poll_times = [to_unix(p) for p, _ in store.polls]
+    # Business time is needed from the earliest poll (for "in hours"); starting at least
+    # 9 days back keeps the wall-clock grid shared by the stores of one example.
+    earliest = min([t - 9 * DAY, *[p for p in poll_times if p <= t]])
+    intervals = business_intervals(store.hours, store.zone, earliest, t)
+    times, active = usable_polls(store, t, intervals)
+    if len(times) == 0:
+        return None
+    fallback = intervals is not None and not _in_business(intervals, times).any()
+    business = _business_mask(intervals, lo, t)
+    business_half = np.repeat(business, 2)  # half-second cells of [T-7d, T)
+    samples = 2 * lo + np.flatnonzero(business_half)
+    status = nearest_status(2 * times, active, samples)
+    up, down = {}, {}
+    for period in (HOUR, DAY, WEEK):
+        recent = samples >= 2 * (t - period)
+        up[period] = np.count_nonzero(status & recent) / 2
+        down[period] = np.count_nonzero(~status & recent) / 2
+    return StoreResult(store.store_id, up, down, len(times), fallback)
+
+
+def oracle_report(stores: Iterable[StoreCase], as_of: datetime | int) -> pd.DataFrame:
+    """The report frame (unrounded; hour in minutes, day/week in hours), sorted by store_id."""
+    return report_from_results(store_result(store, as_of) for store in stores)
+
+
+def report_from_results(results: Iterable[StoreResult | None]) -> pd.DataFrame:
+    rows = [result.row() for result in results if result is not None]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.sort_values("store_id", kind="stable").reset_index(drop=True)
+
+
+def latest_poll(stores: Iterable[StoreCase]) -> datetime:
+    """The default T: the latest poll of any store."""
+    return from_unix(max(to_unix(p) for s in stores for p, _ in s.polls))
+
+
+
+# ----------------------------------------------------------------------------- feeds
+
+POLL_FORMATS = (
+    "{:%Y-%m-%d %H:%M:%S} UTC",
+    "{:%Y-%m-%d %H:%M:%S}.000000 UTC",
+    "{:%Y-%m-%dT%H:%M:%SZ}",
+    "{:%Y-%m-%dT%H:%M:%S}+00:00",
+)
+
+
+def write_feeds(
+    stores: Sequence[StoreCase],
+    folder: Path | str,
+    *,
+    poll_files: int = 1,
+    seed: int = 0,
+) -> dict[str, list]:
+    """Write the three CSV feeds a user would drop in; returns {"polls": [...], ...} paths.
+
+    Polls are spread over ``poll_files`` files (row i goes to file i % n) in a shuffled order,
+    with the documented timestamp formats and status spellings mixed.
+    """
+    rng = random.Random(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    poll_rows = []
+    for store in stores:
+        for instant, active in store.polls:
+            utc = from_unix(to_unix(instant)).replace(tzinfo=None)
+            status = rng.choice(("active", "Active", " ACTIVE") if active else
+                                ("inactive", "Inactive", "INACTIVE "))
+            poll_rows.append(f"{store.store_id},{status},{rng.choice(POLL_FORMATS).format(utc)}")
+    rng.shuffle(poll_rows)
+    paths: dict[str, list] = {"polls": [], "hours": [], "timezones": []}
+    for i in range(poll_files):
+        path = folder / f"store_status_{i}.csv"
+        path.write_text("store_id,status,timestamp_utc\n" + "".join(
+            row + "\n" for row in poll_rows[i::poll_files]))
+        paths["polls"].append(path)
+    hour_rows = [
+        f"{store.store_id},{day},{start},{end}\n"
+        for store in stores
+        for day, start, end in store.hours
+    ]
+    rng.shuffle(hour_rows)
+    path = folder / "menu_hours.csv"
+    path.write_text("store_id,dayOfWeek,start_time_local,end_time_local\n" + "".join(hour_rows))
+    paths["hours"].append(path)
+    zone_rows = [f"{s.store_id},{s.zone}\n" for s in stores if s.zone is not None]
+    rng.shuffle(zone_rows)
+    path = folder / "timezones.csv"
+    path.write_text("store_id,timezone_str\n" + "".join(zone_rows))
+    paths["timezones"].append(path)
+    return paths
