@@ -22,11 +22,15 @@ def _instant(text: str) -> datetime:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from storemon_pipeline.db import connect
     from storemon_pipeline.ingest import ingest_paths
+    from storemon_pipeline.report import latest_poll
+    from storemon_pipeline.state import write_latest_poll
 
     settings = get_settings()
     started = time.perf_counter()
     with connect(settings.duckdb_path, wait_seconds=args.wait) as con:
         results = ingest_paths(con, args.paths, progress=lambda r: print(r.summary(), flush=True))
+        # the REST API and the sensors read it instead of opening DuckDB
+        write_latest_poll(settings.state_dir, latest_poll(con))
     refused = [r for r in results if r.status == "refused"]
     print(
         f"{len(results)} file(s) in {time.perf_counter() - started:.2f} s into "
@@ -37,7 +41,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from storemon_pipeline.db import connect
-    from storemon_pipeline.report import NoPollsError, write_report_csv
+    from storemon_pipeline.report import NoPollsError, result_summary, write_report_csv
 
     settings = get_settings()
     started = time.perf_counter()
@@ -48,15 +52,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         except NoPollsError as exc:
             print(f"storemon report: {exc}", file=sys.stderr)
             return 1
-        summary = con.execute(
-            "SELECT count(*) FILTER (WHERE business_week_us > uptime_week_us), "
-            "sum(uptime_week_us) / nullif(sum(business_week_us), 0) FROM report_result"
-        ).fetchall()[0]
-    share = "n/a" if summary[1] is None else f"{100 * summary[1]:.2f} %"
+        summary = result_summary(con)
+    share = summary.uptime_share_last_week
     print(
         f"report as of {written.as_of.isoformat(sep=' ')} UTC: {written.stores} stores, "
-        f"{summary[0]} with downtime last week, uptime last week {share} of business time\n"
-        f"written to {written.path} in {time.perf_counter() - started:.2f} s"
+        f"{summary.stores_with_downtime_last_week} with downtime last week, uptime last week "
+        + ("n/a" if share is None else f"{100 * share:.2f} %")
+        + f" of business time\nwritten to {written.path} in {time.perf_counter() - started:.2f} s"
     )
     return 0
 
@@ -98,7 +100,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from storemon_pipeline.up import run_up
 
-    return run_up(dagster_port=args.dagster_port)
+    return run_up(dagster_port=args.dagster_port, api_port=args.api_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,9 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     up = commands.add_parser(
-        "up", help="the whole product: ingest the sample if empty, then the Dagster UI and daemon"
+        "up",
+        help="the whole product: ingest the sample if empty, then the Dagster UI and daemon and "
+        "the REST API",
     )
     up.add_argument("--dagster-port", type=int, default=3000, help="Dagster UI port on 127.0.0.1")
+    up.add_argument("--api-port", type=int, default=8000, help="REST API port on 127.0.0.1")
     up.set_defaults(func=cmd_up)
 
     for sub in (ingest, report, demo):

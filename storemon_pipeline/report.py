@@ -70,13 +70,8 @@ def compute_report(
     return as_of
 
 
-def report_frame(
-    con: duckdb.DuckDBPyConnection,
-    as_of: datetime | None = None,
-    store_ids: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """The report with unrounded values (minutes for the hour, hours for day and week)."""
-    compute_report(con, as_of, store_ids)
+def result_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """``report_result`` with unrounded values (minutes for the hour, hours for day and week)."""
     micros = con.execute("SELECT * FROM report_result ORDER BY store_id").df()
     frame = pd.DataFrame({"store_id": micros["store_id"].astype(str)})
     for period, unit in (("hour", MINUTE_US), ("day", HOUR_US), ("week", HOUR_US)):
@@ -85,6 +80,31 @@ def report_frame(
         frame[f"uptime_last_{period}"] = uptime / unit
         frame[f"downtime_last_{period}"] = (business - uptime) / unit
     return frame[REPORT_COLUMNS]
+
+
+def report_frame(
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime | None = None,
+    store_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The report with unrounded values (minutes for the hour, hours for day and week)."""
+    compute_report(con, as_of, store_ids)
+    return result_frame(con)
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    stores: int
+    stores_with_downtime_last_week: int
+    uptime_share_last_week: float | None  # of all business time; None without business time
+
+
+def result_summary(con: duckdb.DuckDBPyConnection) -> ReportSummary:
+    stores, with_downtime, share = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE business_week_us > uptime_week_us), "
+        "sum(uptime_week_us) / nullif(sum(business_week_us), 0) FROM report_result"
+    ).fetchall()[0]
+    return ReportSummary(stores, with_downtime, None if share is None else float(share))
 
 
 @dataclass(frozen=True)
@@ -108,15 +128,21 @@ def write_csv_atomically(con: duckdb.DuckDBPyConnection, query: str, out_path: P
         raise
 
 
+def export_report_csv(con: duckdb.DuckDBPyConnection, out_path: Path | str) -> Path:
+    """``report_result`` as SPEC's CSV: exact header, one row per store sorted by store_id,
+    2 decimals."""
+    out_path = Path(out_path)
+    write_csv_atomically(con, sql("report_csv"), out_path)
+    return out_path
+
+
 def write_report_csv(
     con: duckdb.DuckDBPyConnection,
     out_path: Path | str,
     as_of: datetime | None = None,
     store_ids: Sequence[str] | None = None,
 ) -> WrittenReport:
-    """SPEC's CSV: exact header, one row per store sorted by store_id, 2 decimals."""
+    """Compute the report and write SPEC's CSV."""
     as_of = compute_report(con, as_of, store_ids)
-    out_path = Path(out_path)
-    write_csv_atomically(con, sql("report_csv"), out_path)
-    stores = con.execute("SELECT count(*) FROM report_result").fetchall()[0][0]
-    return WrittenReport(out_path, as_of, stores)
+    path = export_report_csv(con, out_path)
+    return WrittenReport(path, as_of, result_summary(con).stores)

@@ -19,6 +19,24 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=PROJECT_ROOT / "var", description="State folder.")
 
+    # The Dagster layer (storemon_pipeline/defs); read when the code location loads.
+    partitions_start: str = Field(
+        default="2023-01-18-00:00",
+        description="First hourly report partition, YYYY-MM-DD-HH:MM UTC (the sample's first day).",
+    )
+    sensor_interval_seconds: int = Field(
+        default=30, ge=1, description="How often the sensors look for new work."
+    )
+    lock_wait_seconds: float = Field(
+        default=120.0, ge=0, description="How long a run waits for the DuckDB file to be free."
+    )
+    freshness_limit_hours: float = Field(
+        default=2.0, gt=0, description="Warn when a report's newest poll is older than this."
+    )
+    rejected_share_limit: float = Field(
+        default=0.01, ge=0, le=1, description="Warn when more of an ingest's rows are rejected."
+    )
+
     @property
     def state_dir(self) -> Path:
         return self.home.resolve()

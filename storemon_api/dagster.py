@@ -1,0 +1,311 @@
+"""Talking to the Dagster webserver: launch report runs, read their status.
+
+Runs are launched with ``dagster_graphql.DagsterGraphQLClient`` (its public API). Reads that the
+client does not offer (a run's tags and times, its failure reason, lists of runs, daemon health)
+are plain GraphQL queries over httpx against the same endpoint.
+
+``DagsterGraphQLClient`` keeps one gql transport that refuses a second connection while a query
+is in flight, so it is not safe to share between the threads FastAPI serves requests on; a
+client is made per launch (cheap: no network until the query).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import requests
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+from gql.transport.exceptions import (
+    TransportConnectionFailed,
+    TransportProtocolError,
+    TransportServerError,
+)
+
+from storemon_api.errors import Unavailable, UpstreamError
+
+REPORT_ASSET = ("uptime_report",)
+PARTITION_TAG = "dagster/partition"
+IN_PROGRESS = {"QUEUED", "NOT_STARTED", "MANAGED", "STARTING", "STARTED", "CANCELING"}
+FAILED = {"FAILURE", "CANCELED"}
+
+
+class DagsterUnavailable(Unavailable):
+    """The webserver cannot be reached or is not answering properly: the API answers 503."""
+
+
+class DagsterError(UpstreamError):
+    """Dagster answered, with an error (unknown job, invalid run request...): 502."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    status: str
+    job_name: str
+    created: datetime | None
+    ended: datetime | None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    asset_keys: tuple[tuple[str, ...], ...] | None = None
+
+    @property
+    def partition(self) -> str | None:
+        return self.tags.get(PARTITION_TAG)
+
+    def is_report(self, report_job: str) -> bool:
+        """A run of the report job, or any run (e.g. from the UI) materializing the report."""
+        return self.job_name == report_job or REPORT_ASSET in (self.asset_keys or ())
+
+
+@dataclass(frozen=True)
+class DagsterHealth:
+    version: str
+    problems: list[str]
+
+
+_RUN_FIELDS = """
+  runId status jobName creationTime endTime
+  tags { key value }
+  assetSelection { path }
+"""
+
+RUN_QUERY = f"""
+query StoremonRun($runId: ID!) {{
+  runOrError(runId: $runId) {{
+    __typename
+    ... on Run {{ {_RUN_FIELDS} }}
+    ... on RunNotFoundError {{ message }}
+    ... on PythonError {{ message }}
+  }}
+}}
+"""
+
+RUNS_QUERY = f"""
+query StoremonRuns($filter: RunsFilter, $limit: Int) {{
+  runsOrError(filter: $filter, limit: $limit) {{
+    __typename
+    ... on Runs {{ results {{ {_RUN_FIELDS} }} }}
+    ... on InvalidPipelineRunsFilterError {{ message }}
+    ... on PythonError {{ message }}
+  }}
+}}
+"""
+
+_ERROR = "error { message className cause { message className cause { message className } } }"
+FAILURE_QUERY = f"""
+query StoremonRunFailure($runId: ID!) {{
+  runOrError(runId: $runId) {{
+    __typename
+    ... on Run {{
+      status
+      eventConnection(limit: 2000) {{
+        events {{
+          __typename
+          ... on ExecutionStepFailureEvent {{ stepKey message {_ERROR} }}
+          ... on RunFailureEvent {{ message {_ERROR} }}
+          ... on RunCanceledEvent {{ message }}
+          ... on EngineEvent {{ message {_ERROR} }}
+        }}
+      }}
+    }}
+  }}
+}}
+"""
+
+HEALTH_QUERY = """
+query StoremonHealth {
+  version
+  instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } }
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection { nodes { name location { name } pipelines { name } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+class DagsterGateway:
+    def __init__(self, url: str, *, timeout: float, report_job: str) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.report_job = report_job
+        self._http = httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def run_url(self, run_id: str) -> str:
+        """The run's page in the Dagster UI."""
+        return f"{self.url}/runs/{run_id}"
+
+    # --- launching ------------------------------------------------------------------------
+
+    def launch_report(self, partition: str, tags: Mapping[str, str] | None = None) -> str:
+        """Launch the report job for one partition; returns the run id."""
+        parts = urlsplit(self.url)
+        client = DagsterGraphQLClient(
+            parts.hostname or "127.0.0.1",
+            port_number=parts.port,
+            use_https=parts.scheme == "https",
+            path_prefix=parts.path.rstrip("/"),
+            timeout=max(1, round(self.timeout)),
+        )
+        try:
+            return client.submit_job_execution(
+                self.report_job, tags={**(tags or {}), PARTITION_TAG: partition}
+            )
+        except DagsterGraphQLClientError as exc:
+            raise _classify(exc, self.url) from exc
+
+    # --- reading --------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunInfo | None:
+        """The run, or None if Dagster has no run with that id."""
+        result = self._query(RUN_QUERY, {"runId": run_id})["runOrError"]
+        if result["__typename"] == "RunNotFoundError":
+            return None
+        if result["__typename"] != "Run":
+            raise DagsterError(f"Dagster could not read run {run_id}: {result.get('message')}")
+        return _run_info(result)
+
+    def runs(self, *, limit: int, run_ids: Sequence[str] | None = None) -> list[RunInfo]:
+        """Newest first: the report job's runs, or the given runs whatever their job."""
+        run_filter: dict[str, Any] = (
+            {"runIds": list(run_ids)} if run_ids is not None else {"pipelineName": self.report_job}
+        )
+        result = self._query(RUNS_QUERY, {"filter": run_filter, "limit": limit})["runsOrError"]
+        if result["__typename"] != "Runs":
+            raise DagsterError(f"Dagster could not list runs: {result.get('message')}")
+        return [_run_info(node) for node in result["results"]]
+
+    def failure_reason(self, run_id: str) -> str:
+        """Why a run failed, in one or a few lines: the innermost error of its failed step."""
+        result = self._query(FAILURE_QUERY, {"runId": run_id})["runOrError"]
+        if result["__typename"] != "Run":
+            return f"run {run_id} failed"
+        return failure_message(result["status"], result["eventConnection"]["events"])
+
+    def health(self) -> DagsterHealth:
+        """Reachable, the report job loaded, the daemon (which starts queued runs) alive."""
+        data = self._query(HEALTH_QUERY, {})
+        problems: list[str] = []
+        repos = data["repositoriesOrError"]
+        jobs = {
+            job["name"]
+            for node in repos.get("nodes", [])
+            for job in node["pipelines"]
+        }
+        if repos["__typename"] != "RepositoryConnection":
+            problems.append(f"Dagster could not load the code location: {repos.get('message')}")
+        elif self.report_job not in jobs:
+            problems.append(
+                f"Dagster has no job {self.report_job!r}: is the storemon code location loaded?"
+            )
+        statuses = data["instance"]["daemonHealth"]["allDaemonStatuses"]
+        down = [s["daemonType"] for s in statuses if s["required"] and not s["healthy"]]
+        if down:
+            problems.append(
+                "the Dagster daemon is not running (unhealthy: " + ", ".join(sorted(down))
+                + "): queued reports will not start"
+            )
+        return DagsterHealth(version=data["version"], problems=problems)
+
+    def _query(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            response = self._http.post(
+                f"{self.url}/graphql", json={"query": query, "variables": dict(variables)}
+            )
+        except httpx.HTTPError as exc:
+            raise DagsterUnavailable(_unreachable(self.url, exc)) from exc
+        if response.status_code >= 500 or response.status_code in (404, 502, 503, 504):
+            raise DagsterUnavailable(
+                f"the Dagster webserver at {self.url} answered HTTP {response.status_code}"
+            )
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise DagsterUnavailable(f"the Dagster webserver at {self.url} sent no JSON") from exc
+        if payload.get("errors"):
+            messages = "; ".join(str(e.get("message")) for e in payload["errors"])
+            raise DagsterError(f"Dagster rejected a query: {messages}")
+        return payload["data"]
+
+
+def failure_message(status: str, events: Sequence[Mapping[str, Any]]) -> str:
+    """The most specific reason among a failed run's events."""
+    if status == "CANCELED":
+        canceled = [e["message"] for e in events if e["__typename"] == "RunCanceledEvent"]
+        return canceled[-1] if canceled else "the run was canceled"
+    for kind in ("ExecutionStepFailureEvent", "RunFailureEvent", "EngineEvent"):
+        for event in reversed(events):
+            if event["__typename"] != kind or (kind == "EngineEvent" and not event.get("error")):
+                continue
+            error = _innermost(event.get("error"))
+            text = error or event.get("message") or ""
+            step = event.get("stepKey")
+            return (f"step {step}: {text}" if step else text).strip()[:2000]
+    return "the run failed (no error was recorded; see the run in the Dagster UI)"
+
+
+def _innermost(error: Mapping[str, Any] | None) -> str | None:
+    while error and error.get("cause"):
+        error = error["cause"]
+    if not error:
+        return None
+    message = str(error.get("message") or "").strip()
+    return message or error.get("className")
+
+
+def _run_info(node: Mapping[str, Any]) -> RunInfo:
+    selection = node.get("assetSelection")
+    return RunInfo(
+        run_id=node["runId"],
+        status=node["status"],
+        job_name=node["jobName"],
+        created=_instant(node.get("creationTime")),
+        ended=_instant(node.get("endTime")),
+        tags={t["key"]: t["value"] for t in node.get("tags", [])},
+        asset_keys=None if selection is None else tuple(tuple(k["path"]) for k in selection),
+    )
+
+
+def _instant(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def _unreachable(url: str, exc: BaseException) -> str:
+    if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
+        return f"the Dagster webserver at {url} is unreachable: it did not answer in time"
+    return f"the Dagster webserver at {url} is unreachable; is it running?"
+
+
+_TRANSPORT_ERRORS = (
+    requests.exceptions.RequestException,
+    TransportConnectionFailed,
+    TransportProtocolError,  # an answer that is not GraphQL: not a Dagster webserver there
+    TransportServerError,
+)
+
+
+def _classify(exc: DagsterGraphQLClientError, url: str) -> Exception:
+    """The client wraps every failure in one exception type; tell "down" from "said no"."""
+    cause = exc.__cause__
+    link: BaseException | None = cause
+    while link is not None:  # gql wraps requests' errors; the client wraps gql's
+        if isinstance(link, _TRANSPORT_ERRORS):
+            return DagsterUnavailable(_unreachable(url, link))
+        link = link.__cause__
+    kind = str(exc.args[0]) if exc.args else type(exc).__name__
+    detail = str(exc.args[1]) if len(exc.args) > 1 else ""
+    if kind in ("JobNotFoundError", "PipelineNotFoundError"):
+        return DagsterUnavailable(  # typically the code location is still loading, or broken
+            f"Dagster has no such job ({detail}): is the storemon code location loaded?"
+        )
+    if cause is not None:  # the client's message would quote the whole query; the cause says why
+        return DagsterError(f"Dagster could not launch the report: {cause}")
+    return DagsterError(f"Dagster refused to launch the report: {kind}: {detail}")

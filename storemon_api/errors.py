@@ -1,0 +1,61 @@
+"""Errors the endpoints raise, and the one-sentence JSON answers they become (no tracebacks)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from storemon_api.ids import MalformedReportId
+
+log = logging.getLogger("storemon_api")
+
+
+class Unavailable(RuntimeError):
+    """Something the API relies on (Dagster, the database) cannot answer now: 503."""
+
+
+class UpstreamError(RuntimeError):
+    """Dagster answered with an error: 502."""
+
+
+class UnknownReport(LookupError):
+    """No report with this id: 404."""
+
+
+class ReportNotComplete(RuntimeError):
+    """The CSV of a Running or Failed report was asked for: 409."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the report is {status}, not Complete: see /reports/<id> for its status")
+
+
+_STATUS: dict[type[Exception], int] = {
+    MalformedReportId: 422,
+    UnknownReport: 404,
+    ReportNotComplete: 409,
+    Unavailable: 503,
+    UpstreamError: 502,
+}
+
+
+def install_handlers(app: FastAPI) -> None:
+    for kind, code in _STATUS.items():
+        app.add_exception_handler(kind, _handler(code))
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def _handler(code: int):
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        headers = {"Retry-After": "5"} if code == 503 else None
+        return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+
+    return handle
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"detail": f"internal error ({type(exc).__name__}); see the API's log"}, status_code=500
+    )

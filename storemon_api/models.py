@@ -1,0 +1,151 @@
+"""Response bodies, with examples for the OpenAPI page at /docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storemon_api.ids import EXAMPLE_REPORT_ID
+
+Status = Literal["Running", "Complete", "Failed"]
+
+
+def _example(**example: object) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [example]})
+
+
+class Problem(BaseModel):
+    """Every error answer: one sentence for a person."""
+
+    model_config = _example(detail="the Dagster webserver at http://127.0.0.1:3000 is unreachable")
+    detail: str
+
+
+class TriggerResponse(BaseModel):
+    model_config = _example(report_id=EXAMPLE_REPORT_ID)
+    report_id: str = Field(description="The Dagster run id; pass it to /get_report.")
+
+
+class RunningResponse(BaseModel):
+    model_config = _example(status="Running")
+    status: Literal["Running"] = "Running"
+
+
+class FailedResponse(BaseModel):
+    model_config = _example(status="Failed", error="step uptime_report: no polls are loaded yet")
+    status: Literal["Failed"] = "Failed"
+    error: str
+
+
+class ReportLinks(BaseModel):
+    self: str
+    csv: str = Field(description="The CSV, once the report is Complete.")
+    summary: str = Field(description="Last-week uptime distribution, once Complete.")
+    dagster: str | None = Field(default=None, description="The run in the Dagster UI.")
+
+
+class ReportStatus(BaseModel):
+    model_config = _example(
+        report_id=EXAMPLE_REPORT_ID,
+        status="Complete",
+        dagster_status="SUCCESS",
+        error=None,
+        partition="2023-01-25-18:00",
+        as_of="2023-01-25T18:13:22.479510Z",
+        requested="2024-05-01T09:30:00.123000Z",
+        created="2024-05-01T09:30:02.481000Z",
+        stores=14092,
+        links={
+            "self": f"/reports/{EXAMPLE_REPORT_ID}",
+            "csv": f"/reports/{EXAMPLE_REPORT_ID}/csv",
+            "summary": f"/reports/{EXAMPLE_REPORT_ID}/summary",
+            "dagster": f"http://127.0.0.1:3000/runs/{EXAMPLE_REPORT_ID}",
+        },
+    )
+    report_id: str
+    status: Status
+    dagster_status: str | None = Field(
+        default=None, description="Dagster's run status (QUEUED, STARTED, SUCCESS...), if known."
+    )
+    error: str | None = Field(default=None, description="Why it failed (status Failed).")
+    partition: str | None = Field(default=None, description="The report partition (UTC hour).")
+    as_of: datetime | None = Field(default=None, description="The report's instant T (Complete).")
+    requested: datetime | None = Field(default=None, description="When the run was created.")
+    created: datetime | None = Field(default=None, description="When the CSV was finished.")
+    stores: int | None = Field(default=None, description="Rows (stores) in the CSV.")
+    links: ReportLinks
+
+
+class ReportList(BaseModel):
+    reports: list[ReportStatus] = Field(description="Newest first.")
+
+
+class UptimeBin(BaseModel):
+    lower: int = Field(description="Uptime share, percent, inclusive.")
+    upper: int = Field(description="Exclusive, except 100 for the last bin.")
+    stores: int
+
+
+class WorstStore(BaseModel):
+    store_id: str
+    uptime_percent: float = Field(description="Uptime share of last week's business time.")
+    uptime_last_week: float = Field(description="Hours.")
+    downtime_last_week: float = Field(description="Hours.")
+
+
+class UptimeSummary(BaseModel):
+    model_config = _example(
+        report_id=EXAMPLE_REPORT_ID,
+        as_of="2023-01-25T18:13:22.479510Z",
+        stores=14092,
+        stores_with_business_time=14090,
+        stores_with_full_uptime=9120,
+        mean_uptime_percent=93.4,
+        median_uptime_percent=100.0,
+        overall_uptime_percent=93.1,
+        bins=[{"lower": 95, "upper": 100, "stores": 10011}],
+        worst=[
+            {
+                "store_id": "8419537941919820732",
+                "uptime_percent": 0.0,
+                "uptime_last_week": 0.0,
+                "downtime_last_week": 98.5,
+            }
+        ],
+    )
+    report_id: str
+    as_of: datetime | None
+    stores: int
+    stores_with_business_time: int = Field(description="Stores open at all last week.")
+    stores_with_full_uptime: int
+    mean_uptime_percent: float | None
+    median_uptime_percent: float | None
+    overall_uptime_percent: float | None = Field(
+        description="All stores' uptime over all stores' business time."
+    )
+    bins: list[UptimeBin] = Field(description="Stores by last-week uptime share, 5 % bins.")
+    worst: list[WorstStore] = Field(description="Lowest uptime share first.")
+
+
+class ComponentHealth(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Health(BaseModel):
+    model_config = _example(
+        status="ok",
+        dagster={"ok": True, "detail": "Dagster 1.13.27 at http://127.0.0.1:3000"},
+        state_folder={"ok": True, "detail": "/srv/storemon/var is writable"},
+        latest_poll="2023-01-25T18:13:22.479510Z",
+        reasons=[],
+    )
+    status: Literal["ok", "unavailable"]
+    dagster: ComponentHealth
+    state_folder: ComponentHealth
+    latest_poll: datetime | None = Field(
+        description="Newest poll after the last ingest through Dagster (null: none yet)."
+    )
+    reasons: list[str] = Field(description="Why the status is unavailable.")

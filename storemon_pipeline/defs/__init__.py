@@ -1,0 +1,1 @@
+"""Dagster wiring of the storemon engine; `storemon_pipeline.definitions` assembles it."""

@@ -1,0 +1,406 @@
+"""The asset graph: ingested feeds -> business windows (UTC) -> hourly uptime reports.
+
+Thin wiring over the engine modules: every asset opens DuckDB, calls one engine function, and
+records what an operator wants to see in the materialization's metadata. Heavy work stays in
+DuckDB; only the report (one row per store) passes through pandas, for the I/O manager.
+"""
+
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from pydantic import Field
+
+from storemon_pipeline.defs.partitions import (
+    partition_as_of,
+    partition_key_for,
+    partition_window,
+    report_partitions,
+)
+from storemon_pipeline.defs.resources import StoremonState
+from storemon_pipeline.ingest import FileResult, ingest_paths
+from storemon_pipeline.report import (
+    NoPollsError,
+    compute_report,
+    export_report_csv,
+    latest_poll,
+    result_frame,
+    result_summary,
+)
+from storemon_pipeline.state import report_csv_path, write_latest_poll, write_report_sidecar
+from storemon_pipeline.windows import refresh_business_windows
+
+# Every op that opens the DuckDB file is in this pool; dagster.yaml limits it to one run at a
+# time. A run that still finds the file locked (e.g. by a `storemon` CLI command) waits in
+# StoremonState.connect() and, past that, is retried.
+DUCKDB_POOL = "duckdb"
+
+POLLS = dg.AssetKey("polls")
+BUSINESS_HOURS = dg.AssetKey("business_hours")
+TIMEZONES = dg.AssetKey("timezones")
+QUARANTINE = dg.AssetKey("quarantine")
+
+REJECTED_SHARE_CHECK = "rejected_rows_share"
+FILES_RECOGNISED_CHECK = "files_recognised"
+
+
+def _utc(instant: datetime) -> float:
+    """A naive UTC instant as the epoch seconds Dagster's timestamp metadata takes."""
+    return instant.replace(tzinfo=UTC).timestamp()
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    """A small frame as a markdown table (no optional dependency on `tabulate`)."""
+    if frame.empty:
+        return "_none_"
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
+            for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+class IngestConfig(dg.Config):
+    """Which files to load. The sensor passes the new files of `incoming/`."""
+
+    paths: list[str] = Field(
+        default=[],
+        description=(
+            "CSV files (.csv, .csv.gz) or folders of them, loaded in this order. Empty: the sample "
+            "data folder `data/` of the checkout, then `$STOREMON_HOME/incoming/`."
+        ),
+    )
+
+
+@dg.multi_asset(
+    name="ingest",
+    specs=[
+        dg.AssetSpec(
+            POLLS,
+            group_name="ingest",
+            kinds={"duckdb"},
+            description="Store-status polls (store, UTC instant, active?), deduplicated; loaded "
+            "incrementally: a file is loaded once, a row already stored is not stored again.",
+        ),
+        dg.AssetSpec(
+            BUSINESS_HOURS,
+            group_name="ingest",
+            kinds={"duckdb"},
+            description="Weekly business hours in each store's local time; the latest file "
+            "replaces the previous one. Stores without rows are open 24x7.",
+        ),
+        dg.AssetSpec(
+            TIMEZONES,
+            group_name="ingest",
+            kinds={"duckdb"},
+            description="Each store's IANA time zone; the latest file replaces the previous one. "
+            "Stores without one are in America/Chicago.",
+        ),
+        dg.AssetSpec(
+            QUARANTINE,
+            group_name="ingest",
+            kinds={"duckdb"},
+            description="Every rejected input row with its file, line, raw text and reason: bad "
+            "input never aborts a load and is never silently dropped.",
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            REJECTED_SHARE_CHECK,
+            asset=QUARANTINE,
+            description="The share of this ingest's rows that were rejected is under the limit.",
+        ),
+        dg.AssetCheckSpec(
+            FILES_RECOGNISED_CHECK,
+            asset=QUARANTINE,
+            description="Every file of this ingest had the header of one of the three feeds.",
+        ),
+    ],
+    pool=DUCKDB_POOL,
+)
+def ingest(
+    context: dg.AssetExecutionContext, config: IngestConfig, storemon: StoremonState
+) -> Iterator[dg.MaterializeResult]:
+    """Load CSV files of the three feeds into DuckDB (engine: ``ingest.ingest_paths``)."""
+    paths = [Path(p) for p in config.paths] or storemon.default_ingest_paths()
+    context.log.info(f"ingesting {', '.join(map(str, paths))}")
+    started = time.perf_counter()
+    with storemon.connect() as con:
+        results = ingest_paths(con, paths, progress=lambda r: _log_file_result(context, r))
+        metadata = _ingest_metadata(con, results)
+        newest_poll = latest_poll(con)
+    write_latest_poll(storemon.state_dir, newest_poll)
+    context.log.info(f"ingested {len(results)} file(s) in {time.perf_counter() - started:.2f} s")
+
+    files = _files_table(results)
+    for key in (POLLS, BUSINESS_HOURS, TIMEZONES, QUARANTINE):
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={**metadata[key.path[-1]], "files": dg.MetadataValue.md(files)},
+        )
+    yield from _ingest_check_results(results, storemon.rejected_share_limit)
+
+
+def _log_file_result(context: dg.AssetExecutionContext, result: FileResult) -> None:
+    if result.status == "refused":
+        context.log.error(result.summary())
+    else:
+        context.log.info(result.summary())
+
+
+def _files_table(results: list[FileResult]) -> str:
+    frame = pd.DataFrame(
+        [
+            {
+                "file": Path(r.file).name,
+                "feed": r.feed or "-",
+                "status": r.status,
+                "rows read": r.rows_read,
+                "loaded": r.rows_loaded,
+                "duplicate": r.rows_duplicate,
+                "rejected": r.rows_rejected,
+                "note": r.message,
+            }
+            for r in results
+        ]
+    )
+    return _markdown_table(frame)
+
+
+def _ingest_metadata(
+    con: duckdb.DuckDBPyConnection, results: list[FileResult]
+) -> dict[str, dict[str, object]]:
+    """Per table: what it holds now, and what this run added."""
+
+    def loaded(feed: str) -> int:
+        return sum(r.rows_loaded for r in results if r.feed == feed and r.status == "loaded")
+
+    polls, poll_stores, first_poll, newest_poll = con.execute(
+        "SELECT count(*), count(DISTINCT store_key), min(ts), max(ts) FROM polls"
+    ).fetchone()
+    hours, hours_stores = con.execute(
+        "SELECT count(*), count(DISTINCT store_id) FROM business_hours"
+    ).fetchone()
+    zones, zone_stores, zone_names = con.execute(
+        "SELECT count(*), count(DISTINCT store_id), count(DISTINCT timezone) FROM timezones"
+    ).fetchone()
+    quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    by_reason_all = dict(
+        con.execute(
+            "SELECT feed || ': ' || reason, count(*) FROM quarantine GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+    )
+    run_files = [r.file for r in results if r.status == "loaded"]
+    sample = con.execute(
+        "SELECT feed, regexp_extract(file, '[^/]*$') AS file, line, reason, raw FROM quarantine "
+        "WHERE file IN (SELECT unnest($files::VARCHAR[])) ORDER BY loaded_at DESC, line LIMIT 10",
+        {"files": run_files},
+    ).df()
+
+    by_reason_run: dict[str, int] = {}
+    for r in results:
+        for reason, n in r.rejected.items():
+            label = f"{r.feed}: {reason}"
+            by_reason_run[label] = by_reason_run.get(label, 0) + n
+    rows_read = sum(r.rows_read for r in results)
+    rows_rejected = sum(by_reason_run.values())
+    polls_meta: dict[str, object] = {
+        "dagster/row_count": polls,
+        "rows_loaded": loaded("polls"),
+        "rows_duplicate": sum(r.rows_duplicate for r in results if r.feed == "polls"),
+        "stores": poll_stores,
+    }
+    if newest_poll is not None:
+        polls_meta |= {
+            "first_poll": dg.MetadataValue.timestamp(_utc(first_poll)),
+            "latest_poll": dg.MetadataValue.timestamp(_utc(newest_poll)),
+            "latest_report_partition": partition_key_for(newest_poll),
+        }
+    return {
+        "polls": polls_meta,
+        "business_hours": {
+            "dagster/row_count": hours,
+            "rows_loaded": loaded("business_hours"),
+            "stores": hours_stores,
+        },
+        "timezones": {
+            "dagster/row_count": zones,
+            "rows_loaded": loaded("timezones"),
+            "stores": zone_stores,
+            "distinct_timezones": zone_names,
+        },
+        "quarantine": {
+            "dagster/row_count": quarantined,
+            "rows_read": rows_read,
+            "rows_rejected": rows_rejected,
+            "rejected_by_reason": dg.MetadataValue.json(by_reason_run),
+            "rejected_by_reason_all_time": dg.MetadataValue.json(by_reason_all),
+            "refused_files": dg.MetadataValue.json(
+                [r.file for r in results if r.status == "refused"]
+            ),
+            "rejected_rows_sample": dg.MetadataValue.md(_markdown_table(sample)),
+        },
+    }
+
+
+def _ingest_check_results(
+    results: list[FileResult], limit: float
+) -> Iterator[dg.AssetCheckResult]:
+    rows_read = sum(r.rows_read for r in results)
+    rejected = sum(r.rows_rejected for r in results)
+    share = rejected / rows_read if rows_read else 0.0
+    worst = max(
+        (r for r in results if r.rows_read), key=lambda r: r.rows_rejected / r.rows_read,
+        default=None,
+    )
+    yield dg.AssetCheckResult(
+        asset_key=QUARANTINE,
+        check_name=REJECTED_SHARE_CHECK,
+        passed=share <= limit,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{rejected} of {rows_read} rows read were rejected ({share:.2%}; limit {limit:.2%})"
+        ),
+        metadata={
+            "rows_read": rows_read,
+            "rows_rejected": rejected,
+            "rejected_share": share,
+            "limit": limit,
+            "worst_file": worst.file if worst else "",
+        },
+    )
+    refused = [r for r in results if r.status == "refused"]
+    yield dg.AssetCheckResult(
+        asset_key=QUARANTINE,
+        check_name=FILES_RECOGNISED_CHECK,
+        passed=not refused,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(r.summary() for r in refused) or f"{len(results)} file(s) recognised",
+        metadata={"refused_files": dg.MetadataValue.json([r.file for r in refused])},
+    )
+
+
+@dg.asset(
+    group_name="business_time",
+    deps=[POLLS, BUSINESS_HOURS, TIMEZONES],
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+)
+def business_windows(
+    context: dg.AssetExecutionContext, storemon: StoremonState
+) -> dg.MaterializeResult:
+    """Each store's business time as merged UTC intervals, from its local weekly hours and zone
+    (SPEC's DST rule: a boundary is the first instant the wall clock reads that time or later).
+
+    Reports rebuild this table themselves when an ingest made it stale, so a report is never
+    computed on old windows; materializing it here shows the lineage and its figures.
+    """
+    started = time.perf_counter()
+    with storemon.connect() as con:
+        windows = refresh_business_windows(con)
+        stores, first, last = con.execute(
+            "SELECT count(DISTINCT store_key), min(window_start), max(window_end) "
+            "FROM business_windows"
+        ).fetchone()
+        poll_stores, always_open, default_zone = con.execute(
+            """
+            SELECT count(*),
+                   count(*) FILTER (WHERE store_id NOT IN (SELECT store_id FROM business_hours)),
+                   count(*) FILTER (WHERE store_id NOT IN (SELECT store_id FROM timezones))
+            FROM stores  -- every store that has polls
+            """
+        ).fetchone()
+    metadata: dict[str, object] = {
+        "dagster/row_count": windows,
+        "stores_with_polls": poll_stores,
+        "stores_with_windows": stores,
+        "stores_open_24x7": always_open,
+        "stores_in_default_timezone": default_zone,
+        "compute_seconds": round(time.perf_counter() - started, 3),
+    }
+    if first is not None:
+        metadata |= {
+            "first_window_start": dg.MetadataValue.timestamp(_utc(first)),
+            "last_window_end": dg.MetadataValue.timestamp(_utc(last)),
+        }
+    context.log.info(f"{windows} business windows for {stores} stores")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+TOP_DOWNTIME_QUERY = """
+SELECT store_id,
+       round((business_week_us - uptime_week_us) / 3.6e9, 2) AS "downtime last week (h)",
+       round(uptime_week_us / 3.6e9, 2) AS "uptime last week (h)",
+       round((business_day_us - uptime_day_us) / 3.6e9, 2) AS "downtime last day (h)",
+       round((business_hour_us - uptime_hour_us) / 6e7, 2) AS "downtime last hour (min)"
+FROM report_result
+WHERE business_week_us > uptime_week_us
+ORDER BY business_week_us - uptime_week_us DESC, store_id
+LIMIT 10
+"""
+
+
+@dg.asset(
+    group_name="reports",
+    partitions_def=report_partitions,
+    deps=[business_windows, POLLS],
+    kinds={"duckdb", "csv"},
+    metadata={"partition_expr": "partition_hour"},
+    pool=DUCKDB_POOL,
+)
+def uptime_report(
+    context: dg.AssetExecutionContext, storemon: StoremonState
+) -> dg.MaterializeResult:
+    """SPEC's uptime/downtime report per store for the last hour, day and week.
+
+    Partition H is the report as of min(end of H, latest poll): the partition holding the latest
+    poll is the current report, older partitions are the stores' history. Its rows (unrounded:
+    minutes for the hour, hours for day and week) go to the DuckDB table `uptime_report`; the run
+    also writes the SPEC CSV, immutable, to `$STOREMON_HOME/reports/<run id>.csv` with a sidecar
+    `<run id>.json` (as_of, stores, partition) that the REST facade serves.
+    """
+    started = time.perf_counter()
+    partition = context.partition_key
+    csv_path = report_csv_path(storemon.reports_dir, context.run.run_id)
+    with storemon.connect() as con:
+        newest_poll = latest_poll(con)
+        if newest_poll is None:
+            raise NoPollsError("no polls are loaded yet: materialize the ingest assets first")
+        as_of = partition_as_of(partition, newest_poll)
+        compute_report(con, as_of)
+        frame = result_frame(con)
+        export_report_csv(con, csv_path)
+        summary = result_summary(con)
+        top = con.execute(TOP_DOWNTIME_QUERY).df()
+    sidecar = write_report_sidecar(
+        storemon.reports_dir,
+        context.run.run_id,
+        as_of=as_of,
+        stores=len(frame),
+        partition=partition,
+        latest_poll=newest_poll,
+    )
+    context.log.info(f"report as of {as_of} UTC: {len(frame)} stores, written to {csv_path}")
+
+    start, _ = partition_window(partition)
+    frame.insert(0, "partition_hour", pd.Series([start] * len(frame), dtype="datetime64[us]"))
+    frame.insert(1, "as_of", pd.Series([as_of] * len(frame), dtype="datetime64[us]"))
+    metadata: dict[str, object] = {
+        "as_of": dg.MetadataValue.timestamp(_utc(as_of)),
+        "latest_poll": dg.MetadataValue.timestamp(_utc(newest_poll)),
+        "partition": partition,
+        "stores": len(frame),
+        "stores_with_downtime_last_week": summary.stores_with_downtime_last_week,
+        "most_downtime_last_week": dg.MetadataValue.md(_markdown_table(top)),
+        "csv": dg.MetadataValue.path(str(csv_path)),
+        "sidecar": dg.MetadataValue.path(str(sidecar)),
+        "compute_seconds": round(time.perf_counter() - started, 3),
+    }
+    if summary.uptime_share_last_week is not None:
+        metadata["uptime_share_last_week"] = round(summary.uptime_share_last_week, 6)
+    return dg.MaterializeResult(value=frame, metadata=metadata)

@@ -1,0 +1,27 @@
+"""Named jobs: what the sensors, the schedule, `storemon up` and the REST facade launch."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from storemon_pipeline.defs.assets import business_windows, ingest, uptime_report
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.assets(ingest),
+    description="Load CSV files into the feed tables (config: paths; default data/ + incoming/).",
+)
+
+uptime_report_job = dg.define_asset_job(
+    "uptime_report_job",
+    selection=dg.AssetSelection.assets(uptime_report),
+    description="The uptime report of one hourly partition, its checks, and its CSV file "
+    "reports/<run id>.csv. The REST facade launches it for the latest poll's partition.",
+)
+
+refresh_job = dg.define_asset_job(
+    "refresh_job",
+    selection=dg.AssetSelection.assets(business_windows, uptime_report),
+    description="Rebuild the business windows, then the report of one partition: what follows "
+    "an ingest.",
+)

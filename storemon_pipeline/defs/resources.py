@@ -1,0 +1,86 @@
+"""The storemon state folder as a Dagster resource, and the I/O manager for report rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb_pandas import DuckDBPandasIOManager
+
+from storemon_pipeline.db import connect
+from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings
+
+# How often a step that found the DuckDB file locked past the wait is retried.
+LOCK_RETRIES = 3
+
+
+class StoremonState(dg.ConfigurableResource):
+    """The state folder ($STOREMON_HOME): the DuckDB file, the report files, the incoming folder.
+
+    Every asset opens DuckDB through ``connect``, which waits while another process holds the
+    file (DuckDB allows one writing process per file) instead of failing.
+    """
+
+    home: str
+    lock_wait_seconds: float = 120.0
+    freshness_limit_hours: float = 2.0
+    rejected_share_limit: float = 0.01
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StoremonState:
+        return cls(
+            home=str(settings.state_dir),
+            lock_wait_seconds=settings.lock_wait_seconds,
+            freshness_limit_hours=settings.freshness_limit_hours,
+            rejected_share_limit=settings.rejected_share_limit,
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(home=Path(self.home))
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.settings.duckdb_path
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.settings.reports_dir
+
+    @property
+    def incoming_dir(self) -> Path:
+        return self.settings.incoming_dir
+
+    def default_ingest_paths(self) -> list[Path]:
+        """The sample data, then the incoming folder (so newer snapshots there win)."""
+        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        return [p for p in (SAMPLE_DATA_DIR, self.incoming_dir) if p.exists()]
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The DuckDB file, waiting while another process holds it; past the wait the step is
+        retried later (only a lock is retried: other errors fail the run at once)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            con = connect(self.duckdb_path, wait_seconds=self.lock_wait_seconds)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            raise dg.RetryRequested(max_retries=LOCK_RETRIES, seconds_to_wait=10) from exc
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def report_io_manager(settings: Settings) -> DuckDBPandasIOManager:
+    """Report rows go to the table ``main.uptime_report`` of the same DuckDB file, one slice per
+    hourly partition (the asset's ``partition_expr``)."""
+    return DuckDBPandasIOManager(database=str(settings.duckdb_path), schema="main")

@@ -1,0 +1,110 @@
+"""Small JSON files in the state folder that other processes read without opening DuckDB.
+
+DuckDB lets one process hold the file, and runs write it for seconds at a time; the REST facade
+and the Dagster sensors must answer meanwhile. So each run that changes what they need to know
+leaves it in a JSON file, written to a temporary name and renamed (never seen half-written):
+
+- ``latest_poll.json``: the newest poll instant after the last ingest (``{"latest_poll": ...}``);
+- ``reports/<run id>.json``: beside each ``reports/<run id>.csv``, what that report is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+LATEST_POLL_FILE = "latest_poll.json"
+
+
+def write_json_atomically(path: Path, payload: Mapping[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump(payload, out, indent=2, sort_keys=True, default=str)
+            out.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def iso(instant: datetime | None) -> str | None:
+    """Naive UTC instants as ISO-8601 with an explicit offset."""
+    return None if instant is None else instant.isoformat() + ("" if instant.tzinfo else "+00:00")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """Back to the naive UTC instant the engine uses."""
+    if text is None:
+        return None
+    instant = datetime.fromisoformat(text)
+    if instant.tzinfo is not None:
+        instant = instant.astimezone(UTC).replace(tzinfo=None)
+    return instant
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def write_latest_poll(state_dir: Path, latest_poll: datetime | None) -> Path:
+    return write_json_atomically(
+        state_dir / LATEST_POLL_FILE,
+        {"latest_poll": iso(latest_poll), "updated": iso(utc_now())},
+    )
+
+
+def read_latest_poll(state_dir: Path) -> datetime | None:
+    """The newest poll as of the last ingest through Dagster; None if unknown."""
+    payload = read_json(state_dir / LATEST_POLL_FILE)
+    return None if payload is None else parse_iso(payload.get("latest_poll"))
+
+
+def report_csv_path(reports_dir: Path, run_id: str) -> Path:
+    return reports_dir / f"{run_id}.csv"
+
+
+def report_sidecar_path(reports_dir: Path, run_id: str) -> Path:
+    return reports_dir / f"{run_id}.json"
+
+
+def write_report_sidecar(
+    reports_dir: Path,
+    run_id: str,
+    *,
+    as_of: datetime,
+    stores: int,
+    partition: str | None,
+    latest_poll: datetime | None,
+) -> Path:
+    """Written after the CSV: its presence means the CSV is complete."""
+    return write_json_atomically(
+        report_sidecar_path(reports_dir, run_id),
+        {
+            "run_id": run_id,
+            "csv": report_csv_path(reports_dir, run_id).name,
+            "as_of": iso(as_of),
+            "stores": stores,
+            "partition": partition,
+            "latest_poll": iso(latest_poll),
+            "created": iso(utc_now()),
+        },
+    )
+
+
+def read_report_sidecar(reports_dir: Path, run_id: str) -> dict[str, Any] | None:
+    return read_json(report_sidecar_path(reports_dir, run_id))

@@ -1,0 +1,66 @@
+"""Shared pytest fixtures. Keep each group of fixtures under its own heading."""
+
+from __future__ import annotations
+
+import pytest
+
+# --- oracle harness (tests/oracle.py, test_oracle.py, test_worked_examples.py) ------------
+# `run_engine(stores, as_of, folder, ...)` feeds oracle.StoreCase stores to the engine the way
+# a user would (CSV files -> DuckDB file -> report) and returns report_frame's DataFrame (a
+# list of them when as_of is a list).
+# Session-scoped so that hypothesis tests may use it; pass a fresh folder each call.
+
+
+@pytest.fixture(scope="session")
+def run_engine():
+    from oracle import write_feeds
+
+    from storemon_pipeline.db import connect
+    from storemon_pipeline.ingest import ingest_paths
+    from storemon_pipeline.report import report_frame, write_report_csv
+    from storemon_pipeline.windows import refresh_business_windows
+
+    def run(stores, as_of, folder, *, poll_files=1, seed=0, csv_path=None, store_ids=None,
+            file_order=("polls", "hours", "timezones")):
+        paths = write_feeds(stores, folder, poll_files=poll_files, seed=seed)
+        con = connect(folder / "storemon.duckdb")
+        try:
+            ordered = [p for feed in file_order for p in paths[feed]]
+            results = ingest_paths(con, ordered)
+            # "skipped" = the same content already loaded (e.g. two header-only poll files)
+            refused = [r.summary() for r in results if r.status not in ("loaded", "skipped")]
+            assert not refused, refused
+            refresh_business_windows(con)
+            if csv_path is not None:
+                write_report_csv(con, csv_path, as_of=as_of, store_ids=store_ids)
+            if isinstance(as_of, list):  # several reports of one database
+                return [report_frame(con, as_of=a, store_ids=store_ids) for a in as_of]
+            return report_frame(con, as_of=as_of, store_ids=store_ids)
+        finally:
+            con.close()
+
+    return run
+
+
+# --- REST API end to end (tests/test_api_e2e.py; helpers in tests/e2e/) -------------------
+# `api_stack`: a temporary STOREMON_HOME loaded with data/ (`storemon ingest`), a Dagster
+# webserver and daemon, and the API under uvicorn, each on a free 127.0.0.1 port. Module-scoped
+# (starting Dagster takes seconds); every process is stopped, with its process group and
+# descendants, when the module ends, whatever happened.
+
+
+@pytest.fixture(scope="module")
+def api_stack(tmp_path_factory):
+    from e2e.stack import Stack, prepare_home
+
+    root = tmp_path_factory.mktemp("api_stack")
+    logs = root / "logs"
+    logs.mkdir()
+    prepare_home(root / "home")
+    stack = Stack(root / "home", logs)
+    try:
+        stack.start_dagster()
+        stack.api_url = stack.start_api()
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,485 @@
+"""The REST facade in process (FastAPI's TestClient): ids, statuses, errors, token, summary.
+
+Dagster is replaced by a fake gateway where the point is the API's own logic, and by a closed
+port where it is "Dagster is down"; tests/test_api_e2e.py runs the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from dagster_graphql import DagsterGraphQLClientError
+from e2e.processes import free_port
+from requests.exceptions import ConnectionError as RequestsConnectionError
+
+from storemon_api.dagster import (
+    DagsterError,
+    DagsterGateway,
+    DagsterHealth,
+    DagsterUnavailable,
+    RunInfo,
+    _classify,
+    failure_message,
+)
+from storemon_api.ids import MalformedReportId, parse_report_id
+from storemon_api.main import STATIC_DIR, create_app
+from storemon_api.settings import ApiSettings
+from storemon_pipeline.defs.partitions import partition_key_for
+from storemon_pipeline.settings import Settings
+from storemon_pipeline.state import write_latest_poll, write_report_sidecar
+
+with warnings.catch_warnings():  # Starlette's note about its httpx-based client, not ours
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+RID = "3f0c2a8e-5b1d-4c7e-9a2f-6d8b1e4c0a97"
+OTHER = "0b7e6a0c-2d64-4f3f-9f5e-0a7d3c2b1e99"
+HEADER = (
+    "store_id,uptime_last_hour,uptime_last_day,uptime_last_week,downtime_last_hour,"
+    "downtime_last_day,downtime_last_week\n"
+)
+CSV = HEADER + (
+    "0042,60.00,24.00,168.00,0.00,0.00,0.00\n"
+    "a-closed,0.00,0.00,0.00,0.00,0.00,0.00\n"
+    "b-half,30.00,12.00,50.00,30.00,12.00,50.00\n"
+    "c-never,0.00,0.00,0.00,60.00,24.00,10.00\n"
+    "d-mostly,60.00,20.00,90.00,0.00,4.00,10.00\n"
+)
+AS_OF = datetime(2023, 1, 25, 18, 13, 22, 479510)
+
+
+class FakeGateway:
+    """What ReportService needs from DagsterGateway, with scripted runs."""
+
+    url = "http://127.0.0.1:3000"
+    report_job = "uptime_report_job"
+
+    def __init__(self) -> None:
+        self.runs_by_id: dict[str, RunInfo] = {}
+        self.launched: list[tuple[str, dict]] = []
+        self.reasons: dict[str, str] = {}
+        self.problems: list[str] = []
+
+    def add(self, run_id: str, status: str, job: str = "uptime_report_job", **kw) -> None:
+        self.runs_by_id[run_id] = RunInfo(
+            run_id, status, job, datetime.now(UTC), None, kw.get("tags", {}), kw.get("assets")
+        )
+
+    def run(self, run_id: str) -> RunInfo | None:
+        return self.runs_by_id.get(run_id)
+
+    def runs(self, *, limit: int, run_ids=None) -> list[RunInfo]:
+        runs = [r for r in self.runs_by_id.values() if run_ids is None or r.run_id in run_ids]
+        return runs[::-1][:limit]
+
+    def failure_reason(self, run_id: str) -> str:
+        return self.reasons.get(run_id, "boom")
+
+    def launch_report(self, partition: str, tags=None) -> str:
+        self.launched.append((partition, dict(tags or {})))
+        self.add(RID, "QUEUED", tags={"dagster/partition": partition})
+        return RID
+
+    def health(self) -> DagsterHealth:
+        return DagsterHealth("1.13.27", list(self.problems))
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.url}/runs/{run_id}"
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def state(tmp_path) -> Settings:
+    settings = Settings(home=tmp_path / "home")
+    settings.ensure_dirs()
+    return settings
+
+
+def finish(state: Settings, run_id: str = RID, csv: str = CSV) -> Path:
+    path = state.reports_dir / f"{run_id}.csv"
+    path.write_text(csv)
+    write_report_sidecar(state.reports_dir, run_id, as_of=AS_OF, stores=csv.count("\n") - 1,
+                         partition="2023-01-25-18:00", latest_poll=AS_OF)
+    return path
+
+
+@pytest.fixture
+def gateway() -> FakeGateway:
+    return FakeGateway()
+
+
+def client_for(state: Settings, gateway=None, **settings) -> TestClient:
+    api_settings = ApiSettings(**{"dagster_url": f"http://127.0.0.1:{free_port()}", **settings})
+    return TestClient(create_app(api_settings, state, gateway), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(state, gateway) -> TestClient:
+    with client_for(state, gateway) as client:
+        yield client
+
+
+@pytest.fixture
+def down(state) -> TestClient:
+    """The real gateway, pointed at a port where nothing listens: Dagster is down."""
+    with client_for(state, dagster_timeout_seconds=5) as client:
+        yield client
+
+
+# --- report ids --------------------------------------------------------------------------
+
+
+def test_report_ids_are_canonical_uuids():
+    assert parse_report_id(RID) == RID
+    assert parse_report_id(RID.upper()) == RID
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None, "", "../x", "..", "/etc/passwd", RID.replace("-", ""), "{" + RID + "}",
+        "urn:uuid:" + RID, " " + RID, RID + " ", RID + "\n", RID + "/", RID[:-1] + "٧",
+        RID[:-1] + "ａ", "x" * 10_000, RID + RID, RID[:-1], RID.replace("-", "/"),
+        "3f0c2a8e-5b1d-4c7e-9a2f-6d8b1e4c0a9g",
+    ],
+)
+def test_anything_else_is_malformed(text):
+    with pytest.raises(MalformedReportId):
+        parse_report_id(text)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/get_report?report_id=../x",
+        "/get_report?report_id=..%2F..%2Fsecret.csv",
+        "/get_report?report_id=" + "a" * 5000,
+        "/get_report?report_id=%C3%A9",
+        "/get_report",
+        "/reports/not-a-uuid",
+        "/reports/" + "a" * 5000 + "/csv",
+        "/reports/%C3%A9t%C3%A9/summary",
+        f"/reports/{RID}%00/csv",
+    ],
+)
+def test_malformed_ids_are_422_with_a_message(client, path):
+    answer = client.get(path)
+    assert answer.status_code == 422, answer.text
+    assert "UUID" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/reports/..%2Fsecret.csv", "/reports/..%2F..%2Fsecret/csv", "/static/..%2Fsecret"]
+)
+def test_encoded_slashes_never_reach_a_file(client, state, path):
+    (state.state_dir / "secret.csv").write_text("secret")
+    answer = client.get(path)
+    assert answer.status_code == 404 and "secret" not in answer.text.replace(path, "")
+
+
+def test_unknown_ids_are_404(client):
+    for path in (f"/get_report?report_id={RID}", f"/reports/{RID}", f"/reports/{RID}/csv",
+                 f"/reports/{RID}/summary"):
+        answer = client.get(path)
+        assert answer.status_code == 404, (path, answer.text)
+        assert RID in answer.json()["detail"]
+
+
+def test_a_run_that_is_not_a_report_is_404(client, gateway):
+    gateway.add(RID, "SUCCESS", job="ingest_job")
+    assert client.get(f"/get_report?report_id={RID}").status_code == 404
+
+
+def test_a_ui_run_materializing_the_report_is_a_report(client, gateway, state):
+    gateway.add(RID, "SUCCESS", job="__ASSET_JOB", assets=(("uptime_report",),))
+    finish(state)
+    assert client.get(f"/get_report?report_id={RID}").text == CSV
+
+
+# --- statuses ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"])
+def test_queued_or_running_is_running(client, gateway, state, status):
+    gateway.add(RID, status)
+    if status == "STARTED":
+        finish(state)  # the files exist before the run has finished: still Running
+    answer = client.get("/get_report", params={"report_id": RID})
+    assert answer.status_code == 200 and answer.json() == {"status": "Running"}
+    assert client.get(f"/reports/{RID}/csv").status_code == 409
+
+
+def test_complete_serves_the_csv(client, gateway, state):
+    gateway.add(RID, "SUCCESS", tags={"dagster/partition": "2023-01-25-18:00"})
+    finish(state)
+    answer = client.get("/get_report", params={"report_id": RID.upper()})
+    assert answer.status_code == 200
+    assert answer.content == CSV.encode()
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert answer.headers["x-report-status"] == "Complete"
+    assert answer.headers["content-disposition"] == f'attachment; filename="report_{RID}.csv"'
+    assert client.get(f"/reports/{RID}/csv").content == CSV.encode()
+
+    status = client.get(f"/reports/{RID}").json()
+    assert status["status"] == "Complete" and status["stores"] == 5
+    assert status["as_of"] == "2023-01-25T18:13:22.479510Z"
+    assert status["partition"] == "2023-01-25-18:00"
+    assert status["links"] == {
+        "self": f"/reports/{RID}", "csv": f"/reports/{RID}/csv",
+        "summary": f"/reports/{RID}/summary", "dagster": f"http://127.0.0.1:3000/runs/{RID}",
+    }
+
+
+@pytest.mark.parametrize("status", ["FAILURE", "CANCELED"])
+def test_failed_or_canceled_is_failed_with_the_reason(client, gateway, status):
+    gateway.add(RID, status)
+    gateway.reasons[RID] = "step uptime_report: no polls are loaded yet"
+    answer = client.get("/get_report", params={"report_id": RID})
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "Failed", "error": gateway.reasons[RID]}
+    assert client.get(f"/reports/{RID}/csv").status_code == 409
+
+
+def test_success_without_its_file_is_failed(client, gateway):
+    gateway.add(RID, "SUCCESS")
+    answer = client.get("/get_report", params={"report_id": RID}).json()
+    assert answer["status"] == "Failed" and "STOREMON_HOME" in answer["error"]
+
+
+def test_a_half_written_report_is_not_served(client, gateway, state):
+    gateway.add(RID, "SUCCESS")
+    (state.reports_dir / f"{RID}.csv").write_text(HEADER)  # no sidecar: not finished
+    assert client.get("/get_report", params={"report_id": RID}).json()["status"] == "Failed"
+
+
+def test_a_report_dagster_forgot_is_still_complete(client, state):
+    finish(state)  # e.g. a new Dagster instance over an old state folder
+    assert client.get(f"/get_report?report_id={RID}").text == CSV
+    assert client.get(f"/reports/{RID}").json()["dagster_status"] is None
+
+
+def test_list_merges_runs_and_finished_files(client, gateway, state):
+    gateway.add(OTHER, "STARTED")
+    finish(state, RID)
+    reports = client.get("/reports").json()["reports"]
+    assert {r["report_id"]: r["status"] for r in reports} == {RID: "Complete", OTHER: "Running"}
+
+
+# --- trigger -----------------------------------------------------------------------------
+
+
+def test_trigger_launches_the_latest_partition(client, gateway, state):
+    latest = datetime(2023, 1, 25, 23, 59, 55)
+    write_latest_poll(state.state_dir, latest)
+    answer = client.post("/trigger_report")
+    assert answer.status_code == 202
+    assert answer.json() == {"report_id": RID}
+    assert answer.headers["location"] == f"/reports/{RID}"
+    assert gateway.launched == [(partition_key_for(latest), {"storemon/source": "api"})]
+    assert client.get(f"/get_report?report_id={RID}").json() == {"status": "Running"}
+
+
+# --- Dagster down --------------------------------------------------------------------------
+
+
+def test_dagster_down_is_503_everywhere_but_finished_reports(down, state):
+    write_latest_poll(state.state_dir, AS_OF)
+    for method, path in (("POST", "/trigger_report"), ("GET", "/reports"),
+                         ("GET", f"/get_report?report_id={OTHER}"), ("GET", f"/reports/{OTHER}")):
+        answer = down.request(method, path)
+        assert answer.status_code == 503, (path, answer.text)
+        assert "unreachable" in answer.json()["detail"]
+        assert answer.headers["retry-after"]
+    finish(state)
+    assert down.get(f"/get_report?report_id={RID}").content == CSV.encode()
+    assert down.get(f"/reports/{RID}/csv").content == CSV.encode()
+    assert down.get(f"/reports/{RID}").json()["status"] == "Complete"
+    health = down.get("/health")
+    assert health.status_code == 503
+    assert health.json()["status"] == "unavailable" and not health.json()["dagster"]["ok"]
+    assert health.json()["latest_poll"] == "2023-01-25T18:13:22.479510Z"
+
+
+def test_a_dagster_that_hangs_is_503_after_the_timeout(state):
+    """A port that accepts connections and never answers (a wedged webserver)."""
+    with socket.socket() as hanging:
+        hanging.bind(("127.0.0.1", 0))
+        hanging.listen(16)
+        url = f"http://127.0.0.1:{hanging.getsockname()[1]}"
+        with client_for(state, dagster_url=url, dagster_timeout_seconds=1) as client:
+            for method, path in (("POST", "/trigger_report"), ("GET", f"/reports/{RID}")):
+                started = time.monotonic()
+                answer = client.request(method, path)
+                assert answer.status_code == 503, answer.text
+                assert "did not answer in time" in answer.json()["detail"]
+                assert time.monotonic() - started < 10
+
+
+def test_launch_errors_are_told_apart():
+    def wrapped(kind, detail, cause=None):
+        error = DagsterGraphQLClientError(kind, detail)
+        error.__cause__ = cause
+        return _classify(error, "http://127.0.0.1:1")
+
+    assert isinstance(wrapped("x", "y", RequestsConnectionError("refused")), DagsterUnavailable)
+    assert isinstance(wrapped("JobNotFoundError", "no job"), DagsterUnavailable)
+    assert isinstance(wrapped("PythonError", "bad"), DagsterError)
+    assert isinstance(wrapped("RunConfigValidationInvalid", "bad"), DagsterError)
+
+
+def test_gateway_maps_http_failures():
+    def gateway_answering(response: httpx.Response) -> DagsterGateway:
+        gateway = DagsterGateway("http://127.0.0.1:9", timeout=5, report_job="uptime_report_job")
+        gateway._http = httpx.Client(transport=httpx.MockTransport(lambda _: response))
+        return gateway
+
+    with pytest.raises(DagsterUnavailable):
+        gateway_answering(httpx.Response(502, text="bad gateway")).run(RID)
+    with pytest.raises(DagsterUnavailable):
+        gateway_answering(httpx.Response(200, text="<html>")).run(RID)
+    with pytest.raises(DagsterError):
+        gateway_answering(httpx.Response(200, json={"errors": [{"message": "no"}]})).run(RID)
+    missing = {"data": {"runOrError": {"__typename": "RunNotFoundError", "message": "none"}}}
+    assert gateway_answering(httpx.Response(200, json=missing)).run(RID) is None
+
+
+# A failed run's events as Dagster 1.13 reports them (recorded from a real run, trimmed).
+FAILED_EVENTS = json.loads("""[
+ {"__typename": "EngineEvent", "message": "Started process for run (pid: 32211).", "error": null},
+ {"__typename": "ExecutionStepFailureEvent", "stepKey": "uptime_report",
+  "message": "Execution of step \\"uptime_report\\" failed.",
+  "error": {"message": "Exceeded max_retries of 3\\n", "className": "RetryRequestedFromPolicy",
+   "cause": {"message": "storemon_pipeline.report.NoPollsError: no polls are loaded yet\\n",
+             "className": "NoPollsError", "cause": null}}},
+ {"__typename": "RunFailureEvent",
+  "message": "Execution of run for \\"uptime_report_job\\" failed. Steps failed: [...].",
+  "error": null}
+]""")
+
+
+def test_failure_reason_is_the_innermost_error_of_the_failed_step():
+    assert failure_message("FAILURE", FAILED_EVENTS) == (
+        "step uptime_report: storemon_pipeline.report.NoPollsError: no polls are loaded yet"
+    )
+    assert failure_message("FAILURE", FAILED_EVENTS[2:]).startswith("Execution of run")
+    canceled = [{"__typename": "RunCanceledEvent", "message": "Run was canceled."}]
+    assert failure_message("CANCELED", canceled) == "Run was canceled."
+    assert "no error" in failure_message("FAILURE", [])
+
+
+# --- token -----------------------------------------------------------------------------------
+
+
+def test_token_guards_everything_but_health_docs_and_the_page(state, gateway):
+    finish(state)
+    gateway.add(RID, "SUCCESS")
+    with client_for(state, gateway, api_token="s3cret") as client:
+        for method, path in (("POST", "/trigger_report"), ("GET", "/reports"),
+                             ("GET", f"/reports/{RID}"), ("GET", f"/reports/{RID}/csv"),
+                             ("GET", f"/reports/{RID}/summary"),
+                             ("GET", f"/get_report?report_id={RID}")):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"},
+                            {"Authorization": "Basic s3cret"}):
+                answer = client.request(method, path, headers=headers)
+                assert answer.status_code == 401, (path, headers)
+                assert answer.headers["www-authenticate"] == "Bearer"
+        good = {"Authorization": "Bearer s3cret"}
+        assert client.get(f"/get_report?report_id={RID}", headers=good).text == CSV
+        assert client.get("/reports", headers=good).status_code == 200
+        for public in ("/health", "/", "/static/app.js", "/docs", "/openapi.json"):
+            assert client.get(public).status_code in (200, 503), public
+            assert client.get(public).status_code != 401
+
+
+def test_an_empty_token_means_no_token(state, gateway):
+    with client_for(state, gateway, api_token="") as client:
+        assert client.get("/reports").status_code == 200
+
+
+# --- health, summary, docs, page ----------------------------------------------------------------
+
+
+def test_health_ok(client, gateway, state):
+    write_latest_poll(state.state_dir, AS_OF)
+    answer = client.get("/health")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "ok"
+    assert answer.json()["latest_poll"] == "2023-01-25T18:13:22.479510Z"
+
+
+def test_health_names_what_is_wrong(client, gateway, state):
+    gateway.problems.append("the Dagster daemon is not running")
+    state.state_dir.rename(state.state_dir.with_name("moved"))
+    answer = client.get("/health")
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["status"] == "unavailable" and body["latest_poll"] is None
+    assert "daemon" in body["reasons"][0] and "not writable" in body["reasons"][1]
+
+
+def test_summary_distribution_and_worst_stores(client, gateway, state):
+    gateway.add(RID, "SUCCESS")
+    finish(state)
+    summary = client.get(f"/reports/{RID}/summary", params={"worst": 3}).json()
+    assert summary["stores"] == 5
+    assert summary["stores_with_business_time"] == 4  # a-closed had no business time
+    assert summary["stores_with_full_uptime"] == 1
+    assert len(summary["bins"]) == 20 and summary["bins"][-1] == {
+        "lower": 95, "upper": 100, "stores": 1
+    }
+    assert {b["lower"]: b["stores"] for b in summary["bins"] if b["stores"]} == {
+        0: 1, 50: 1, 90: 1, 95: 1
+    }
+    assert [w["store_id"] for w in summary["worst"]] == ["c-never", "b-half", "d-mostly"]
+    assert summary["worst"][1]["uptime_percent"] == 50.0
+    assert summary["overall_uptime_percent"] == round(100 * 308 / 378, 2)
+    assert client.get(f"/reports/{RID}/summary", params={"worst": 0}).status_code == 422
+
+
+def test_summary_keeps_store_ids_as_text(client, gateway, state):
+    gateway.add(RID, "SUCCESS")
+    finish(state, csv=HEADER + "0042,0,0,1.00,0,0,9.00\nNA,0,0,5.00,0,0,5.00\n")
+    worst = client.get(f"/reports/{RID}/summary").json()["worst"]
+    assert [w["store_id"] for w in worst] == ["0042", "NA"]
+
+
+def test_summary_of_a_report_without_stores(client, gateway, state):
+    gateway.add(RID, "SUCCESS")
+    finish(state, csv=HEADER)
+    summary = client.get(f"/reports/{RID}/summary").json()
+    assert summary["stores"] == 0 and summary["worst"] == []
+    assert summary["median_uptime_percent"] is None and summary["overall_uptime_percent"] is None
+
+
+def test_openapi_documents_models_and_examples(client):
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    assert {"/trigger_report", "/get_report", "/reports", "/reports/{report_id}",
+            "/reports/{report_id}/csv", "/reports/{report_id}/summary", "/health"} <= set(paths)
+    assert paths["/trigger_report"]["post"]["responses"]["202"]
+    assert "text/csv" in paths["/get_report"]["get"]["responses"]["200"]["content"]
+    components = schema["components"]["schemas"]
+    for model in ("TriggerResponse", "ReportStatus", "UptimeSummary", "Health", "Problem"):
+        assert components[model].get("examples"), model
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_docs_and_page_need_no_internet(client):
+    assert "/static/app.js" in client.get("/").text
+    for path in STATIC_DIR.iterdir():
+        urls = set(re.findall(r"https?://[^\s\"'`)]+", path.read_text()))
+        assert urls <= {"http://www.w3.org/2000/svg"}, (path.name, urls)  # a namespace, not a fetch
+    pytest.importorskip("swagger_ui_bundle")
+    docs = client.get("/docs").text
+    assert "/docs-assets/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200

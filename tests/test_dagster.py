@@ -1,0 +1,575 @@
+"""The Dagster layer against real instances, real DuckDB files and real processes.
+
+In-process part: one temporary state folder and Dagster instance (module-scoped), the sample
+data in data/ ingested and reported once. Process part: `storemon up` as a subprocess on its own
+state folder (dagster dev: webserver, daemon with the run queue and the sensors), driven through
+the GraphQL client as the REST facade will drive it, stopped with SIGINT and started again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import psutil
+import pytest
+
+from storemon_pipeline.cli import main as storemon_main
+from storemon_pipeline.definitions import build_defs
+from storemon_pipeline.defs.assets import uptime_report
+from storemon_pipeline.defs.checks import REPORT_TABLE
+from storemon_pipeline.defs.partitions import (
+    latest_report_partition_key,
+    partition_key_for,
+    report_partitions,
+)
+from storemon_pipeline.defs.resources import StoremonState
+from storemon_pipeline.defs.schedules import hourly_uptime_report
+from storemon_pipeline.defs.sensors import incoming_files, report_after_ingest
+from storemon_pipeline.report import report_frame
+from storemon_pipeline.settings import PROJECT_ROOT, SAMPLE_DATA_DIR, Settings
+from storemon_pipeline.state import parse_iso, read_latest_poll, read_report_sidecar
+
+SAMPLE_POLLS = SAMPLE_DATA_DIR / "store_status.csv.gz"  # 2023-01-18 .. 2023-01-25
+
+checks_job = dg.define_asset_job(
+    "uptime_report_checks_job", selection=dg.AssetSelection.checks_for_assets(uptime_report)
+)
+
+
+@dataclass
+class Graph:
+    settings: Settings
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    ingest: dg.ExecuteInProcessResult
+    report: dg.ExecuteInProcessResult
+    partition: str
+    latest_poll: datetime
+    stores: int
+    rejected: int
+
+    def run(self, job: str, **kwargs) -> dg.ExecuteInProcessResult:
+        return self.defs.resolve_job_def(job).execute_in_process(instance=self.instance, **kwargs)
+
+    def con(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+        from storemon_pipeline.db import connect
+
+        return connect(self.settings.duckdb_path, read_only=read_only, wait_seconds=30)
+
+
+def _new_instance(dagster_home: Path) -> dg.DagsterInstance:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    return dg.DagsterInstance.from_config(str(dagster_home))
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graph]:
+    """The whole graph materialized on data/: the ingest job, then windows + latest report."""
+    assert SAMPLE_POLLS.exists(), "the sample data in data/ is missing"
+    settings = Settings(home=tmp_path_factory.mktemp("state"))
+    settings.ensure_dirs()
+    defs = dg.Definitions.merge(build_defs(settings), dg.Definitions(jobs=[checks_job]))
+    with _new_instance(settings.dagster_home) as instance:
+        ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance)
+        partition = latest_report_partition_key(settings)
+        report = defs.resolve_job_def("refresh_job").execute_in_process(
+            instance=instance, partition_key=partition
+        )
+        con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+        try:
+            latest_poll, stores = con.execute(
+                "SELECT max(ts), count(DISTINCT store_key) FROM polls"
+            ).fetchone()
+            rejected = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        finally:
+            con.close()
+        yield Graph(
+            settings, defs, instance, ingest, report, partition, latest_poll, stores, rejected
+        )
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    return {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+
+
+# --- the graph on the sample data --------------------------------------------------------------
+
+
+def test_whole_graph_materialized_with_checks_passing(graph: Graph) -> None:
+    assert graph.ingest.success and graph.report.success
+    materialized = _materializations(graph.ingest) | _materializations(graph.report)
+    assert set(materialized) == {
+        "polls", "business_hours", "timezones", "quarantine", "business_windows", "uptime_report"
+    }
+    checks = _checks(graph.ingest) | _checks(graph.report)
+    assert set(checks) == {
+        "rejected_rows_share", "files_recognised", "uptime_plus_downtime_is_business_time",
+        "values_within_period", "one_row_per_store_with_polls", "polls_fresh",
+    }
+    failing = {name: c.description for name, c in checks.items() if not c.passed}
+    assert not failing
+
+    polls = materialized["polls"]
+    assert polls["latest_report_partition"].value == graph.partition
+    assert graph.partition == partition_key_for(graph.latest_poll)
+    assert graph.partition.startswith("2023-01-25-")
+    assert polls["dagster/row_count"].value > 100_000
+    assert polls["stores"].value == graph.stores
+    quarantine = materialized["quarantine"]
+    assert graph.rejected > 0  # data/store_status_bad_rows.csv
+    assert quarantine["rows_rejected"].value == graph.rejected
+    assert sum(quarantine["rejected_by_reason"].value.values()) == graph.rejected
+
+    report = materialized["uptime_report"]
+    assert report["partition"].value == graph.partition
+    assert report["stores"].value == graph.stores
+    assert "| store_id |" in report["most_downtime_last_week"].value
+    assert Path(report["csv"].value) == graph.settings.reports_dir / f"{graph.report.run_id}.csv"
+    assert report["dagster/partition_row_count"].value == graph.stores
+
+
+def test_report_partition_equals_storemon_report(
+    graph: Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's CSV is byte-identical to `storemon report` for the same as-of, and the
+    partition's rows in DuckDB are the engine's unrounded values."""
+    run_id = graph.report.run_id
+    sidecar = read_report_sidecar(graph.settings.reports_dir, run_id)
+    assert sidecar is not None
+    assert sidecar["partition"] == graph.partition and sidecar["stores"] == graph.stores
+    as_of = parse_iso(sidecar["as_of"])
+    assert as_of == graph.latest_poll
+
+    monkeypatch.setenv("STOREMON_HOME", str(graph.settings.state_dir))
+    out = tmp_path / "cli.csv"
+    assert storemon_main(["report", "--as-of", sidecar["as_of"], "--out", str(out)]) == 0
+    run_csv = graph.settings.reports_dir / f"{run_id}.csv"
+    assert run_csv.read_bytes() == out.read_bytes()
+
+    with graph.con(read_only=False) as con:
+        engine = report_frame(con, as_of).set_index("store_id").sort_index()
+        stored = (
+            con.execute(
+                f"SELECT * EXCLUDE (partition_hour) FROM {REPORT_TABLE} WHERE partition_hour = ?",
+                [graph.latest_poll.replace(minute=0, second=0, microsecond=0)],
+            )
+            .df()
+            .set_index("store_id")
+            .sort_index()
+        )
+    assert (stored.pop("as_of") == as_of).all()
+    assert list(stored.index) == list(engine.index)
+    assert ((stored[engine.columns] - engine).abs().max() < 1e-9).all()
+
+
+def test_partition_as_of_is_hour_end_or_latest_poll(graph: Graph) -> None:
+    older = graph.run("uptime_report_job", partition_key="2023-01-22-10:00")
+    later = graph.run("uptime_report_job", partition_key="2023-01-27-05:00")
+    for result, expected in (
+        (older, datetime(2023, 1, 22, 11)),  # the end of its hour
+        (later, graph.latest_poll),  # after the data: the latest poll
+        (graph.report, graph.latest_poll),  # the latest poll's own partition
+    ):
+        assert result.success
+        sidecar = read_report_sidecar(graph.settings.reports_dir, result.run_id)
+        assert parse_iso(sidecar["as_of"]) == expected
+        metadata = _materializations(result)["uptime_report"]
+        assert metadata["as_of"].value == expected.replace(tzinfo=UTC).timestamp()
+        assert all(c.passed for c in _checks(older).values())
+    # the older partition's checks: the feed is fresh for it; the later one's is not
+    assert _checks(later)["polls_fresh"].passed is False
+    assert _checks(later)["polls_fresh"].severity == dg.AssetCheckSeverity.WARN
+    with graph.con() as con:
+        stored = dict(
+            con.execute(
+                f"SELECT partition_hour, max(as_of) FROM {REPORT_TABLE} GROUP BY ALL"
+            ).fetchall()
+        )
+    assert stored[datetime(2023, 1, 22, 10)] == datetime(2023, 1, 22, 11)
+    assert stored[graph.latest_poll.replace(minute=0, second=0, microsecond=0)] == (
+        graph.latest_poll
+    )
+
+
+def test_partition_keys() -> None:
+    assert partition_key_for(datetime(2023, 1, 25, 23, 59, 55)) == "2023-01-25-23:00"
+    assert partition_key_for(datetime(2020, 1, 1)) == report_partitions.get_first_partition_key()
+    far = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=30)
+    assert partition_key_for(far) == report_partitions.get_last_partition_key()
+    # the last partition reaches past now: live data always has its partition
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert partition_key_for(now) == now.strftime("%Y-%m-%d-%H:00")
+
+
+def test_schedule_requests_the_hour_that_ended() -> None:
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2023, 1, 25, 10, 5, tzinfo=UTC)
+    )
+    request = hourly_uptime_report(context)
+    assert request.partition_key == "2023-01-25-09:00"
+    assert hourly_uptime_report.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_report_run_waits_while_another_process_writes(graph: Graph) -> None:
+    """DuckDB admits one writing process: a run finding the file held waits for it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+         " time.sleep(3); con.close()", str(graph.settings.duckdb_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        result = graph.run("uptime_report_job", partition_key="2023-01-23-08:00")
+        assert result.success
+        assert time.monotonic() - started > 1.5  # it did wait for the holder
+        assert holder.wait(30) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+# --- checks on corrupted data ------------------------------------------------------------------
+
+
+def test_report_checks_fail_on_corrupted_rows(graph: Graph) -> None:
+    partition = "2023-01-21-05:00"
+    assert graph.run("uptime_report_job", partition_key=partition).success
+    hour = datetime(2023, 1, 21, 5)
+    with graph.con(read_only=False) as con:
+        victims = [
+            row[0]
+            for row in con.execute(
+                f"SELECT store_id FROM {REPORT_TABLE} WHERE partition_hour = ? "
+                "ORDER BY store_id LIMIT 2",
+                [hour],
+            ).fetchall()
+        ]
+        con.execute(
+            f"UPDATE {REPORT_TABLE} SET uptime_last_week = uptime_last_week + 200 "
+            "WHERE partition_hour = ? AND store_id = ?",
+            [hour, victims[0]],
+        )
+        con.execute(
+            f"DELETE FROM {REPORT_TABLE} WHERE partition_hour = ? AND store_id = ?",
+            [hour, victims[1]],
+        )
+    result = graph.run("uptime_report_checks_job", tags={"dagster/partition": partition})
+    checks = _checks(result)
+    assert not checks["values_within_period"].passed
+    assert checks["values_within_period"].description.startswith(
+        f"1 of {graph.stores - 1} stores have a value outside [0, period]"
+    )
+    adds_up = checks["uptime_plus_downtime_is_business_time"]
+    assert not adds_up.passed
+    assert adds_up.description.startswith(f"1 of {graph.stores - 1} stores: uptime + downtime")
+    assert adds_up.description.endswith("(worst 720000.000 s)")
+    assert not checks["one_row_per_store_with_polls"].passed
+    assert checks["one_row_per_store_with_polls"].description == (
+        f"1 store(s) with polls missing, e.g. ['{victims[1]}']"
+    )
+    assert checks["polls_fresh"].passed
+    # checks of the other partitions are untouched
+    assert all(c.passed for c in _checks(graph.report).values())
+
+
+def test_ingest_checks_warn_on_rejected_rows_and_unknown_files(
+    graph: Graph, tmp_path: Path
+) -> None:
+    with graph.con() as con:
+        store, ts = con.execute(
+            "SELECT store_id, strftime(ts, '%Y-%m-%d %H:%M:%S.%f UTC') "
+            "FROM polls JOIN stores USING (store_key) ORDER BY ts LIMIT 1"
+        ).fetchone()
+    bad = tmp_path / "mostly_bad.csv"
+    bad.write_text(
+        "store_id,status,timestamp_utc\n"
+        f"{store},active,{ts}\n"  # already stored: a duplicate
+        f"{store},maybe,2023-01-24 10:06:00 UTC\n"
+        f"{store},active,not a time\n"
+    )
+    unknown = tmp_path / "menu.csv"
+    unknown.write_text("item,price\nsoup,3\n")
+    result = graph.run(
+        "ingest_job",
+        run_config={"ops": {"ingest": {"config": {"paths": [str(bad), str(unknown)]}}}},
+    )
+    assert result.success  # bad input never aborts a load
+    checks = _checks(result)
+    share = checks["rejected_rows_share"]
+    assert not share.passed and share.severity == dg.AssetCheckSeverity.WARN
+    assert share.description.startswith("2 of 3 rows read were rejected (66.67%")
+    recognised = checks["files_recognised"]
+    assert not recognised.passed and recognised.severity == dg.AssetCheckSeverity.WARN
+    assert "menu.csv: refused" in recognised.description
+    quarantine = _materializations(result)["quarantine"]
+    assert quarantine["rejected_by_reason"].value == {
+        "polls: invalid_status": 1, "polls: invalid_timestamp": 1
+    }
+    assert "not a time" in quarantine["rejected_rows_sample"].value
+
+
+# --- the sensors -------------------------------------------------------------------------------
+
+
+def _write(path: Path, text: str, age_seconds: float = 30) -> None:
+    """Write a file as if it had landed a while ago (the sensor lets fresh files settle)."""
+    path.write_text(text)
+    then = time.time() - age_seconds
+    os.utime(path, (then, then))
+
+
+def test_incoming_sensor_requests_each_content_once(
+    graph: Graph, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = Settings(home=tmp_path_factory.mktemp("sensor_state"))
+    settings.ensure_dirs()
+    defs = build_defs(settings)
+    storemon = StoremonState.from_settings(settings)
+
+    def evaluate(cursor: str | None) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            instance=graph.instance, cursor=cursor, resources={"storemon": storemon}
+        )
+        return incoming_files(context)
+
+    first = evaluate(None)
+    assert not first.run_requests
+
+    header = "store_id,status,timestamp_utc\n"
+    new_file = settings.incoming_dir / "polls_2023-01-26.csv"
+    _write(new_file, header + "sensor-store,active,2023-01-26 00:30:00 UTC\n")
+    result = evaluate(first.cursor)
+    assert len(result.run_requests) == 1
+    request = result.run_requests[0]
+    assert request.job_name in (None, "ingest_job")
+    assert request.run_config["ops"]["ingest"]["config"]["paths"] == [str(new_file)]
+
+    # the requested run ingests the file; the follow-up sensor asks for its report partition
+    run = defs.resolve_job_def("ingest_job").execute_in_process(
+        instance=graph.instance, run_config=request.run_config, tags=request.tags
+    )
+    assert run.success
+    assert _materializations(run)["polls"]["rows_loaded"].value == 1
+    (follow_up,) = list(report_after_ingest(dg.build_sensor_context(instance=graph.instance)))
+    assert isinstance(follow_up, dg.RunRequest)
+    assert follow_up.partition_key == "2023-01-26-00:00"
+
+    # the same file again: nothing; the same content rewritten (new mtime): nothing
+    assert not evaluate(result.cursor).run_requests
+    _write(new_file, header + "sensor-store,active,2023-01-26 00:30:00 UTC\n", age_seconds=20)
+    again = evaluate(result.cursor)
+    assert not again.run_requests
+    # a changed file: one run
+    _write(new_file, header + "sensor-store,inactive,2023-01-26 00:31:00 UTC\n", age_seconds=10)
+    changed = evaluate(again.cursor)
+    assert len(changed.run_requests) == 1
+    assert changed.run_requests[0].run_key != request.run_key
+    assert not evaluate(changed.cursor).run_requests
+    # a file still being written is left for the next tick
+    (settings.incoming_dir / "landing.csv").write_text(header)
+    assert not evaluate(changed.cursor).run_requests
+
+
+# --- `storemon up`: real processes, the run queue, restart -------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Up:
+    """`storemon up` as a subprocess; every process it starts is ended by the fixture."""
+
+    def __init__(self, home: Path, log: Path) -> None:
+        self.home = home
+        self.port = _free_port()
+        self.log = log
+        env = {
+            **os.environ,
+            "STOREMON_HOME": str(home),
+            "STOREMON_SENSOR_INTERVAL_SECONDS": "2",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("DAGSTER_HOME", None)
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "storemon_pipeline.cli", "up",
+                 "--dagster-port", str(self.port)],
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
+            )
+        self.started = time.monotonic()
+        self.seen: dict[int, psutil.Process] = {}
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def remember_children(self) -> None:
+        try:
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                self.seen[child.pid] = child
+        except psutil.NoSuchProcess:
+            pass
+
+    def wait_ready(self, timeout: float = 240) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.remember_children()
+            if "Dagster UI:" in self.text():
+                return time.monotonic() - self.started
+            assert self.process.poll() is None, self.text()[-3000:]
+            time.sleep(0.5)
+        raise AssertionError(f"storemon up not ready:\n{self.text()[-3000:]}")
+
+    def stop(self) -> int:
+        """SIGINT, as Ctrl-C; then anything left of what it started is ended, by pid."""
+        self.remember_children()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(90)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        leftovers = [p for p in self.seen.values() if p.is_running()]
+        for process in leftovers:
+            process.kill()
+        assert not leftovers, [p.pid for p in leftovers]
+        return self.process.returncode
+
+
+@pytest.fixture(scope="module")
+def up_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("up") / "state"
+
+
+@pytest.fixture
+def up_factory(up_home: Path, tmp_path: Path) -> Iterator:
+    started: list[Up] = []
+
+    def start() -> Up:
+        service = Up(up_home, tmp_path / f"up{len(started)}.log")
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def _wait_runs(instance: dg.DagsterInstance, run_ids: list[str], timeout: float = 120) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids))
+        if len(records) == len(run_ids) and all(
+            r.dagster_run.is_finished for r in records
+        ):
+            return records
+        time.sleep(1)
+    raise AssertionError(f"runs not finished: {run_ids}")
+
+
+def _wait_for_run(instance: dg.DagsterInstance, job: str, after: float, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in instance.get_run_records(dg.RunsFilter(job_name=job)):
+            if record.create_timestamp.timestamp() > after and record.dagster_run.is_finished:
+                return record
+        time.sleep(1)
+    raise AssertionError(f"no finished {job} run")
+
+
+def test_up_queue_sensor_and_restart(up_factory, up_home: Path) -> None:
+    from dagster_graphql import DagsterGraphQLClient
+
+    up = up_factory()
+    first_start = up.wait_ready()
+    text = up.text()
+    assert "ingesting the sample data" in text and "4 of 4 checks passed" in text
+    assert f"http://127.0.0.1:{up.port}" in text
+    instance = dg.DagsterInstance.from_config(str(up_home / "dagster"))
+    initial_runs = {r.dagster_run.run_id for r in instance.get_run_records()}
+    assert len(initial_runs) == 2  # the ingest run and the report run
+
+    # Two report runs launched together through the queue: both succeed, one after the other.
+    client = DagsterGraphQLClient("127.0.0.1", port_number=up.port)
+    latest = latest_report_partition_key(Settings(home=up_home))
+    assert latest == partition_key_for(read_latest_poll(up_home))
+    submitted = time.monotonic()
+    run_ids = [
+        client.submit_job_execution("uptime_report_job", tags={"dagster/partition": partition})
+        for partition in (latest, "2023-01-24-12:00")
+    ]
+    records = _wait_runs(instance, run_ids)
+    queued_seconds = time.monotonic() - submitted
+    assert [r.dagster_run.status for r in records] == [dg.DagsterRunStatus.SUCCESS] * 2, [
+        client.get_run_status(run_id) for run_id in run_ids
+    ]
+    first, second = sorted(records, key=lambda r: r.start_time)
+    assert first.end_time <= second.start_time  # the pool serialised them
+    for run_id in run_ids:
+        assert (up_home / "reports" / f"{run_id}.csv").exists()
+        assert (up_home / "reports" / f"{run_id}.json").exists()
+        retries = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY
+        ).records
+        assert not retries
+
+    # The daemon's sensors: a new file in incoming/ is ingested, then the latest report redone.
+    before = time.time()
+    new_file = up_home / "incoming" / "polls_next.csv"
+    _write(new_file, "store_id,status,timestamp_utc\nup-store,active,2023-01-26 01:10:00 UTC\n")
+    ingest = _wait_for_run(instance, "ingest_job", before)
+    assert ingest.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    assert ingest.dagster_run.tags["storemon/trigger"] == "incoming_files"
+    refresh = _wait_for_run(instance, "refresh_job", before)
+    assert refresh.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    assert refresh.dagster_run.tags["dagster/partition"] == "2023-01-26-01:00"
+    assert json.loads((up_home / "reports" / f"{refresh.dagster_run.run_id}.json").read_text())[
+        "as_of"
+    ].startswith("2023-01-26T01:10:00")
+    runs_before_stop = {r.dagster_run.run_id for r in instance.get_run_records()}
+
+    assert up.stop() == 0
+    assert "storemon up: stopped" in up.text()
+
+    # Restart: nothing is redone, everything is still there.
+    again = up_factory()
+    second_start = again.wait_ready()
+    assert "already materialized" in again.text() and "ingesting" not in again.text()
+    assert runs_before_stop <= {r.dagster_run.run_id for r in instance.get_run_records()}
+    for run_id in run_ids:
+        assert (up_home / "reports" / f"{run_id}.csv").exists()
+    assert DagsterGraphQLClient("127.0.0.1", port_number=again.port).get_run_status(
+        run_ids[0]
+    ) == dg.DagsterRunStatus.SUCCESS
+    assert again.stop() == 0
+    print(
+        f"storemon up: first start {first_start:.1f} s, restart {second_start:.1f} s; "
+        f"two queued report runs finished {queued_seconds:.1f} s after submission"
+    )
