@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# --- hypothesis profiles -------------------------------------------------------------------
+# In CI the property tests draw the same examples every run, so a landing never depends on
+# luck; anywhere else each run explores new ones (STOREMON_ORACLE_SCALE=10 for a soak run).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # --- oracle harness (tests/oracle.py, test_oracle.py, test_worked_examples.py) ------------
 # `run_engine(stores, as_of, folder, ...)` feeds oracle.StoreCase stores to the engine the way

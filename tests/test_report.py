@@ -115,3 +115,26 @@ def test_new_hours_snapshot_is_used_by_the_next_report(tmp_path):
         ingest_paths(con, [hours])
         second = read_rows(write_report_csv(con, tmp_path / "2.csv", as_of=as_of).path)
     assert first[1][2] == "1.00" and second[1][2] == "2.00"
+
+
+def test_a_poll_at_the_as_of_instant_opening_a_window_is_in_hours(tmp_path):
+    """Found by the oracle: a window that starts exactly at the as-of instant still makes the
+    poll at that instant an in-hours poll (and so the nearest for the hour before)."""
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    (feeds / "polls.csv").write_text(
+        "store_id,status,timestamp_utc\n"
+        "s,inactive,2023-03-07 04:00:00 UTC\n"  # Tuesday 23:00 EST, in hours, a week earlier
+        "s,active,2023-03-14 04:30:00 UTC\n"  # Tuesday 00:30 EDT: opens Tuesday's window
+    )
+    (feeds / "hours.csv").write_text(
+        "store_id,day,start_time_local,end_time_local\n"
+        "s,0,00:00,00:00\n"  # Monday, 24 hours
+        "s,1,00:30,00:30\n"  # Tuesday 00:30 to Wednesday 00:30
+    )
+    (feeds / "tz.csv").write_text("store_id,timezone_str\ns,America/New_York\n")
+    with connect(tmp_path / "db.duckdb") as con:
+        ingest_paths(con, [feeds])
+        rows = read_rows(write_report_csv(con, tmp_path / "r.csv").path)
+    # last hour [Mon 23:30, Tue 00:30) EDT: business until Tue 00:00, nearest poll is the one at T
+    assert rows[1][:2] == ["s", "30.00"] and rows[1][4] == "0.00"

@@ -13,10 +13,11 @@ known_polls AS (
     WHERE polls.ts <= $as_of
 ),
 windows AS (
+    -- a window starting exactly at $as_of adds no business time, but a poll at $as_of is in it
     SELECT business_windows.store_key, window_start, window_end
     FROM business_windows
     SEMI JOIN scoped_stores USING (store_key)
-    WHERE window_start < $as_of
+    WHERE window_start <= $as_of
 ),
 polls_in_hours AS (
     -- windows are disjoint, so a poll is in hours iff it is before the end of the last window
