@@ -42,7 +42,6 @@ parsed AS (
 )
 SELECT
     line,
-    raw,
     store_id,
     day_of_week,
     start_sec,
@@ -55,5 +54,7 @@ SELECT
         WHEN day_of_week IS NULL THEN 'invalid_day'
         WHEN start_sec IS NULL THEN 'invalid_start_time'
         WHEN end_sec IS NULL THEN 'invalid_end_time'
-    END AS reason
+    END AS reason,
+    -- the raw line is kept for the quarantine only
+    CASE WHEN reason IS NOT NULL THEN raw END AS raw
 FROM parsed;

@@ -34,7 +34,6 @@ parsed AS (
 )
 SELECT
     line,
-    raw,
     store_id,
     ts,
     is_active,
@@ -45,5 +44,7 @@ SELECT
             THEN 'invalid_store_id'
         WHEN is_active IS NULL THEN 'invalid_status'
         WHEN ts IS NULL THEN 'invalid_timestamp'
-    END AS reason
+    END AS reason,
+    -- the raw line is kept for the quarantine only
+    CASE WHEN reason IS NOT NULL THEN raw END AS raw
 FROM parsed;

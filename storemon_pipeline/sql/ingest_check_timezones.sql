@@ -26,7 +26,6 @@ checked AS (
 )
 SELECT
     line,
-    raw,
     store_id,
     timezone,
     coalesce(
@@ -36,6 +35,8 @@ SELECT
                 <> max(timezone) FILTER (WHERE first_reason IS NULL) OVER same_store
             THEN 'conflicting_timezone'
         END
-    ) AS reason
+    ) AS reason,
+    -- the raw line is kept for the quarantine only
+    CASE WHEN reason IS NOT NULL THEN raw END AS raw
 FROM checked
 WINDOW same_store AS (PARTITION BY store_id);
