@@ -54,7 +54,7 @@ def _utc(instant: datetime) -> float:
     return instant.replace(tzinfo=UTC).timestamp()
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
     """A small frame as a markdown table (no optional dependency on `tabulate`)."""
     if frame.empty:
         return "_none_"
@@ -169,7 +169,7 @@ def _files_table(results: list[FileResult]) -> str:
             for r in results
         ]
     )
-    return _markdown_table(frame)
+    return markdown_table(frame)
 
 
 def _ingest_metadata(
@@ -243,7 +243,7 @@ def _ingest_metadata(
             "refused_files": dg.MetadataValue.json(
                 [r.file for r in results if r.status == "refused"]
             ),
-            "rejected_rows_sample": dg.MetadataValue.md(_markdown_table(sample)),
+            "rejected_rows_sample": dg.MetadataValue.md(markdown_table(sample)),
         },
     }
 
@@ -396,7 +396,7 @@ def uptime_report(
         "partition": partition,
         "stores": len(frame),
         "stores_with_downtime_last_week": summary.stores_with_downtime_last_week,
-        "most_downtime_last_week": dg.MetadataValue.md(_markdown_table(top)),
+        "most_downtime_last_week": dg.MetadataValue.md(markdown_table(top)),
         "csv": dg.MetadataValue.path(str(csv_path)),
         "sidecar": dg.MetadataValue.path(str(sidecar)),
         "compute_seconds": round(time.perf_counter() - started, 3),

@@ -15,7 +15,7 @@ import pandas as pd
 
 from storemon_pipeline.defs.assets import (
     DUCKDB_POOL,
-    _markdown_table,
+    markdown_table,
     uptime_report,
 )
 from storemon_pipeline.defs.partitions import partition_as_of, partition_window, report_partitions
@@ -128,7 +128,7 @@ def uptime_plus_downtime_is_business_time(
             "stores_checked": checked,
             "stores_failing": failing,
             "largest_gap_seconds": float(worst),
-            "failing_stores": dg.MetadataValue.md(_markdown_table(bad)),
+            "failing_stores": dg.MetadataValue.md(markdown_table(bad)),
         },
     )
 
@@ -165,7 +165,7 @@ def values_within_period(
         metadata={
             "stores_checked": rows,
             "stores_failing": len(bad),
-            "failing_stores": dg.MetadataValue.md(_markdown_table(bad.head(10).round(4))),
+            "failing_stores": dg.MetadataValue.md(markdown_table(bad.head(10).round(4))),
         },
     )
 
