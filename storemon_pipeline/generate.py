@@ -27,7 +27,6 @@ from storemon_pipeline.settings import SAMPLE_DATA_DIR
 
 POLLS_HEADER = "store_id,status,timestamp_utc"
 HOURS_HEADER = "store_id,day,start_time_local,end_time_local"
-TIMEZONES_HEADER = "store_id,timezone_str"
 
 # Share of stores that poll but appear in neither the hours nor the time-zone file
 # (about 3 % of the stores of the real poll file).

@@ -33,7 +33,6 @@ FEED_HEADERS: dict[str, dict[str, str]] = {
     TIMEZONES: {"store_id": "store_id_pos", "timezone_str": "timezone_pos"},
 }
 HEADER_ALIASES = {"day": "dayofweek"}
-SNAPSHOT_FEEDS = (HOURS, TIMEZONES)
 CSV_SUFFIXES = (".csv", ".csv.gz")
 
 
