@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from storemon_api.ids import parse_report_id
-from storemon_pipeline.state import report_csv_path, report_sidecar_path
+from storemon_pipeline.engine.state import report_csv_path, report_sidecar_path
 
 
 @dataclass(frozen=True)

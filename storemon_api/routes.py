@@ -28,8 +28,8 @@ from storemon_api.models import (
 from storemon_api.service import ReportService
 from storemon_api.summary import uptime_summary
 from storemon_pipeline.defs.partitions import latest_report_partition_key
+from storemon_pipeline.engine.state import read_latest_poll
 from storemon_pipeline.settings import Settings
-from storemon_pipeline.state import read_latest_poll
 
 CSV_EXAMPLE = (
     "store_id,uptime_last_hour,uptime_last_day,uptime_last_week,downtime_last_hour,"

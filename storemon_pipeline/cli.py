@@ -20,10 +20,10 @@ def _instant(text: str) -> datetime:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from storemon_pipeline.db import connect
-    from storemon_pipeline.ingest import ingest_paths
-    from storemon_pipeline.report import latest_poll
-    from storemon_pipeline.state import write_latest_poll
+    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.ingest import ingest_paths
+    from storemon_pipeline.engine.report import latest_poll
+    from storemon_pipeline.engine.state import write_latest_poll
 
     settings = get_settings()
     started = time.perf_counter()
@@ -40,8 +40,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from storemon_pipeline.db import connect
-    from storemon_pipeline.report import NoPollsError, result_summary, write_report_csv
+    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.report import NoPollsError, result_summary, write_report_csv
 
     settings = get_settings()
     started = time.perf_counter()
@@ -70,7 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from storemon_pipeline.generate import build_sample, generate_dataset
+    from storemon_pipeline.tools.generate import build_sample, generate_dataset
 
     if args.sample:
         info = build_sample(progress=print)
@@ -91,7 +91,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from storemon_pipeline.bench import run_bench
+    from storemon_pipeline.tools.bench import run_bench
 
     run_bench(scale=args.scale, cache_dir=args.cache_dir)
     return 0

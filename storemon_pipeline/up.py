@@ -225,10 +225,10 @@ def prepare_state(settings: Settings) -> None:
     if it never was. Runs in this process, on the instance in DAGSTER_HOME."""
     import dagster as dg
 
-    from storemon_pipeline.db import connect
     from storemon_pipeline.definitions import build_defs
     from storemon_pipeline.defs.assets import DUCKDB_POOL, uptime_report
     from storemon_pipeline.defs.partitions import latest_report_partition_key
+    from storemon_pipeline.engine.db import connect
 
     defs = build_defs(settings)
     with dg.DagsterInstance.get() as instance:

@@ -25,10 +25,10 @@ if os.environ.get("CI"):
 def run_engine():
     from oracle import write_feeds
 
-    from storemon_pipeline.db import connect
-    from storemon_pipeline.ingest import ingest_paths
-    from storemon_pipeline.report import report_frame, write_report_csv
-    from storemon_pipeline.windows import refresh_business_windows
+    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.ingest import ingest_paths
+    from storemon_pipeline.engine.report import report_frame, write_report_csv
+    from storemon_pipeline.engine.windows import refresh_business_windows
 
     def run(stores, as_of, folder, *, poll_files=1, seed=0, csv_path=None, store_ids=None,
             file_order=("polls", "hours", "timezones")):

@@ -33,8 +33,8 @@ from storemon_api.ids import MalformedReportId, parse_report_id
 from storemon_api.main import STATIC_DIR, create_app
 from storemon_api.settings import ApiSettings
 from storemon_pipeline.defs.partitions import partition_key_for
+from storemon_pipeline.engine.state import write_latest_poll, write_report_sidecar
 from storemon_pipeline.settings import Settings
-from storemon_pipeline.state import write_latest_poll, write_report_sidecar
 
 with warnings.catch_warnings():  # Starlette's note about its httpx-based client, not ours
     warnings.simplefilter("ignore")
@@ -359,7 +359,7 @@ FAILED_EVENTS = json.loads("""[
  {"__typename": "ExecutionStepFailureEvent", "stepKey": "uptime_report",
   "message": "Execution of step \\"uptime_report\\" failed.",
   "error": {"message": "Exceeded max_retries of 3\\n", "className": "RetryRequestedFromPolicy",
-   "cause": {"message": "storemon_pipeline.report.NoPollsError: no polls are loaded yet\\n",
+   "cause": {"message": "storemon_pipeline.engine.report.NoPollsError: no polls are loaded yet\\n",
              "className": "NoPollsError", "cause": null}}},
  {"__typename": "RunFailureEvent",
   "message": "Execution of run for \\"uptime_report_job\\" failed. Steps failed: [...].",
@@ -369,7 +369,7 @@ FAILED_EVENTS = json.loads("""[
 
 def test_failure_reason_is_the_innermost_error_of_the_failed_step():
     assert failure_message("FAILURE", FAILED_EVENTS) == (
-        "step uptime_report: storemon_pipeline.report.NoPollsError: no polls are loaded yet"
+        "step uptime_report: storemon_pipeline.engine.report.NoPollsError: no polls are loaded yet"
     )
     assert failure_message("FAILURE", FAILED_EVENTS[2:]).startswith("Execution of run")
     canceled = [{"__typename": "RunCanceledEvent", "message": "Run was canceled."}]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from storemon_pipeline.report import REPORT_COLUMNS
+from storemon_pipeline.engine.report import REPORT_COLUMNS
 from storemon_pipeline.settings import SAMPLE_DATA_DIR
 
 

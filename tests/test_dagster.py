@@ -38,9 +38,9 @@ from storemon_pipeline.defs.partitions import (
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.defs.schedules import hourly_uptime_report
 from storemon_pipeline.defs.sensors import incoming_files, report_after_ingest
-from storemon_pipeline.report import report_frame
+from storemon_pipeline.engine.report import report_frame
+from storemon_pipeline.engine.state import parse_iso, read_latest_poll, read_report_sidecar
 from storemon_pipeline.settings import PROJECT_ROOT, SAMPLE_DATA_DIR, Settings
-from storemon_pipeline.state import parse_iso, read_latest_poll, read_report_sidecar
 
 SAMPLE_POLLS = SAMPLE_DATA_DIR / "store_status.csv.gz"  # 2023-01-18 .. 2023-01-25
 
@@ -65,7 +65,7 @@ class Graph:
         return self.defs.resolve_job_def(job).execute_in_process(instance=self.instance, **kwargs)
 
     def con(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-        from storemon_pipeline.db import connect
+        from storemon_pipeline.engine.db import connect
 
         return connect(self.settings.duckdb_path, read_only=read_only, wait_seconds=30)
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from storemon_pipeline import generate
-from storemon_pipeline.bench import dataset_params, phase_floor
 from storemon_pipeline.settings import SAMPLE_DATA_DIR
+from storemon_pipeline.tools import generate
+from storemon_pipeline.tools.bench import dataset_params, phase_floor
 
 STORE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -158,7 +158,7 @@ def test_real_ids_subset_keeps_rare_cases(tmp_path: Path) -> None:
 
 
 def test_sample_in_data_folder_is_what_the_generator_makes(tmp_path: Path) -> None:
-    """``python -m storemon_pipeline.generate --sample`` rebuilds the committed sample."""
+    """``python -m storemon_pipeline.tools.generate --sample`` rebuilds the committed sample."""
     shipped = SAMPLE_DATA_DIR / generate.SAMPLE_POLLS
     rebuilt = generate.build_sample(tmp_path)
     assert gzip.decompress(shipped.read_bytes()) == gzip.decompress(

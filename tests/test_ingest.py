@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from storemon_pipeline.db import connect
-from storemon_pipeline.ingest import ingest_paths
-from storemon_pipeline.report import report_frame
+from storemon_pipeline.engine.db import connect
+from storemon_pipeline.engine.ingest import ingest_paths
+from storemon_pipeline.engine.report import report_frame
 
 POLLS_HEADER = "store_id,status,timestamp_utc"
 HOURS_HEADER = "store_id,dayOfWeek,start_time_local,end_time_local"

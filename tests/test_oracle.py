@@ -360,9 +360,9 @@ def test_reported_stores_absent_and_once(run_engine, data, scenario):
         engine = run_engine(stores, from_unix(t), folder, poll_files=2,
                             seed=data.draw(st.integers(0, 99)))
         # the same feeds again (plus a merged copy of the polls): nothing changes
-        from storemon_pipeline.db import connect
-        from storemon_pipeline.ingest import ingest_paths
-        from storemon_pipeline.report import report_frame
+        from storemon_pipeline.engine.db import connect
+        from storemon_pipeline.engine.ingest import ingest_paths
+        from storemon_pipeline.engine.report import report_frame
 
         merged = folder / "all_polls.csv"
         lines = (folder / "store_status_0.csv").read_text().splitlines(keepends=True)

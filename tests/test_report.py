@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from storemon_pipeline.db import connect
-from storemon_pipeline.ingest import ingest_paths
-from storemon_pipeline.report import REPORT_COLUMNS, write_report_csv
+from storemon_pipeline.engine.db import connect
+from storemon_pipeline.engine.ingest import ingest_paths
+from storemon_pipeline.engine.report import REPORT_COLUMNS, write_report_csv
 from storemon_pipeline.settings import SAMPLE_DATA_DIR
 
 POLLS_FILE = SAMPLE_DATA_DIR / "store_status.csv.gz"

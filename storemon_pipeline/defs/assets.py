@@ -23,8 +23,8 @@ from storemon_pipeline.defs.partitions import (
     report_partitions,
 )
 from storemon_pipeline.defs.resources import StoremonState
-from storemon_pipeline.ingest import FileResult, ingest_paths
-from storemon_pipeline.report import (
+from storemon_pipeline.engine.ingest import FileResult, ingest_paths
+from storemon_pipeline.engine.report import (
     NoPollsError,
     compute_report,
     export_report_csv,
@@ -32,8 +32,8 @@ from storemon_pipeline.report import (
     result_frame,
     result_summary,
 )
-from storemon_pipeline.state import report_csv_path, write_latest_poll, write_report_sidecar
-from storemon_pipeline.windows import refresh_business_windows
+from storemon_pipeline.engine.state import report_csv_path, write_latest_poll, write_report_sidecar
+from storemon_pipeline.engine.windows import refresh_business_windows
 
 # Every op that opens the DuckDB file is in this pool; dagster.yaml limits it to one run at a
 # time. A run that still finds the file locked (e.g. by a `storemon` CLI command) waits in

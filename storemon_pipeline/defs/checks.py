@@ -20,7 +20,7 @@ from storemon_pipeline.defs.assets import (
 )
 from storemon_pipeline.defs.partitions import partition_as_of, partition_window, report_partitions
 from storemon_pipeline.defs.resources import StoremonState
-from storemon_pipeline.report import latest_poll
+from storemon_pipeline.engine.report import latest_poll
 
 # Partitioned asset checks are a preview feature of Dagster 1.13 (pinned below 1.14). They give
 # each report partition its own check results, which is what browsing the history needs.

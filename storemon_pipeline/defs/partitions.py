@@ -12,8 +12,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from storemon_pipeline.engine.state import read_latest_poll
 from storemon_pipeline.settings import Settings, get_settings
-from storemon_pipeline.state import read_latest_poll
 
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
@@ -69,8 +69,8 @@ def latest_report_partition_key(settings: Settings | None = None) -> str:
 def _latest_poll_from_duckdb(path: Path, wait_seconds: float) -> datetime | None:
     if not path.exists():
         return None
-    from storemon_pipeline.db import connect
-    from storemon_pipeline.report import latest_poll
+    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.report import latest_poll
 
     with connect(path, read_only=True, wait_seconds=wait_seconds) as con:
         return latest_poll(con)

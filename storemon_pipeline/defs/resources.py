@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
-from storemon_pipeline.db import connect
+from storemon_pipeline.engine.db import connect
 from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings
 
 # How often a step that found the DuckDB file locked past the wait is retried.

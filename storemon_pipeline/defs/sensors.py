@@ -11,7 +11,7 @@ import dagster as dg
 from storemon_pipeline.defs.assets import POLLS, IngestConfig, uptime_report
 from storemon_pipeline.defs.jobs import ingest_job, refresh_job
 from storemon_pipeline.defs.resources import StoremonState
-from storemon_pipeline.ingest import csv_files, file_sha256
+from storemon_pipeline.engine.ingest import csv_files, file_sha256
 from storemon_pipeline.settings import get_settings
 
 # A file modified this recently may still be being written: look again at the next tick.

@@ -38,8 +38,8 @@ def stack_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def prepare_home(home: Path, data: Path | None = ROOT / "data") -> None:
-    """A Dagster instance, and the data loaded with the CLI, leaving latest_poll.json as the
-    Dagster ingest would (None: no data)."""
+    """A Dagster instance, and the data loaded with the CLI, which leaves latest_poll.json as the
+    Dagster ingest does (None: no data)."""
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
     env = stack_env(home)
@@ -53,13 +53,6 @@ def prepare_home(home: Path, data: Path | None = ROOT / "data") -> None:
         return
     subprocess.run([str(BIN / "storemon"), "ingest", str(data)], env=env, cwd=ROOT, check=True,
                    capture_output=True, timeout=600)
-    code = (
-        "from storemon_pipeline.db import connect; from storemon_pipeline.report import "
-        "latest_poll; from storemon_pipeline.settings import get_settings as g; "
-        "from storemon_pipeline.state import write_latest_poll as w; s = g(); "
-        "c = connect(s.duckdb_path, read_only=True); w(s.state_dir, latest_poll(c))"
-    )
-    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=120)
 
 
 @dataclass

@@ -12,8 +12,8 @@ import duckdb
 
 @cache
 def sql(name: str) -> str:
-    """The text of ``storemon_pipeline/sql/<name>.sql``."""
-    return resources.files("storemon_pipeline").joinpath("sql", f"{name}.sql").read_text()
+    """The text of ``storemon_pipeline/engine/sql/<name>.sql``."""
+    return resources.files("storemon_pipeline.engine").joinpath("sql", f"{name}.sql").read_text()
 
 
 def connect(

@@ -50,7 +50,7 @@ def dataset_params(scale: float) -> dict:
 
 def ensure_dataset(scale: float, folder: Path, out: Out = print) -> dict:
     """Reuse the data set in ``folder`` if it was made with the same parameters, else make it."""
-    from storemon_pipeline.generate import generate_dataset
+    from storemon_pipeline.tools.generate import generate_dataset
 
     params = dataset_params(scale)
     manifest = folder / "dataset.json"
@@ -120,8 +120,8 @@ def phase_floor(db_path: str, *poll_files: str) -> dict:
 
 def phase_ingest(db_path: str, *files: str) -> dict:
     """Ingest hours, zones and polls into a fresh storemon database."""
-    from storemon_pipeline.db import connect
-    from storemon_pipeline.ingest import ingest_paths
+    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.ingest import ingest_paths
 
     con = connect(db_path)
     began = time.perf_counter()
@@ -142,8 +142,8 @@ def phase_ingest(db_path: str, *files: str) -> dict:
 
 def phase_windows(db_path: str) -> dict:
     """Convert the business hours to UTC windows (a derived asset, timed on its own)."""
-    from storemon_pipeline.db import connect
-    from storemon_pipeline.windows import refresh_business_windows
+    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.windows import refresh_business_windows
 
     con = connect(db_path)
     began = time.perf_counter()
@@ -155,8 +155,8 @@ def phase_windows(db_path: str) -> dict:
 
 def phase_report(db_path: str, out_path: str) -> dict:
     """A report as of the latest poll, written as CSV."""
-    from storemon_pipeline.db import connect
-    from storemon_pipeline.report import write_report_csv
+    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.report import write_report_csv
 
     con = connect(db_path)
     began = time.perf_counter()
@@ -184,7 +184,7 @@ def run_child(name: str, args: list[str], run_dir: Path) -> dict:
     command = [
         sys.executable,
         "-m",
-        "storemon_pipeline.bench",
+        "storemon_pipeline.tools.bench",
         "_phase",
         name,
         str(result_path),
@@ -364,7 +364,7 @@ def _print_scaling(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry of a phase's child process: ``python -m storemon_pipeline.bench _phase NAME ...``
+    """Entry of a phase's child process: ``python -m storemon_pipeline.tools.bench _phase NAME ...``
     (the benchmark itself is ``storemon bench``)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] != ["_phase"]:

@@ -12,8 +12,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from storemon_pipeline.db import sql
-from storemon_pipeline.windows import ensure_business_windows
+from storemon_pipeline.engine.db import sql
+from storemon_pipeline.engine.windows import ensure_business_windows
 
 REPORT_COLUMNS = [
     "store_id",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from storemon_pipeline.db import sql
+from storemon_pipeline.engine.db import sql
 
 POLLS, HOURS, TIMEZONES = "polls", "business_hours", "timezones"
 

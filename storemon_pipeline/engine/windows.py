@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import duckdb
 
-from storemon_pipeline.db import sql
+from storemon_pipeline.engine.db import sql
+from storemon_pipeline.engine.zones import zone_offset_pieces
 from storemon_pipeline.settings import DEFAULT_TIMEZONE
-from storemon_pipeline.zones import zone_offset_pieces
 
 # Windows reach this far beyond what is needed, so nearby as-of instants need no rebuild.
 MARGIN = timedelta(days=1)

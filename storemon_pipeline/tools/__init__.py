@@ -1,0 +1,1 @@
+"""Tools beside the product: the data generator and the benchmark."""
