@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +27,7 @@ from gql.transport.exceptions import (
 )
 
 from storemon_api.errors import Unavailable, UpstreamError
+from storemon_pipeline.engine.instants import from_epoch_seconds
 
 REPORT_ASSET = ("uptime_report",)
 PARTITION_TAG = "dagster/partition"
@@ -267,15 +268,11 @@ def _run_info(node: Mapping[str, Any]) -> RunInfo:
         run_id=node["runId"],
         status=node["status"],
         job_name=node["jobName"],
-        created=_instant(node.get("creationTime")),
-        ended=_instant(node.get("endTime")),
+        created=from_epoch_seconds(node.get("creationTime")),
+        ended=from_epoch_seconds(node.get("endTime")),
         tags={t["key"]: t["value"] for t in node.get("tags", [])},
         asset_keys=None if selection is None else tuple(tuple(k["path"]) for k in selection),
     )
-
-
-def _instant(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
 def _unreachable(url: str, exc: BaseException) -> str:

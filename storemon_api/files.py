@@ -7,12 +7,12 @@ Dagster, which keeps finished reports downloadable while Dagster is down.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from storemon_api.ids import parse_report_id
+from storemon_pipeline.engine.files import read_json
 from storemon_pipeline.engine.state import report_csv_path, report_sidecar_path
 
 
@@ -40,7 +40,7 @@ class ReportFiles:
     def finished(self, report_id: str) -> FinishedReport | None:
         """The report if its CSV and sidecar are both there, else None."""
         csv_path, sidecar_path = self._paths(report_id)
-        sidecar = _read_sidecar(sidecar_path)
+        sidecar = read_json(sidecar_path)
         if sidecar is None or not csv_path.is_file():
             return None
         return FinishedReport(parse_report_id(report_id), csv_path, sidecar)
@@ -61,9 +61,3 @@ class ReportFiles:
         return [report for report in found if report is not None][:limit]
 
 
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    try:
-        payload = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None

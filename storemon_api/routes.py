@@ -28,6 +28,7 @@ from storemon_api.models import (
 from storemon_api.service import ReportService
 from storemon_api.summary import uptime_summary
 from storemon_pipeline.defs.partitions import latest_report_partition_key
+from storemon_pipeline.engine.instants import as_aware_utc
 from storemon_pipeline.engine.state import read_latest_poll
 from storemon_pipeline.settings import Settings
 
@@ -189,7 +190,7 @@ def health(request: Request) -> JSONResponse:
         status="unavailable" if reasons else "ok",
         dagster=dagster_ok,
         state_folder=folder,
-        latest_poll=latest.isoformat() + "Z" if latest else None,
+        latest_poll=as_aware_utc(latest),
         reasons=reasons,
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=503 if reasons else 200)

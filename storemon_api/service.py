@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from storemon_api.dagster import FAILED, IN_PROGRESS, DagsterGateway, DagsterUnavailable, RunInfo
@@ -17,6 +17,7 @@ from storemon_api.errors import UnknownReport
 from storemon_api.files import FinishedReport, ReportFiles
 from storemon_api.ids import parse_report_id
 from storemon_api.models import ReportLinks, ReportStatus
+from storemon_pipeline.engine.instants import as_aware_utc, parse_iso
 
 COMPLETE_CACHE_SIZE = 10_000
 
@@ -113,14 +114,13 @@ class ReportService:
         )
 
 
-_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _parse(text: object) -> datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        instant = datetime.fromisoformat(text)
+        return as_aware_utc(parse_iso(text))
     except ValueError:
         return None
-    return instant if instant.tzinfo else instant.replace(tzinfo=_EPOCH.tzinfo)

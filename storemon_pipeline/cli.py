@@ -8,13 +8,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from storemon_pipeline.engine.instants import parse_instant
 from storemon_pipeline.settings import SAMPLE_DATA_DIR, get_settings
 
 
 def _instant(text: str) -> datetime:
     """An ISO-8601 instant; without an offset it is UTC."""
     try:
-        return datetime.fromisoformat(text.replace(" UTC", "").replace("Z", "+00:00"))
+        return parse_instant(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}") from exc
 

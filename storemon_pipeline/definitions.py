@@ -13,7 +13,7 @@ from storemon_pipeline.defs.jobs import (
 )
 from storemon_pipeline.defs.resources import StoremonState, report_io_manager
 from storemon_pipeline.defs.schedules import hourly_uptime_report
-from storemon_pipeline.defs.sensors import incoming_files, report_after_ingest
+from storemon_pipeline.defs.sensors import build_sensors
 from storemon_pipeline.settings import Settings, get_settings
 
 
@@ -28,7 +28,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         assets=[ingest, business_windows, uptime_report],
         asset_checks=report_checks,
         jobs=[ingest_job, uptime_report_job, refresh_job],
-        sensors=[incoming_files, report_after_ingest],
+        sensors=build_sensors(settings.sensor_interval_seconds),
         schedules=[hourly_uptime_report],
         resources={
             "storemon": StoremonState.from_settings(settings),

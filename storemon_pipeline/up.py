@@ -226,8 +226,8 @@ def prepare_state(settings: Settings) -> None:
     import dagster as dg
 
     from storemon_pipeline.definitions import build_defs
-    from storemon_pipeline.defs.assets import DUCKDB_POOL, uptime_report
-    from storemon_pipeline.defs.partitions import latest_report_partition_key
+    from storemon_pipeline.defs.assets import DUCKDB_POOL
+    from storemon_pipeline.defs.partitions import is_materialized, latest_report_partition_key
     from storemon_pipeline.engine.db import connect
 
     defs = build_defs(settings)
@@ -248,11 +248,7 @@ def prepare_state(settings: Settings) -> None:
                 f"{'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f} s")
 
         partition = latest_report_partition_key(settings)
-        done = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=uptime_report.key, asset_partitions=[partition]),
-            limit=1,
-        ).records
-        if done:
+        if is_materialized(instance, partition):
             log(f"report partition {partition} already materialized")
             return
         started = time.perf_counter()

@@ -29,7 +29,6 @@ import pytest
 from storemon_pipeline.cli import main as storemon_main
 from storemon_pipeline.definitions import build_defs
 from storemon_pipeline.defs.assets import uptime_report
-from storemon_pipeline.defs.checks import REPORT_TABLE
 from storemon_pipeline.defs.partitions import (
     latest_report_partition_key,
     partition_key_for,
@@ -37,7 +36,7 @@ from storemon_pipeline.defs.partitions import (
 )
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.defs.schedules import hourly_uptime_report
-from storemon_pipeline.defs.sensors import incoming_files, report_after_ingest
+from storemon_pipeline.engine.checks import REPORT_TABLE
 from storemon_pipeline.engine.report import report_frame
 from storemon_pipeline.engine.state import parse_iso, read_latest_poll, read_report_sidecar
 from storemon_pipeline.settings import PROJECT_ROOT, SAMPLE_DATA_DIR, Settings
@@ -354,7 +353,7 @@ def test_incoming_sensor_requests_each_content_once(
         context = dg.build_sensor_context(
             instance=graph.instance, cursor=cursor, resources={"storemon": storemon}
         )
-        return incoming_files(context)
+        return defs.get_sensor_def("incoming_files")(context)
 
     first = evaluate(None)
     assert not first.run_requests
@@ -374,6 +373,7 @@ def test_incoming_sensor_requests_each_content_once(
     )
     assert run.success
     assert _materializations(run)["polls"]["rows_loaded"].value == 1
+    report_after_ingest = defs.get_sensor_def("report_after_ingest")
     (follow_up,) = list(report_after_ingest(dg.build_sensor_context(instance=graph.instance)))
     assert isinstance(follow_up, dg.RunRequest)
     assert follow_up.partition_key == "2023-01-26-00:00"

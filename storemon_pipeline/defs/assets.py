@@ -8,7 +8,6 @@ DuckDB; only the report (one row per store) passes through pandas, for the I/O m
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +15,7 @@ import duckdb
 import pandas as pd
 from pydantic import Field
 
+from storemon_pipeline.defs.metadata import markdown, markdown_table, timestamp
 from storemon_pipeline.defs.partitions import (
     partition_as_of,
     partition_key_for,
@@ -23,17 +23,18 @@ from storemon_pipeline.defs.partitions import (
     report_partitions,
 )
 from storemon_pipeline.defs.resources import StoremonState
-from storemon_pipeline.engine.ingest import FileResult, ingest_paths
+from storemon_pipeline.engine.ingest import FileResult, feed_tables, ingest_paths
 from storemon_pipeline.engine.report import (
     NoPollsError,
     compute_report,
     export_report_csv,
     latest_poll,
+    most_downtime,
     result_frame,
     result_summary,
 )
 from storemon_pipeline.engine.state import report_csv_path, write_latest_poll, write_report_sidecar
-from storemon_pipeline.engine.windows import refresh_business_windows
+from storemon_pipeline.engine.windows import refresh_business_windows, windows_summary
 
 # Every op that opens the DuckDB file is in this pool; dagster.yaml limits it to one run at a
 # time. A run that still finds the file locked (e.g. by a `storemon` CLI command) waits in
@@ -47,22 +48,6 @@ QUARANTINE = dg.AssetKey("quarantine")
 
 REJECTED_SHARE_CHECK = "rejected_rows_share"
 FILES_RECOGNISED_CHECK = "files_recognised"
-
-
-def _utc(instant: datetime) -> float:
-    """A naive UTC instant as the epoch seconds Dagster's timestamp metadata takes."""
-    return instant.replace(tzinfo=UTC).timestamp()
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A small frame as a markdown table (no optional dependency on `tabulate`)."""
-    if frame.empty:
-        return "_none_"
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
-            for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
 
 
 class IngestConfig(dg.Config):
@@ -180,28 +165,7 @@ def _ingest_metadata(
     def loaded(feed: str) -> int:
         return sum(r.rows_loaded for r in results if r.feed == feed and r.status == "loaded")
 
-    polls, poll_stores, first_poll, newest_poll = con.execute(
-        "SELECT count(*), count(DISTINCT store_key), min(ts), max(ts) FROM polls"
-    ).fetchone()
-    hours, hours_stores = con.execute(
-        "SELECT count(*), count(DISTINCT store_id) FROM business_hours"
-    ).fetchone()
-    zones, zone_stores, zone_names = con.execute(
-        "SELECT count(*), count(DISTINCT store_id), count(DISTINCT timezone) FROM timezones"
-    ).fetchone()
-    quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    by_reason_all = dict(
-        con.execute(
-            "SELECT feed || ': ' || reason, count(*) FROM quarantine GROUP BY ALL ORDER BY 1"
-        ).fetchall()
-    )
-    run_files = [r.file for r in results if r.status == "loaded"]
-    sample = con.execute(
-        "SELECT feed, regexp_extract(file, '[^/]*$') AS file, line, reason, raw FROM quarantine "
-        "WHERE file IN (SELECT unnest($files::VARCHAR[])) ORDER BY loaded_at DESC, line LIMIT 10",
-        {"files": run_files},
-    ).df()
-
+    tables = feed_tables(con, [r.file for r in results if r.status == "loaded"])
     by_reason_run: dict[str, int] = {}
     for r in results:
         for reason, n in r.rejected.items():
@@ -210,40 +174,40 @@ def _ingest_metadata(
     rows_read = sum(r.rows_read for r in results)
     rows_rejected = sum(by_reason_run.values())
     polls_meta: dict[str, object] = {
-        "dagster/row_count": polls,
+        "dagster/row_count": tables.polls,
         "rows_loaded": loaded("polls"),
         "rows_duplicate": sum(r.rows_duplicate for r in results if r.feed == "polls"),
-        "stores": poll_stores,
+        "stores": tables.poll_stores,
     }
-    if newest_poll is not None:
+    if tables.latest_poll is not None:
         polls_meta |= {
-            "first_poll": dg.MetadataValue.timestamp(_utc(first_poll)),
-            "latest_poll": dg.MetadataValue.timestamp(_utc(newest_poll)),
-            "latest_report_partition": partition_key_for(newest_poll),
+            "first_poll": timestamp(tables.first_poll),
+            "latest_poll": timestamp(tables.latest_poll),
+            "latest_report_partition": partition_key_for(tables.latest_poll),
         }
     return {
         "polls": polls_meta,
         "business_hours": {
-            "dagster/row_count": hours,
+            "dagster/row_count": tables.hours_rows,
             "rows_loaded": loaded("business_hours"),
-            "stores": hours_stores,
+            "stores": tables.hours_stores,
         },
         "timezones": {
-            "dagster/row_count": zones,
+            "dagster/row_count": tables.timezone_rows,
             "rows_loaded": loaded("timezones"),
-            "stores": zone_stores,
-            "distinct_timezones": zone_names,
+            "stores": tables.timezone_stores,
+            "distinct_timezones": tables.distinct_timezones,
         },
         "quarantine": {
-            "dagster/row_count": quarantined,
+            "dagster/row_count": tables.quarantined,
             "rows_read": rows_read,
             "rows_rejected": rows_rejected,
             "rejected_by_reason": dg.MetadataValue.json(by_reason_run),
-            "rejected_by_reason_all_time": dg.MetadataValue.json(by_reason_all),
+            "rejected_by_reason_all_time": dg.MetadataValue.json(tables.rejected_by_reason),
             "refused_files": dg.MetadataValue.json(
                 [r.file for r in results if r.status == "refused"]
             ),
-            "rejected_rows_sample": dg.MetadataValue.md(markdown_table(sample)),
+            "rejected_rows_sample": markdown(tables.rejected_sample),
         },
     }
 
@@ -302,47 +266,25 @@ def business_windows(
     """
     started = time.perf_counter()
     with storemon.connect() as con:
-        windows = refresh_business_windows(con)
-        stores, first, last = con.execute(
-            "SELECT count(DISTINCT store_key), min(window_start), max(window_end) "
-            "FROM business_windows"
-        ).fetchone()
-        poll_stores, always_open, default_zone = con.execute(
-            """
-            SELECT count(*),
-                   count(*) FILTER (WHERE store_id NOT IN (SELECT store_id FROM business_hours)),
-                   count(*) FILTER (WHERE store_id NOT IN (SELECT store_id FROM timezones))
-            FROM stores  -- every store that has polls
-            """
-        ).fetchone()
+        refresh_business_windows(con)
+        summary = windows_summary(con)
     metadata: dict[str, object] = {
-        "dagster/row_count": windows,
-        "stores_with_polls": poll_stores,
-        "stores_with_windows": stores,
-        "stores_open_24x7": always_open,
-        "stores_in_default_timezone": default_zone,
+        "dagster/row_count": summary.windows,
+        "stores_with_polls": summary.stores_with_polls,
+        "stores_with_windows": summary.stores_with_windows,
+        "stores_open_24x7": summary.stores_open_24x7,
+        "stores_in_default_timezone": summary.stores_in_default_timezone,
         "compute_seconds": round(time.perf_counter() - started, 3),
     }
-    if first is not None:
+    if summary.first_window_start is not None:
         metadata |= {
-            "first_window_start": dg.MetadataValue.timestamp(_utc(first)),
-            "last_window_end": dg.MetadataValue.timestamp(_utc(last)),
+            "first_window_start": timestamp(summary.first_window_start),
+            "last_window_end": timestamp(summary.last_window_end),
         }
-    context.log.info(f"{windows} business windows for {stores} stores")
+    context.log.info(
+        f"{summary.windows} business windows for {summary.stores_with_windows} stores"
+    )
     return dg.MaterializeResult(metadata=metadata)
-
-
-TOP_DOWNTIME_QUERY = """
-SELECT store_id,
-       round((business_week_us - uptime_week_us) / 3.6e9, 2) AS "downtime last week (h)",
-       round(uptime_week_us / 3.6e9, 2) AS "uptime last week (h)",
-       round((business_day_us - uptime_day_us) / 3.6e9, 2) AS "downtime last day (h)",
-       round((business_hour_us - uptime_hour_us) / 6e7, 2) AS "downtime last hour (min)"
-FROM report_result
-WHERE business_week_us > uptime_week_us
-ORDER BY business_week_us - uptime_week_us DESC, store_id
-LIMIT 10
-"""
 
 
 @dg.asset(
@@ -376,7 +318,7 @@ def uptime_report(
         frame = result_frame(con)
         export_report_csv(con, csv_path)
         summary = result_summary(con)
-        top = con.execute(TOP_DOWNTIME_QUERY).df()
+        top = most_downtime(con)
     sidecar = write_report_sidecar(
         storemon.reports_dir,
         context.run.run_id,
@@ -391,12 +333,12 @@ def uptime_report(
     frame.insert(0, "partition_hour", pd.Series([start] * len(frame), dtype="datetime64[us]"))
     frame.insert(1, "as_of", pd.Series([as_of] * len(frame), dtype="datetime64[us]"))
     metadata: dict[str, object] = {
-        "as_of": dg.MetadataValue.timestamp(_utc(as_of)),
-        "latest_poll": dg.MetadataValue.timestamp(_utc(newest_poll)),
+        "as_of": timestamp(as_of),
+        "latest_poll": timestamp(newest_poll),
         "partition": partition,
         "stores": len(frame),
         "stores_with_downtime_last_week": summary.stores_with_downtime_last_week,
-        "most_downtime_last_week": dg.MetadataValue.md(markdown_table(top)),
+        "most_downtime_last_week": markdown(top),
         "csv": dg.MetadataValue.path(str(csv_path)),
         "sidecar": dg.MetadataValue.path(str(sidecar)),
         "compute_seconds": round(time.perf_counter() - started, 3),

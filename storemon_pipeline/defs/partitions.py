@@ -7,11 +7,12 @@ ones are each store's uptime history, hour by hour. Partitions reach one hour pa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 
+from storemon_pipeline.engine.instants import utc_now
 from storemon_pipeline.engine.state import read_latest_poll
 from storemon_pipeline.settings import Settings, get_settings
 
@@ -50,6 +51,17 @@ def partition_as_of(partition_key: str, latest_poll: datetime | None) -> datetim
     return end if latest_poll is None else min(end, latest_poll)
 
 
+def is_materialized(instance: dg.DagsterInstance, partition: str, after: float = 0.0) -> bool:
+    """Whether the report partition was materialized (after the given epoch seconds)."""
+    from storemon_pipeline.defs.assets import uptime_report
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=uptime_report.key, asset_partitions=[partition]),
+        limit=1,
+    ).records
+    return bool(records) and records[0].timestamp > after
+
+
 def latest_report_partition_key(settings: Settings | None = None) -> str:
     """The partition to launch for "the report as of the latest poll", without opening DuckDB.
 
@@ -62,7 +74,7 @@ def latest_report_partition_key(settings: Settings | None = None) -> str:
     if latest is None:
         latest = _latest_poll_from_duckdb(settings.duckdb_path, settings.lock_wait_seconds)
     if latest is None:
-        latest = datetime.now(UTC).replace(tzinfo=None)
+        latest = utc_now()
     return partition_key_for(latest)
 
 

@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
-from storemon_pipeline.engine.db import connect
+from storemon_pipeline.engine.db import connect, is_lock_error
 from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings
 
 # How often a step that found the DuckDB file locked past the wait is retried.
@@ -71,7 +71,7 @@ class StoremonState(dg.ConfigurableResource):
         try:
             con = connect(self.duckdb_path, wait_seconds=self.lock_wait_seconds)
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
+            if not is_lock_error(exc):
                 raise
             raise dg.RetryRequested(max_retries=LOCK_RETRIES, seconds_to_wait=10) from exc
         try:

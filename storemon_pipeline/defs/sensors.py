@@ -8,15 +8,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from storemon_pipeline.defs.assets import POLLS, IngestConfig, uptime_report
+from storemon_pipeline.defs.assets import POLLS, IngestConfig
 from storemon_pipeline.defs.jobs import ingest_job, refresh_job
+from storemon_pipeline.defs.partitions import is_materialized
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.engine.ingest import csv_files, file_sha256
-from storemon_pipeline.settings import get_settings
 
 # A file modified this recently may still be being written: look again at the next tick.
 SETTLE_SECONDS = 2.0
-INTERVAL_SECONDS = get_settings().sensor_interval_seconds
 
 
 def _file_state(path: Path, known: dict | None) -> dict:
@@ -27,11 +26,6 @@ def _file_state(path: Path, known: dict | None) -> dict:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(path)}
 
 
-@dg.sensor(
-    job=ingest_job,
-    minimum_interval_seconds=INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
 def incoming_files(
     context: dg.SensorEvaluationContext, storemon: StoremonState
 ) -> dg.SensorResult:
@@ -77,12 +71,6 @@ def incoming_files(
     )
 
 
-@dg.asset_sensor(
-    asset_key=POLLS,
-    job=refresh_job,
-    minimum_interval_seconds=INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
 def report_after_ingest(
     context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
 ) -> dg.RunRequest | dg.SkipReason:
@@ -93,14 +81,27 @@ def report_after_ingest(
     if entry is None:
         return dg.SkipReason("the ingest recorded no polls")
     partition = str(entry.value)
-    latest_report = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=uptime_report.key, asset_partitions=[partition]),
-        limit=1,
-    ).records
-    if latest_report and latest_report[0].timestamp > asset_event.timestamp:
+    if is_materialized(context.instance, partition, after=asset_event.timestamp):
         return dg.SkipReason(f"partition {partition} was already reported after this ingest")
     return dg.RunRequest(
         run_key=f"after-ingest-{asset_event.run_id}",
         partition_key=partition,
         tags={"storemon/trigger": "report_after_ingest"},
     )
+
+
+def build_sensors(interval_seconds: int) -> list[dg.SensorDefinition]:
+    """Both sensors, on by default, looking for work every ``interval_seconds``."""
+    return [
+        dg.sensor(
+            job=ingest_job,
+            minimum_interval_seconds=interval_seconds,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        )(incoming_files),
+        dg.asset_sensor(
+            asset_key=POLLS,
+            job=refresh_job,
+            minimum_interval_seconds=interval_seconds,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        )(report_after_ingest),
+    ]

@@ -16,6 +16,11 @@ def sql(name: str) -> str:
     return resources.files("storemon_pipeline.engine").joinpath("sql", f"{name}.sql").read_text()
 
 
+def is_lock_error(exc: BaseException) -> bool:
+    """DuckDB's answer when another process holds the file."""
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
 def connect(
     path: Path | str,
     *,
@@ -37,7 +42,7 @@ def connect(
             con = duckdb.connect(str(path), read_only=read_only)
             break
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+            if not is_lock_error(exc) or time.monotonic() >= deadline:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 1.0)

@@ -12,12 +12,14 @@ import hashlib
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from storemon_pipeline.engine.db import sql
+from storemon_pipeline.engine.instants import utc_now
 
 POLLS, HOURS, TIMEZONES = "polls", "business_hours", "timezones"
 
@@ -199,7 +201,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path) -> FileResult:
             "GROUP BY reason ORDER BY reason"
         ).fetchall()
     )
-    loaded_at = datetime.now(UTC).replace(tzinfo=None)
+    loaded_at = utc_now()
     con.begin()
     try:
         con.execute(
@@ -239,3 +241,53 @@ def ingest_paths(
             progress(result)
         results.append(result)
     return results
+
+
+@dataclass(frozen=True)
+class FeedTables:
+    """What the feed tables hold now (for the ingest's metadata and summaries)."""
+
+    polls: int
+    poll_stores: int
+    first_poll: datetime | None
+    latest_poll: datetime | None
+    hours_rows: int
+    hours_stores: int
+    timezone_rows: int
+    timezone_stores: int
+    distinct_timezones: int
+    quarantined: int
+    rejected_by_reason: dict[str, int]  # "feed: reason" -> rows, all time
+    rejected_sample: pd.DataFrame  # the newest rejected rows of the files given
+
+
+def feed_tables(con: duckdb.DuckDBPyConnection, files: list[str]) -> FeedTables:
+    polls, poll_stores, first_poll, latest = con.execute(
+        "SELECT count(*), count(DISTINCT store_key), min(ts), max(ts) FROM polls"
+    ).fetchone()
+    hours, hours_stores = con.execute(
+        "SELECT count(*), count(DISTINCT store_id) FROM business_hours"
+    ).fetchone()
+    zones, zone_stores, zone_names = con.execute(
+        "SELECT count(*), count(DISTINCT store_id), count(DISTINCT timezone) FROM timezones"
+    ).fetchone()
+    quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    by_reason = dict(
+        con.execute(
+            "SELECT feed || ': ' || reason, count(*) FROM quarantine GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+    )
+    sample = con.execute(
+        """
+        SELECT feed, regexp_extract(file, '[^/]*$') AS file, line, reason, raw
+        FROM quarantine
+        WHERE file IN (SELECT unnest($files::VARCHAR[]))
+        ORDER BY loaded_at DESC, line
+        LIMIT 10
+        """,
+        {"files": files},
+    ).df()
+    return FeedTables(
+        polls, poll_stores, first_poll, latest, hours, hours_stores, zones, zone_stores,
+        zone_names, quarantined, by_reason, sample,
+    )

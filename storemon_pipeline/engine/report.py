@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from storemon_pipeline.engine.db import sql
+from storemon_pipeline.engine.files import atomic_target
+from storemon_pipeline.engine.instants import as_naive_utc
 from storemon_pipeline.engine.windows import ensure_business_windows
 
 REPORT_COLUMNS = [
@@ -36,19 +36,12 @@ def latest_poll(con: duckdb.DuckDBPyConnection) -> datetime | None:
     return con.execute("SELECT max(ts) FROM polls").fetchall()[0][0]
 
 
-def as_utc_naive(instant: datetime) -> datetime:
-    """Timestamps are stored as naive UTC; an aware instant is converted, a naive one is UTC."""
-    if instant.tzinfo is not None:
-        instant = instant.astimezone(UTC).replace(tzinfo=None)
-    return instant
-
-
 def resolve_as_of(con: duckdb.DuckDBPyConnection, as_of: datetime | None) -> datetime:
     if as_of is None:
         as_of = latest_poll(con)
         if as_of is None:
             raise NoPollsError("no polls are loaded yet: ingest a store-status file first")
-    return as_utc_naive(as_of)
+    return as_naive_utc(as_of)
 
 
 def compute_report(
@@ -107,6 +100,24 @@ def result_summary(con: duckdb.DuckDBPyConnection) -> ReportSummary:
     return ReportSummary(stores, with_downtime, None if share is None else float(share))
 
 
+def most_downtime(con: duckdb.DuckDBPyConnection, limit: int = 10) -> pd.DataFrame:
+    """The stores of ``report_result`` with the most downtime last week (rounded, for people)."""
+    return con.execute(
+        """
+        SELECT store_id,
+               round((business_week_us - uptime_week_us) / 3.6e9, 2) AS "downtime last week (h)",
+               round(uptime_week_us / 3.6e9, 2) AS "uptime last week (h)",
+               round((business_day_us - uptime_day_us) / 3.6e9, 2) AS "downtime last day (h)",
+               round((business_hour_us - uptime_hour_us) / 6e7, 2) AS "downtime last hour (min)"
+        FROM report_result
+        WHERE business_week_us > uptime_week_us
+        ORDER BY business_week_us - uptime_week_us DESC, store_id
+        LIMIT ?
+        """,
+        [limit],
+    ).df()
+
+
 @dataclass(frozen=True)
 class WrittenReport:
     path: Path
@@ -114,25 +125,12 @@ class WrittenReport:
     stores: int
 
 
-def write_csv_atomically(con: duckdb.DuckDBPyConnection, query: str, out_path: Path) -> None:
-    """COPY a query to a temporary name beside the target and rename it: readers never see half
-    a file."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
-    os.close(handle)
-    try:
-        con.execute(f"COPY ({query}) TO '{temporary}' (HEADER, DELIMITER ',')")
-        os.replace(temporary, out_path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def export_report_csv(con: duckdb.DuckDBPyConnection, out_path: Path | str) -> Path:
     """``report_result`` as SPEC's CSV: exact header, one row per store sorted by store_id,
     2 decimals."""
     out_path = Path(out_path)
-    write_csv_atomically(con, sql("report_csv"), out_path)
+    with atomic_target(out_path) as temporary:
+        con.execute(f"COPY ({sql('report_csv')}) TO '{temporary}' (HEADER, DELIMITER ',')")
     return out_path
 
 

@@ -10,55 +10,14 @@ leaves it in a JSON file, written to a temporary name and renamed (never seen ha
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from storemon_pipeline.engine.files import read_json, write_json_atomically
+from storemon_pipeline.engine.instants import iso, parse_iso, utc_now
+
 LATEST_POLL_FILE = "latest_poll.json"
-
-
-def write_json_atomically(path: Path, payload: Mapping[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(payload, out, indent=2, sort_keys=True, default=str)
-            out.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def iso(instant: datetime | None) -> str | None:
-    """Naive UTC instants as ISO-8601 with an explicit offset."""
-    return None if instant is None else instant.isoformat() + ("" if instant.tzinfo else "+00:00")
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    """Back to the naive UTC instant the engine uses."""
-    if text is None:
-        return None
-    instant = datetime.fromisoformat(text)
-    if instant.tzinfo is not None:
-        instant = instant.astimezone(UTC).replace(tzinfo=None)
-    return instant
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def write_latest_poll(state_dir: Path, latest_poll: datetime | None) -> Path:

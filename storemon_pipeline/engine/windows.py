@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import duckdb
@@ -101,3 +102,30 @@ def ensure_business_windows(con: duckdb.DuckDBPyConnection, as_of: datetime) -> 
         ):
             return
     refresh_business_windows(con, needed_from - MARGIN, needed_to + MARGIN)
+
+
+@dataclass(frozen=True)
+class WindowsSummary:
+    windows: int
+    stores_with_windows: int
+    first_window_start: datetime | None
+    last_window_end: datetime | None
+    stores_with_polls: int
+    stores_open_24x7: int  # no valid business-hours row
+    stores_in_default_timezone: int  # no valid time-zone row
+
+
+def windows_summary(con: duckdb.DuckDBPyConnection) -> WindowsSummary:
+    windows, stores, first, last = con.execute(
+        "SELECT count(*), count(DISTINCT store_key), min(window_start), max(window_end) "
+        "FROM business_windows"
+    ).fetchone()
+    poll_stores, always_open, default_zone = con.execute(
+        """
+        SELECT count(*),
+               count(*) FILTER (WHERE store_id NOT IN (SELECT store_id FROM business_hours)),
+               count(*) FILTER (WHERE store_id NOT IN (SELECT store_id FROM timezones))
+        FROM stores  -- every store that has polls
+        """
+    ).fetchone()
+    return WindowsSummary(windows, stores, first, last, poll_stores, always_open, default_zone)
