@@ -353,7 +353,7 @@ def test_incoming_sensor_requests_each_content_once(
         context = dg.build_sensor_context(
             instance=graph.instance, cursor=cursor, resources={"storemon": storemon}
         )
-        return defs.get_sensor_def("incoming_files")(context)
+        return defs.resolve_sensor_def("incoming_files")(context)
 
     first = evaluate(None)
     assert not first.run_requests
@@ -373,7 +373,7 @@ def test_incoming_sensor_requests_each_content_once(
     )
     assert run.success
     assert _materializations(run)["polls"]["rows_loaded"].value == 1
-    report_after_ingest = defs.get_sensor_def("report_after_ingest")
+    report_after_ingest = defs.resolve_sensor_def("report_after_ingest")
     (follow_up,) = list(report_after_ingest(dg.build_sensor_context(instance=graph.instance)))
     assert isinstance(follow_up, dg.RunRequest)
     assert follow_up.partition_key == "2023-01-26-00:00"
