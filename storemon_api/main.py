@@ -11,10 +11,9 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from storemon_api.dagster import DagsterGateway
+from storemon_api.dagster_client import DagsterClient
 from storemon_api.errors import install_handlers
-from storemon_api.files import ReportFiles
-from storemon_api.routes import protected, public
+from storemon_api.routers import health, report_requests, reports
 from storemon_api.service import ReportService
 from storemon_api.settings import ApiSettings, get_api_settings
 from storemon_pipeline.settings import Settings, get_settings
@@ -36,12 +35,12 @@ When `STOREMON_API_TOKEN` is set, send `Authorization: Bearer <token>` (everythi
 def create_app(
     settings: ApiSettings | None = None,
     state: Settings | None = None,
-    gateway: DagsterGateway | None = None,
+    dagster: DagsterClient | None = None,
 ) -> FastAPI:
     """Build the app; arguments override the environment (tests, embedding)."""
     settings = settings or get_api_settings()
     state = state or get_settings()
-    gateway = gateway or DagsterGateway(
+    dagster = dagster or DagsterClient(
         settings.dagster_url,
         timeout=settings.dagster_timeout_seconds,
         report_job=settings.report_job,
@@ -52,7 +51,7 @@ def create_app(
         try:
             yield
         finally:
-            gateway.close()
+            dagster.close()
 
     app = FastAPI(
         title="storemon",
@@ -64,10 +63,11 @@ def create_app(
     )
     app.state.settings = settings
     app.state.state = state
-    app.state.service = ReportService(gateway, ReportFiles(state.reports_dir))
+    app.state.dagster = dagster
+    app.state.reports = ReportService(dagster, state)
     install_handlers(app)
-    app.include_router(public)
-    app.include_router(protected)
+    for router in (report_requests.router, reports.router, health.router):
+        app.include_router(router)
     _mount_page(app)
     _mount_docs(app)
     return app

@@ -12,22 +12,47 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from storemon_api.dagster import FAILED, IN_PROGRESS, DagsterGateway, DagsterUnavailable, RunInfo
-from storemon_api.errors import UnknownReport
+import duckdb
+
+from storemon_api.dagster_client import (
+    FAILED,
+    IN_PROGRESS,
+    DagsterClient,
+    DagsterUnavailable,
+    RunInfo,
+)
+from storemon_api.errors import ReportNotComplete, Unavailable, UnknownReport
 from storemon_api.files import FinishedReport, ReportFiles
 from storemon_api.ids import parse_report_id
 from storemon_api.models import ReportLinks, ReportStatus
+from storemon_pipeline.defs.partitions import latest_report_partition_key
 from storemon_pipeline.engine.instants import as_aware_utc, parse_iso
+from storemon_pipeline.settings import Settings
 
 COMPLETE_CACHE_SIZE = 10_000
 
 
 class ReportService:
-    def __init__(self, gateway: DagsterGateway, files: ReportFiles) -> None:
-        self.gateway = gateway
-        self.files = files
+    def __init__(self, dagster: DagsterClient, state: Settings) -> None:
+        self.dagster = dagster
+        self.state = state
+        self.files = ReportFiles(state.reports_dir)
         # A Complete report never changes: repeated downloads need not ask Dagster again.
         self._complete: dict[str, ReportStatus] = {}
+
+    def trigger(self, tags: dict[str, str]) -> str:
+        """Launch the report of the latest poll's partition; returns the report (run) id."""
+        # Normally read from latest_poll.json; the DuckDB fallback must not hold a request long.
+        quick = self.state.model_copy(
+            update={"lock_wait_seconds": min(self.state.lock_wait_seconds, 5.0)}
+        )
+        try:
+            partition = latest_report_partition_key(quick)
+        except duckdb.IOException as exc:
+            raise Unavailable(
+                "the database is busy and no latest_poll.json is there yet; retry in a few seconds"
+            ) from exc
+        return self.dagster.launch_report(partition, tags=tags)
 
     def status(self, report_id: str | None) -> tuple[ReportStatus, FinishedReport | None]:
         """The report's status, and its files when it is Complete."""
@@ -36,12 +61,12 @@ class ReportService:
         if finished is not None and report_id in self._complete:
             return self._complete[report_id], finished
         try:
-            run = self.gateway.run(report_id)
+            run = self.dagster.run(report_id)
         except DagsterUnavailable:
             if finished is None:
                 raise
             return self._describe(report_id, None, finished), finished
-        if run is None or not run.is_report(self.gateway.report_job):
+        if run is None or not run.is_report(self.dagster.report_job):
             if finished is None:
                 raise UnknownReport(f"no report with id {report_id}")
             run = None  # Dagster forgot the run (a new instance); the file is the report
@@ -53,14 +78,21 @@ class ReportService:
         self._complete[report_id] = status
         return status, finished
 
+    def complete(self, report_id: str) -> FinishedReport:
+        """The files of a Complete report; ReportNotComplete (409) otherwise."""
+        report, finished = self.status(report_id)
+        if finished is None:
+            raise ReportNotComplete(report.status)
+        return finished
+
     def recent(self, limit: int) -> list[ReportStatus]:
         """The report job's latest runs plus finished reports made by other jobs (e.g. the
         Dagster UI's asset job), newest first."""
-        runs = {run.run_id: run for run in self.gateway.runs(limit=limit)}
+        runs = {run.run_id: run for run in self.dagster.runs(limit=limit)}
         finished = {report.report_id: report for report in self.files.recent(limit)}
         others = [report_id for report_id in finished if report_id not in runs]
         if others:
-            runs |= {run.run_id: run for run in self.gateway.runs(limit=limit, run_ids=others)}
+            runs |= {run.run_id: run for run in self.dagster.runs(limit=limit, run_ids=others)}
         ids = set(runs) | set(finished)
         # Without failure reasons: one more query per failed run; /reports/{id} has the reason.
         described = [
@@ -85,7 +117,7 @@ class ReportService:
             status = "Running"
         elif run.status in FAILED:
             status = "Failed"
-            error = self.gateway.failure_reason(report_id) if with_reason else None
+            error = self.dagster.failure_reason(report_id) if with_reason else None
         elif run.status == "SUCCESS":
             status = "Failed"
             error = (
@@ -109,7 +141,7 @@ class ReportService:
                 self=base,
                 csv=f"{base}/csv",
                 summary=f"{base}/summary",
-                dagster=None if run is None else self.gateway.run_url(report_id),
+                dagster=None if run is None else self.dagster.run_url(report_id),
             ),
         )
 

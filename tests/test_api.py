@@ -1,6 +1,6 @@
 """The REST facade in process (FastAPI's TestClient): ids, statuses, errors, token, summary.
 
-Dagster is replaced by a fake gateway where the point is the API's own logic, and by a closed
+Dagster is replaced by a fake dagster where the point is the API's own logic, and by a closed
 port where it is "Dagster is down"; tests/test_api_e2e.py runs the real thing.
 """
 
@@ -20,9 +20,9 @@ from dagster_graphql import DagsterGraphQLClientError
 from e2e.processes import free_port
 from requests.exceptions import ConnectionError as RequestsConnectionError
 
-from storemon_api.dagster import (
+from storemon_api.dagster_client import (
+    DagsterClient,
     DagsterError,
-    DagsterGateway,
     DagsterHealth,
     DagsterUnavailable,
     RunInfo,
@@ -56,8 +56,8 @@ CSV = HEADER + (
 AS_OF = datetime(2023, 1, 25, 18, 13, 22, 479510)
 
 
-class FakeGateway:
-    """What ReportService needs from DagsterGateway, with scripted runs."""
+class FakeDagster:
+    """What ReportService needs from DagsterClient, with scripted runs."""
 
     url = "http://127.0.0.1:3000"
     report_job = "uptime_report_job"
@@ -114,24 +114,24 @@ def finish(state: Settings, run_id: str = RID, csv: str = CSV) -> Path:
 
 
 @pytest.fixture
-def gateway() -> FakeGateway:
-    return FakeGateway()
+def dagster() -> FakeDagster:
+    return FakeDagster()
 
 
-def client_for(state: Settings, gateway=None, **settings) -> TestClient:
+def client_for(state: Settings, dagster=None, **settings) -> TestClient:
     api_settings = ApiSettings(**{"dagster_url": f"http://127.0.0.1:{free_port()}", **settings})
-    return TestClient(create_app(api_settings, state, gateway), raise_server_exceptions=False)
+    return TestClient(create_app(api_settings, state, dagster), raise_server_exceptions=False)
 
 
 @pytest.fixture
-def client(state, gateway) -> TestClient:
-    with client_for(state, gateway) as client:
+def client(state, dagster) -> TestClient:
+    with client_for(state, dagster) as client:
         yield client
 
 
 @pytest.fixture
 def down(state) -> TestClient:
-    """The real gateway, pointed at a port where nothing listens: Dagster is down."""
+    """The real dagster, pointed at a port where nothing listens: Dagster is down."""
     with client_for(state, dagster_timeout_seconds=5) as client:
         yield client
 
@@ -195,13 +195,13 @@ def test_unknown_ids_are_404(client):
         assert RID in answer.json()["detail"]
 
 
-def test_a_run_that_is_not_a_report_is_404(client, gateway):
-    gateway.add(RID, "SUCCESS", job="ingest_job")
+def test_a_run_that_is_not_a_report_is_404(client, dagster):
+    dagster.add(RID, "SUCCESS", job="ingest_job")
     assert client.get(f"/get_report?report_id={RID}").status_code == 404
 
 
-def test_a_ui_run_materializing_the_report_is_a_report(client, gateway, state):
-    gateway.add(RID, "SUCCESS", job="__ASSET_JOB", assets=(("uptime_report",),))
+def test_a_ui_run_materializing_the_report_is_a_report(client, dagster, state):
+    dagster.add(RID, "SUCCESS", job="__ASSET_JOB", assets=(("uptime_report",),))
     finish(state)
     assert client.get(f"/get_report?report_id={RID}").text == CSV
 
@@ -210,8 +210,8 @@ def test_a_ui_run_materializing_the_report_is_a_report(client, gateway, state):
 
 
 @pytest.mark.parametrize("status", ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"])
-def test_queued_or_running_is_running(client, gateway, state, status):
-    gateway.add(RID, status)
+def test_queued_or_running_is_running(client, dagster, state, status):
+    dagster.add(RID, status)
     if status == "STARTED":
         finish(state)  # the files exist before the run has finished: still Running
     answer = client.get("/get_report", params={"report_id": RID})
@@ -219,8 +219,8 @@ def test_queued_or_running_is_running(client, gateway, state, status):
     assert client.get(f"/reports/{RID}/csv").status_code == 409
 
 
-def test_complete_serves_the_csv(client, gateway, state):
-    gateway.add(RID, "SUCCESS", tags={"dagster/partition": "2023-01-25-18:00"})
+def test_complete_serves_the_csv(client, dagster, state):
+    dagster.add(RID, "SUCCESS", tags={"dagster/partition": "2023-01-25-18:00"})
     finish(state)
     answer = client.get("/get_report", params={"report_id": RID.upper()})
     assert answer.status_code == 200
@@ -241,23 +241,23 @@ def test_complete_serves_the_csv(client, gateway, state):
 
 
 @pytest.mark.parametrize("status", ["FAILURE", "CANCELED"])
-def test_failed_or_canceled_is_failed_with_the_reason(client, gateway, status):
-    gateway.add(RID, status)
-    gateway.reasons[RID] = "step uptime_report: no polls are loaded yet"
+def test_failed_or_canceled_is_failed_with_the_reason(client, dagster, status):
+    dagster.add(RID, status)
+    dagster.reasons[RID] = "step uptime_report: no polls are loaded yet"
     answer = client.get("/get_report", params={"report_id": RID})
     assert answer.status_code == 200
-    assert answer.json() == {"status": "Failed", "error": gateway.reasons[RID]}
+    assert answer.json() == {"status": "Failed", "error": dagster.reasons[RID]}
     assert client.get(f"/reports/{RID}/csv").status_code == 409
 
 
-def test_success_without_its_file_is_failed(client, gateway):
-    gateway.add(RID, "SUCCESS")
+def test_success_without_its_file_is_failed(client, dagster):
+    dagster.add(RID, "SUCCESS")
     answer = client.get("/get_report", params={"report_id": RID}).json()
     assert answer["status"] == "Failed" and "STOREMON_HOME" in answer["error"]
 
 
-def test_a_half_written_report_is_not_served(client, gateway, state):
-    gateway.add(RID, "SUCCESS")
+def test_a_half_written_report_is_not_served(client, dagster, state):
+    dagster.add(RID, "SUCCESS")
     (state.reports_dir / f"{RID}.csv").write_text(HEADER)  # no sidecar: not finished
     assert client.get("/get_report", params={"report_id": RID}).json()["status"] == "Failed"
 
@@ -268,8 +268,8 @@ def test_a_report_dagster_forgot_is_still_complete(client, state):
     assert client.get(f"/reports/{RID}").json()["dagster_status"] is None
 
 
-def test_list_merges_runs_and_finished_files(client, gateway, state):
-    gateway.add(OTHER, "STARTED")
+def test_list_merges_runs_and_finished_files(client, dagster, state):
+    dagster.add(OTHER, "STARTED")
     finish(state, RID)
     reports = client.get("/reports").json()["reports"]
     assert {r["report_id"]: r["status"] for r in reports} == {RID: "Complete", OTHER: "Running"}
@@ -278,14 +278,14 @@ def test_list_merges_runs_and_finished_files(client, gateway, state):
 # --- trigger -----------------------------------------------------------------------------
 
 
-def test_trigger_launches_the_latest_partition(client, gateway, state):
+def test_trigger_launches_the_latest_partition(client, dagster, state):
     latest = datetime(2023, 1, 25, 23, 59, 55)
     write_latest_poll(state.state_dir, latest)
     answer = client.post("/trigger_report")
     assert answer.status_code == 202
     assert answer.json() == {"report_id": RID}
     assert answer.headers["location"] == f"/reports/{RID}"
-    assert gateway.launched == [(partition_key_for(latest), {"storemon/source": "api"})]
+    assert dagster.launched == [(partition_key_for(latest), {"storemon/source": "api"})]
     assert client.get(f"/get_report?report_id={RID}").json() == {"status": "Running"}
 
 
@@ -337,20 +337,20 @@ def test_launch_errors_are_told_apart():
     assert isinstance(wrapped("RunConfigValidationInvalid", "bad"), DagsterError)
 
 
-def test_gateway_maps_http_failures():
-    def gateway_answering(response: httpx.Response) -> DagsterGateway:
-        gateway = DagsterGateway("http://127.0.0.1:9", timeout=5, report_job="uptime_report_job")
-        gateway._http = httpx.Client(transport=httpx.MockTransport(lambda _: response))
-        return gateway
+def test_dagster_client_maps_http_failures():
+    def dagster_answering(response: httpx.Response) -> DagsterClient:
+        dagster = DagsterClient("http://127.0.0.1:9", timeout=5, report_job="uptime_report_job")
+        dagster._http = httpx.Client(transport=httpx.MockTransport(lambda _: response))
+        return dagster
 
     with pytest.raises(DagsterUnavailable):
-        gateway_answering(httpx.Response(502, text="bad gateway")).run(RID)
+        dagster_answering(httpx.Response(502, text="bad dagster")).run(RID)
     with pytest.raises(DagsterUnavailable):
-        gateway_answering(httpx.Response(200, text="<html>")).run(RID)
+        dagster_answering(httpx.Response(200, text="<html>")).run(RID)
     with pytest.raises(DagsterError):
-        gateway_answering(httpx.Response(200, json={"errors": [{"message": "no"}]})).run(RID)
+        dagster_answering(httpx.Response(200, json={"errors": [{"message": "no"}]})).run(RID)
     missing = {"data": {"runOrError": {"__typename": "RunNotFoundError", "message": "none"}}}
-    assert gateway_answering(httpx.Response(200, json=missing)).run(RID) is None
+    assert dagster_answering(httpx.Response(200, json=missing)).run(RID) is None
 
 
 # A failed run's events as Dagster 1.13 reports them (recorded from a real run, trimmed).
@@ -380,10 +380,10 @@ def test_failure_reason_is_the_innermost_error_of_the_failed_step():
 # --- token -----------------------------------------------------------------------------------
 
 
-def test_token_guards_everything_but_health_docs_and_the_page(state, gateway):
+def test_token_guards_everything_but_health_docs_and_the_page(state, dagster):
     finish(state)
-    gateway.add(RID, "SUCCESS")
-    with client_for(state, gateway, api_token="s3cret") as client:
+    dagster.add(RID, "SUCCESS")
+    with client_for(state, dagster, api_token="s3cret") as client:
         for method, path in (("POST", "/trigger_report"), ("GET", "/reports"),
                              ("GET", f"/reports/{RID}"), ("GET", f"/reports/{RID}/csv"),
                              ("GET", f"/reports/{RID}/summary"),
@@ -401,15 +401,15 @@ def test_token_guards_everything_but_health_docs_and_the_page(state, gateway):
             assert client.get(public).status_code != 401
 
 
-def test_an_empty_token_means_no_token(state, gateway):
-    with client_for(state, gateway, api_token="") as client:
+def test_an_empty_token_means_no_token(state, dagster):
+    with client_for(state, dagster, api_token="") as client:
         assert client.get("/reports").status_code == 200
 
 
 # --- health, summary, docs, page ----------------------------------------------------------------
 
 
-def test_health_ok(client, gateway, state):
+def test_health_ok(client, dagster, state):
     write_latest_poll(state.state_dir, AS_OF)
     answer = client.get("/health")
     assert answer.status_code == 200, answer.text
@@ -417,8 +417,8 @@ def test_health_ok(client, gateway, state):
     assert answer.json()["latest_poll"] == "2023-01-25T18:13:22.479510Z"
 
 
-def test_health_names_what_is_wrong(client, gateway, state):
-    gateway.problems.append("the Dagster daemon is not running")
+def test_health_names_what_is_wrong(client, dagster, state):
+    dagster.problems.append("the Dagster daemon is not running")
     state.state_dir.rename(state.state_dir.with_name("moved"))
     answer = client.get("/health")
     assert answer.status_code == 503
@@ -427,8 +427,8 @@ def test_health_names_what_is_wrong(client, gateway, state):
     assert "daemon" in body["reasons"][0] and "not writable" in body["reasons"][1]
 
 
-def test_summary_distribution_and_worst_stores(client, gateway, state):
-    gateway.add(RID, "SUCCESS")
+def test_summary_distribution_and_worst_stores(client, dagster, state):
+    dagster.add(RID, "SUCCESS")
     finish(state)
     summary = client.get(f"/reports/{RID}/summary", params={"worst": 3}).json()
     assert summary["stores"] == 5
@@ -446,15 +446,15 @@ def test_summary_distribution_and_worst_stores(client, gateway, state):
     assert client.get(f"/reports/{RID}/summary", params={"worst": 0}).status_code == 422
 
 
-def test_summary_keeps_store_ids_as_text(client, gateway, state):
-    gateway.add(RID, "SUCCESS")
+def test_summary_keeps_store_ids_as_text(client, dagster, state):
+    dagster.add(RID, "SUCCESS")
     finish(state, csv=HEADER + "0042,0,0,1.00,0,0,9.00\nNA,0,0,5.00,0,0,5.00\n")
     worst = client.get(f"/reports/{RID}/summary").json()["worst"]
     assert [w["store_id"] for w in worst] == ["0042", "NA"]
 
 
-def test_summary_of_a_report_without_stores(client, gateway, state):
-    gateway.add(RID, "SUCCESS")
+def test_summary_of_a_report_without_stores(client, dagster, state):
+    dagster.add(RID, "SUCCESS")
     finish(state, csv=HEADER)
     summary = client.get(f"/reports/{RID}/summary").json()
     assert summary["stores"] == 0 and summary["worst"] == []

@@ -130,7 +130,7 @@ query StoremonHealth {
 """
 
 
-class DagsterGateway:
+class DagsterClient:
     def __init__(self, url: str, *, timeout: float, report_job: str) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout

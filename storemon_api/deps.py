@@ -1,0 +1,61 @@
+"""FastAPI dependencies, in one place: settings, the state folder, the Dagster client, the
+report service, and the optional bearer token. Handlers take them as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPBearer
+
+from storemon_api.dagster_client import DagsterClient
+from storemon_api.service import ReportService
+from storemon_api.settings import ApiSettings
+from storemon_pipeline.settings import Settings
+
+
+def get_api_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def get_state(request: Request) -> Settings:
+    """The pipeline's settings: where the state folder (reports, DuckDB) is."""
+    return request.app.state.state
+
+
+def get_dagster(request: Request) -> DagsterClient:
+    return request.app.state.dagster
+
+
+def get_reports(request: Request) -> ReportService:
+    return request.app.state.reports
+
+
+ApiSettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
+StateDep = Annotated[Settings, Depends(get_state)]
+DagsterDep = Annotated[DagsterClient, Depends(get_dagster)]
+ReportsDep = Annotated[ReportService, Depends(get_reports)]
+
+# auto_error=False: a missing header must give our 401 (with WWW-Authenticate), not a 403.
+bearer = HTTPBearer(auto_error=False, description="STOREMON_API_TOKEN, when the server sets one.")
+
+
+def require_token(request: Request, settings: ApiSettingsDep) -> None:
+    """Passes when no token is configured or the right one is sent."""
+    expected = settings.token
+    if expected is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        given.strip().encode(), expected.encode()
+    ):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="a valid bearer token is required (Authorization: Bearer <STOREMON_API_TOKEN>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+# For routers whose every endpoint needs the token (when one is set).
+TOKEN_REQUIRED = [Depends(bearer), Depends(require_token)]

@@ -1,0 +1,1 @@
+"""One router per resource: the report requests of the contract, reports, health."""
