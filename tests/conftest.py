@@ -14,7 +14,7 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-# --- oracle harness (tests/oracle.py, test_oracle.py, test_worked_examples.py) ------------
+# --- oracle harness (tests/support/oracle.py; tests/engine/) ------------------------------
 # `run_engine(stores, as_of, folder, ...)` feeds oracle.StoreCase stores to the engine the way
 # a user would (CSV files -> DuckDB file -> report) and returns report_frame's DataFrame (a
 # list of them when as_of is a list).
@@ -23,7 +23,7 @@ if os.environ.get("CI"):
 
 @pytest.fixture(scope="session")
 def run_engine():
-    from oracle import write_feeds
+    from support.oracle import write_feeds
 
     from storemon_pipeline.engine.db import connect
     from storemon_pipeline.engine.ingest import ingest_paths
@@ -52,7 +52,7 @@ def run_engine():
     return run
 
 
-# --- REST API end to end (tests/test_api_e2e.py; helpers in tests/e2e/) -------------------
+# --- REST API end to end (tests/e2e/; helpers in tests/support/) --------------------------
 # `api_stack`: a temporary STOREMON_HOME loaded with data/ (`storemon ingest`), a Dagster
 # webserver and daemon, and the API under uvicorn, each on a free 127.0.0.1 port. Module-scoped
 # (starting Dagster takes seconds); every process is stopped, with its process group and
@@ -61,7 +61,7 @@ def run_engine():
 
 @pytest.fixture(scope="module")
 def api_stack(tmp_path_factory):
-    from e2e.stack import Stack, prepare_home
+    from support.stack import Stack, prepare_home
 
     root = tmp_path_factory.mktemp("api_stack")
     logs = root / "logs"

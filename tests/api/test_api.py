@@ -1,7 +1,7 @@
 """The REST facade in process (FastAPI's TestClient): ids, statuses, errors, token, summary.
 
 Dagster is replaced by a fake dagster where the point is the API's own logic, and by a closed
-port where it is "Dagster is down"; tests/test_api_e2e.py runs the real thing.
+port where it is "Dagster is down"; tests/e2e/test_api_e2e.py runs the real thing.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClientError
-from e2e.processes import free_port
 from requests.exceptions import ConnectionError as RequestsConnectionError
+from support.processes import free_port
 
 from storemon_api.dagster_client import (
     DagsterClient,

@@ -1,4 +1,4 @@
-"""Property tests: the engine agrees with the brute-force oracle (tests/oracle.py).
+"""Property tests: the engine agrees with the brute-force oracle (tests/support/oracle.py).
 
 Random stores, hours, zones (DST in both hemispheres, 30/45-minute offsets), as-of instants in
 DST weeks and transition nights, and poll patterns. Engine and oracle must agree within 2
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, assume, event, given, settings
 from hypothesis import strategies as st
-from oracle import (
+from support.oracle import (
     COLUMNS,
     DAY,
     HOUR,

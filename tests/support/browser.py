@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import connect
 
-from e2e.processes import Process, free_port, wait_until
+from support.processes import Process, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [

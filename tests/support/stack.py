@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from e2e.processes import Process, free_port, wait_until
 from storemon_pipeline.defs.assets import DUCKDB_POOL
+from support.processes import Process, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

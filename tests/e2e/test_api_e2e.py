@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from e2e.browser import Browser, chromium_available
-from e2e.stack import BIN, REPORT_TIMEOUT, ROOT, wait_for_report
+from support.browser import Browser, chromium_available
+from support.stack import BIN, REPORT_TIMEOUT, ROOT, wait_for_report
 
 SECRET = "top-secret-marker-4f1e"
 LATENCIES: dict[str, float] = {}
@@ -246,7 +246,7 @@ def test_dagster_down_gives_503_but_finished_reports_still_download(api_stack, a
 
 
 def test_print_latencies():
-    """Not a check: the figures, for `pytest -s tests/test_api_e2e.py`."""
+    """Not a check: the figures, for `pytest -s tests/e2e/test_api_e2e.py`."""
     for what, seconds in LATENCIES.items():
         print(f"{what}: {seconds:.1f} s")
 

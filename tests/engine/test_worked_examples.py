@@ -6,7 +6,7 @@ import csv
 from datetime import UTC, datetime
 
 import pytest
-from oracle import StoreCase, oracle_report
+from support.oracle import StoreCase, oracle_report
 
 HEADER = [
     "store_id",
@@ -142,7 +142,7 @@ def test_worked_example_1_exact_seconds():
 
 def test_worked_example_2_and_3_business_time():
     """The UTC business windows the SPEC spells out for examples 2, 3 and 4."""
-    from oracle import business_intervals, to_unix
+    from support.oracle import business_intervals, to_unix
 
     def windows(hours, lo, hi):
         ivs = business_intervals(hours, "America/New_York", to_unix(lo), to_unix(hi))

@@ -1,0 +1,1 @@
+"""Helpers of the tests: the brute-force oracle, and real processes (Dagster, uvicorn, Chromium)."""
