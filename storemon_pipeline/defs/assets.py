@@ -259,7 +259,8 @@ def business_windows(
     context: dg.AssetExecutionContext, storemon: StoremonState
 ) -> dg.MaterializeResult:
     """Each store's business time as merged UTC intervals, from its local weekly hours and zone
-    (SPEC's DST rule: a boundary is the first instant the wall clock reads that time or later).
+    (docs/semantics.md §2.6: a boundary is the first instant the wall clock reads that time or
+    later).
 
     Reports rebuild this table themselves when an ingest made it stale, so a report is never
     computed on old windows; materializing it here shows the lineage and its figures.
@@ -298,12 +299,12 @@ def business_windows(
 def uptime_report(
     context: dg.AssetExecutionContext, storemon: StoremonState
 ) -> dg.MaterializeResult:
-    """SPEC's uptime/downtime report per store for the last hour, day and week.
+    """The uptime/downtime report per store for the last hour, day and week.
 
     Partition H is the report as of min(end of H, latest poll): the partition holding the latest
     poll is the current report, older partitions are the stores' history. Its rows (unrounded:
     minutes for the hour, hours for day and week) go to the DuckDB table `uptime_report`; the run
-    also writes the SPEC CSV, immutable, to `$STOREMON_HOME/reports/<run id>.csv` with a sidecar
+    also writes the report CSV, immutable, to `$STOREMON_HOME/reports/<run id>.csv` with a sidecar
     `<run id>.json` (as_of, stores, partition) that the REST facade serves.
     """
     started = time.perf_counter()

@@ -46,7 +46,8 @@ def partition_window(partition_key: str) -> tuple[datetime, datetime]:
 
 
 def partition_as_of(partition_key: str, latest_poll: datetime | None) -> datetime:
-    """SPEC's as-of for a partition: the end of its hour, or the latest poll if that is earlier."""
+    """The as-of of a partition (docs/semantics.md §2.12): the end of its hour, or the latest
+    poll if that is earlier."""
     _, end = partition_window(partition_key)
     return end if latest_poll is None else min(end, latest_poll)
 

@@ -1,4 +1,4 @@
-"""The uptime report as of an instant (SPEC §2), computed set-based in DuckDB."""
+"""The uptime report as of an instant (docs/semantics.md §2), computed set-based in DuckDB."""
 
 from __future__ import annotations
 
@@ -126,8 +126,8 @@ class WrittenReport:
 
 
 def export_report_csv(con: duckdb.DuckDBPyConnection, out_path: Path | str) -> Path:
-    """``report_result`` as SPEC's CSV: exact header, one row per store sorted by store_id,
-    2 decimals."""
+    """``report_result`` as the CSV of docs/semantics.md §2.10: exact header, one row per store
+    sorted by store_id, 2 decimals."""
     out_path = Path(out_path)
     with atomic_target(out_path) as temporary:
         con.execute(f"COPY ({sql('report_csv')}) TO '{temporary}' (HEADER, DELIMITER ',')")
@@ -140,7 +140,7 @@ def write_report_csv(
     as_of: datetime | None = None,
     store_ids: Sequence[str] | None = None,
 ) -> WrittenReport:
-    """Compute the report and write SPEC's CSV."""
+    """Compute the report and write its CSV."""
     as_of = compute_report(con, as_of, store_ids)
     path = export_report_csv(con, out_path)
     return WrittenReport(path, as_of, result_summary(con).stores)

@@ -1,4 +1,5 @@
-"""Business hours (local, weekly) -> business windows (UTC intervals), SPEC §2's DST rule."""
+"""Business hours (local, weekly) -> business windows (UTC intervals): docs/semantics.md §2.5,
+§2.6."""
 
 from __future__ import annotations
 

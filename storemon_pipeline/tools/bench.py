@@ -1,4 +1,4 @@
-"""``storemon bench``: the speed and memory bars of SPEC §4, measured on generated data.
+"""``storemon bench``: the speed and memory bars of the README, measured on generated data.
 
 Each phase runs in its own child process so that its peak memory is its own (read from the
 kernel's rusage of that child) and so that nothing cached by one phase helps the next. A floor
@@ -24,7 +24,7 @@ SEED = 0
 START = "2023-01-18"
 # Bump when the generator's output changes, so cached data sets are made again.
 DATASET_VERSION = 1
-# Bars at 1x (SPEC §4); at scale K the time bars are K times these (never less than 1x).
+# Bars at 1x (README, Performance); at scale K the time bars are K times these (never less than 1x).
 INGEST_BAR_S = 5.0
 REPORT_BAR_S = 2.0
 MEMORY_BAR_MB = 4096.0
@@ -241,7 +241,7 @@ def run_bench(scale: float = 1.0, cache_dir: Path | None = None, out: Out = prin
     """Generate (or reuse) data at ``scale``, time every phase, print and return the figures.
 
     The returned list has one ``kind="phase"`` dict per phase (seconds, peak_rss_mb, x_floor)
-    and one ``kind="bar"`` dict per bar of SPEC §4 (value, limit, passed).
+    and one ``kind="bar"`` dict per bar (value, limit, passed).
     """
     if cache_dir is None:
         from storemon_pipeline.settings import get_settings

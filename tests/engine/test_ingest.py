@@ -1,5 +1,5 @@
-"""Ingestion: every bad-input kind of SPEC §1 is quarantined, nothing good is lost, loads are
-idempotent and order-independent."""
+"""Ingestion: every bad-input kind of docs/semantics.md §1.3 is quarantined, nothing good is lost,
+loads are idempotent and order-independent."""
 
 from __future__ import annotations
 

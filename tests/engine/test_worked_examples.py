@@ -1,4 +1,5 @@
-"""SPEC §2's four worked examples, verbatim: on the engine's CSV and on the oracle."""
+"""The four worked examples of docs/semantics.md §3, verbatim: on the engine's CSV and on the
+oracle."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-# (name, stores, T, {store_id: {column: expected value as the SPEC states it}})
+# (name, stores, T, {store_id: {column: expected value as docs/semantics.md §3 states it}})
 EXAMPLES = [
     pytest.param(
         # Store A, America/Chicago (UTC-6 in January), Monday 09:00-12:00; polls Monday
@@ -141,7 +142,7 @@ def test_worked_example_1_exact_seconds():
 
 
 def test_worked_example_2_and_3_business_time():
-    """The UTC business windows the SPEC spells out for examples 2, 3 and 4."""
+    """The UTC business windows §3 spells out for examples 2, 3 and 4."""
     from support.oracle import business_intervals, to_unix
 
     def windows(hours, lo, hi):

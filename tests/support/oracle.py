@@ -1,4 +1,4 @@
-"""A brute-force oracle for storemon reports, written from SPEC §2 alone.
+"""A brute-force oracle for storemon reports, written from docs/semantics.md §2 alone.
 
 It shares no code or logic with ``storemon_pipeline``. Time is sampled, not reasoned about:
 

@@ -1,4 +1,5 @@
--- Each reported store's business time as merged UTC intervals over [$covers_from, $covers_to).
+-- Each reported store's business time as merged UTC intervals over [$covers_from, $covers_to)
+-- (docs/semantics.md §2.4-§2.6).
 -- Needs the temp table zone_offsets(timezone, valid_from, valid_to, utc_offset_sec).
 CREATE OR REPLACE TEMP TABLE computed_business_windows AS
 WITH store_zones AS (

@@ -1,4 +1,5 @@
--- Uptime and business time (microseconds) per reported store for the report as of $as_of.
+-- Uptime and business time (microseconds) per reported store for the report as of $as_of
+-- (docs/semantics.md §2).
 -- Reported stores: those with a poll at or before $as_of (and in $store_ids, when given).
 -- Needs business_windows to cover every poll up to $as_of (windows.ensure_business_windows).
 WITH scoped_stores AS (
@@ -31,13 +32,13 @@ stores_with_polls_in_hours AS (
     SELECT DISTINCT store_key FROM polls_in_hours WHERE in_hours
 ),
 usable_polls AS (
-    -- the in-hours polls; a store with none uses all its polls
+    -- the in-hours polls; a store with none uses all its polls (§2.7)
     SELECT store_key, ts, is_active
     FROM polls_in_hours
     WHERE in_hours OR store_key NOT IN (SELECT store_key FROM stores_with_polls_in_hours)
 ),
 poll_spans AS (
-    -- each poll owns the time nearer to it than to its neighbours; the later poll owns the
+    -- each poll owns the time nearer to it than to its neighbours (§2.8); the later poll owns the
     -- midpoint; the first and last polls own everything before and after them
     SELECT
         store_key,

@@ -1,4 +1,5 @@
--- SPEC's report CSV from report_result: hour values in minutes, day and week in hours.
+-- The report CSV (docs/semantics.md §2.10) from report_result: hour values in minutes, day and
+-- week in hours.
 SELECT
     store_id,
     two_decimals(uptime_hour_us, 60000000) AS uptime_last_hour,
