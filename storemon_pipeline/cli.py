@@ -21,14 +21,14 @@ def _instant(text: str) -> datetime:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.ingest import ingest_paths
     from storemon_pipeline.engine.report import latest_poll
     from storemon_pipeline.engine.state import write_latest_poll
 
     settings = get_settings()
     started = time.perf_counter()
-    with connect(settings.duckdb_path, wait_seconds=args.wait) as con:
+    with database(settings.duckdb_path, wait_seconds=args.wait) as con:
         results = ingest_paths(con, args.paths, progress=lambda r: print(r.summary(), flush=True))
         # the REST API and the sensors read it instead of opening DuckDB
         write_latest_poll(settings.state_dir, latest_poll(con))
@@ -41,12 +41,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.report import NoPollsError, result_summary, write_report_csv
 
     settings = get_settings()
     started = time.perf_counter()
-    with connect(settings.duckdb_path, wait_seconds=args.wait) as con:
+    with database(settings.duckdb_path, wait_seconds=args.wait) as con:
         out = args.out or settings.reports_dir / "latest.csv"
         try:
             written = write_report_csv(con, out, as_of=args.as_of)
@@ -157,8 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from storemon_pipeline.engine.db import ResourceLimitError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ResourceLimitError as exc:
+        print(f"storemon {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storemon_pipeline.engine.db import ResourceLimits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = PROJECT_ROOT / "data"
 DEFAULT_TIMEZONE = "America/Chicago"
+
+
+def _share_of_memory_mb(share: float) -> int:
+    return int(psutil.virtual_memory().total * share / 2**20)
 
 
 class Settings(BaseSettings):
@@ -36,6 +43,27 @@ class Settings(BaseSettings):
     rejected_share_limit: float = Field(
         default=0.01, ge=0, le=1, description="Warn when more of an ingest's rows are rejected."
     )
+
+    # Every DuckDB connection (engine/db.py).
+    duckdb_memory_limit_mb: int = Field(
+        default_factory=lambda: _share_of_memory_mb(0.6),
+        ge=16,
+        description="Memory one DuckDB connection may use (default 60 % of the machine's).",
+    )
+    duckdb_temp_limit_gb: float = Field(
+        default=20.0,
+        gt=0,
+        description="Disk one DuckDB connection may fill with spill files (<db>.tmp/).",
+    )
+    duckdb_threads: int | None = Field(
+        default=None, ge=1, description="Threads per DuckDB connection (default: one per core)."
+    )
+
+    @property
+    def duckdb_limits(self) -> ResourceLimits:
+        return ResourceLimits(
+            self.duckdb_memory_limit_mb, self.duckdb_temp_limit_gb, self.duckdb_threads
+        )
 
     @property
     def state_dir(self) -> Path:

@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
-from storemon_pipeline.engine.db import connect, is_lock_error
+from storemon_pipeline.engine.db import connect, is_lock_error, resource_errors
 from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings
 
 # How often a step that found the DuckDB file locked past the wait is retried.
@@ -68,14 +68,16 @@ class StoremonState(dg.ConfigurableResource):
         """The DuckDB file, waiting while another process holds it; past the wait the step is
         retried later (only a lock is retried: other errors fail the run at once)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        limits = self.settings.duckdb_limits
         try:
-            con = connect(self.duckdb_path, wait_seconds=self.lock_wait_seconds)
+            con = connect(self.duckdb_path, wait_seconds=self.lock_wait_seconds, limits=limits)
         except duckdb.IOException as exc:
             if not is_lock_error(exc):
                 raise
             raise dg.RetryRequested(max_retries=LOCK_RETRIES, seconds_to_wait=10) from exc
         try:
-            yield con
+            with resource_errors(limits):
+                yield con
         finally:
             con.close()
 

@@ -1,13 +1,59 @@
-"""Opening the DuckDB file and loading the project's SQL."""
+"""Opening the DuckDB file, within limits, and loading the project's SQL."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import duckdb
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """What one DuckDB connection may use: memory, spill space on disk, threads.
+
+    A query that needs more fails (ResourceLimitError) instead of swapping or filling the disk.
+    """
+
+    memory_mb: int
+    temp_gb: float
+    threads: int | None = None  # None: DuckDB's default, one per core
+
+    @classmethod
+    def from_environment(cls) -> ResourceLimits:
+        from storemon_pipeline.settings import get_settings
+
+        return get_settings().duckdb_limits
+
+    def apply(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(f"SET memory_limit = '{int(self.memory_mb)}MiB'")
+        con.execute(f"SET max_temp_directory_size = '{int(self.temp_gb * 1024)}MiB'")
+        if self.threads is not None:
+            con.execute(f"SET threads = {int(self.threads)}")
+
+
+class ResourceLimitError(RuntimeError):
+    """A query needed more memory or spill space than its connection may use."""
+
+
+@contextmanager
+def resource_errors(limits: ResourceLimits) -> Iterator[None]:
+    """Turn DuckDB's out-of-memory errors into one that names the settings to change."""
+    try:
+        yield
+    except duckdb.OutOfMemoryException as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise ResourceLimitError(
+            f"DuckDB ran out of room ({reason}). Its limits are "
+            f"STOREMON_DUCKDB_MEMORY_LIMIT_MB={limits.memory_mb} (memory) and "
+            f"STOREMON_DUCKDB_TEMP_LIMIT_GB={limits.temp_gb:g} (spill files on disk): raise "
+            "them if the machine has room, or ask for less work at once."
+        ) from exc
 
 
 @cache
@@ -26,12 +72,15 @@ def connect(
     *,
     read_only: bool = False,
     wait_seconds: float = 0.0,
+    limits: ResourceLimits | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """Open (and create the schema of) a storemon DuckDB file.
+    """Open (and create the schema of) a storemon DuckDB file, within ``limits`` (default: the
+    settings' STOREMON_DUCKDB_*).
 
     DuckDB lets one process hold a file for writing; with ``wait_seconds`` we retry while
     another process holds it instead of failing at once.
     """
+    limits = limits or ResourceLimits.from_environment()
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +95,27 @@ def connect(
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+    limits.apply(con)
     if not read_only:
         con.execute(sql("schema"))
     con.execute(sql("macros"))
     return con
+
+
+@contextmanager
+def database(
+    path: Path | str,
+    *,
+    read_only: bool = False,
+    wait_seconds: float = 0.0,
+    limits: ResourceLimits | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``connect``, closed at the end of the block; running out of the limits inside it raises
+    ResourceLimitError. DuckDB removes its spill files when a query fails and when it closes."""
+    limits = limits or ResourceLimits.from_environment()
+    con = connect(path, read_only=read_only, wait_seconds=wait_seconds, limits=limits)
+    try:
+        with resource_errors(limits):
+            yield con
+    finally:
+        con.close()

@@ -12,8 +12,8 @@ from storemon_pipeline.engine.report import REPORT_COLUMNS
 from storemon_pipeline.settings import SAMPLE_DATA_DIR
 
 
-def storemon(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "STOREMON_HOME": str(home)}
+def storemon(home: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "STOREMON_HOME": str(home), **env_vars}
     return subprocess.run(
         [sys.executable, "-m", "storemon_pipeline.cli", *args],
         env=env, capture_output=True, text=True, timeout=300,
@@ -55,3 +55,21 @@ def test_report_without_polls_says_what_to_do(tmp_path):
     result = storemon(tmp_path / "state", "report")
     assert result.returncode == 1
     assert "ingest a store-status file first" in result.stderr
+
+
+def test_a_report_over_its_limits_fails_clearly_and_leaves_no_spill_files(tmp_path):
+    """Every DuckDB connection has a memory and a spill-space limit: past them the command
+    fails with a message naming the settings, the disk is not filled, nothing is left behind,
+    and the same report within the limits then works."""
+    home = tmp_path / "state"
+    assert storemon(home, "ingest", str(SAMPLE_DATA_DIR)).returncode == 0
+    tight = {"STOREMON_DUCKDB_MEMORY_LIMIT_MB": "64", "STOREMON_DUCKDB_TEMP_LIMIT_GB": "0.001"}
+    failed = storemon(home, "report", **tight)
+    assert failed.returncode == 1
+    assert "STOREMON_DUCKDB_TEMP_LIMIT_GB=0.001" in failed.stderr
+    assert "STOREMON_DUCKDB_MEMORY_LIMIT_MB=64" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    leftovers = [p for p in home.rglob("*") if p.name.endswith(".tmp") or ".tmp" in p.parts]
+    assert leftovers == []
+    assert list((home / "reports").glob("*")) == []  # no CSV, not even a temporary one
+    assert storemon(home, "report").returncode == 0
