@@ -30,6 +30,7 @@ from storemon_api.errors import Unavailable, UpstreamError
 from storemon_pipeline.engine.instants import from_epoch_seconds
 
 REPORT_ASSET = ("uptime_report",)
+REPORT_PARTITIONS = "report_hours"  # storemon_pipeline.defs.partitions.report_partitions
 PARTITION_TAG = "dagster/partition"
 IN_PROGRESS = {"QUEUED", "NOT_STARTED", "MANAGED", "STARTING", "STARTED", "CANCELING"}
 FAILED = {"FAILURE", "CANCELED"}
@@ -117,6 +118,32 @@ query StoremonRunFailure($runId: ID!) {{
 }}
 """
 
+REPOSITORIES_QUERY = """
+query StoremonRepositories {
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection { nodes { name location { name } pipelines { name } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+ADD_PARTITION_MUTATION = """
+mutation StoremonAddPartition(
+  $repositorySelector: RepositorySelector!, $partitionsDefName: String!, $partitionKey: String!
+) {
+  addDynamicPartition(
+    repositorySelector: $repositorySelector,
+    partitionsDefName: $partitionsDefName,
+    partitionKey: $partitionKey
+  ) {
+    __typename
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
 HEALTH_QUERY = """
 query StoremonHealth {
   version
@@ -147,7 +174,12 @@ class DagsterClient:
     # --- launching ------------------------------------------------------------------------
 
     def launch_report(self, partition: str, tags: Mapping[str, str] | None = None) -> str:
-        """Launch the report job for one partition; returns the run id."""
+        """Launch the report job for one partition; returns the run id.
+
+        The report partitions are the hours that hold polls; an ingest made outside Dagster
+        (`storemon ingest`) has not added its hours, so the partition is added first (a no-op
+        when it exists)."""
+        self._add_partition(partition)
         parts = urlsplit(self.url)
         client = DagsterGraphQLClient(
             parts.hostname or "127.0.0.1",
@@ -162,6 +194,31 @@ class DagsterClient:
             )
         except DagsterGraphQLClientError as exc:
             raise _classify(exc, self.url) from exc
+
+    def _add_partition(self, partition: str) -> None:
+        repos = self._query(REPOSITORIES_QUERY, {})["repositoriesOrError"]
+        located = [
+            {"repositoryLocationName": node["location"]["name"], "repositoryName": node["name"]}
+            for node in repos.get("nodes", [])
+            if any(job["name"] == self.report_job for job in node["pipelines"])
+        ]
+        if not located:
+            raise DagsterUnavailable(
+                f"Dagster has no job {self.report_job!r}: is the storemon code location loaded?"
+            )
+        result = self._query(
+            ADD_PARTITION_MUTATION,
+            {
+                "repositorySelector": located[0],
+                "partitionsDefName": REPORT_PARTITIONS,
+                "partitionKey": partition,
+            },
+        )["addDynamicPartition"]
+        if result["__typename"] not in ("AddDynamicPartitionSuccess",
+                                         "DuplicateDynamicPartitionError"):
+            raise DagsterError(
+                f"Dagster could not add report partition {partition}: {result.get('message')}"
+            )
 
     # --- reading --------------------------------------------------------------------------
 

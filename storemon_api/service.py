@@ -25,7 +25,7 @@ from storemon_api.errors import ReportNotComplete, Unavailable, UnknownReport
 from storemon_api.files import FinishedReport, ReportFiles
 from storemon_api.ids import parse_report_id
 from storemon_api.models import ReportLinks, ReportStatus
-from storemon_pipeline.defs.partitions import latest_report_partition_key
+from storemon_pipeline.engine.history import latest_report_partition_key
 from storemon_pipeline.engine.instants import as_aware_utc, parse_iso
 from storemon_pipeline.settings import Settings
 

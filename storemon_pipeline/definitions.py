@@ -11,7 +11,7 @@ from storemon_pipeline.defs.jobs import (
     refresh_job,
     uptime_report_job,
 )
-from storemon_pipeline.defs.resources import StoremonState, report_io_manager
+from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.defs.schedules import hourly_uptime_report
 from storemon_pipeline.defs.sensors import build_sensors
 from storemon_pipeline.settings import Settings, get_settings
@@ -30,10 +30,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         jobs=[ingest_job, uptime_report_job, refresh_job],
         sensors=build_sensors(settings.sensor_interval_seconds),
         schedules=[hourly_uptime_report],
-        resources={
-            "storemon": StoremonState.from_settings(settings),
-            "io_manager": report_io_manager(settings),
-        },
+        resources={"storemon": StoremonState.from_settings(settings)},
         executor=dg.in_process_executor,
     )
 

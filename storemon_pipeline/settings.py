@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     freshness_limit_hours: float = Field(
         default=2.0, gt=0, description="Warn when a report's newest poll is older than this."
     )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Drop polls older than this many days before the latest poll (plus the "
+        "8 days a report looks back) at each ingest. Default: keep everything.",
+    )
     rejected_share_limit: float = Field(
         default=0.01, ge=0, le=1, description="Warn when more of an ingest's rows are rejected."
     )
@@ -72,6 +78,11 @@ class Settings(BaseSettings):
     @property
     def duckdb_path(self) -> Path:
         return self.state_dir / "storemon.duckdb"
+
+    @property
+    def history_path(self) -> Path:
+        """The report history (engine/history.py), beside the main database."""
+        return self.state_dir / "history.duckdb"
 
     @property
     def reports_dir(self) -> Path:

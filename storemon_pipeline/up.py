@@ -221,21 +221,28 @@ def install_instance_config(settings: Settings) -> Path:
 
 
 def prepare_state(settings: Settings) -> None:
-    """Ingest the sample data if the state is empty; materialize the latest report partition
-    if it never was. Runs in this process, on the instance in DAGSTER_HOME."""
+    """Ingest the sample data if the state is empty; give every hour that holds polls its
+    report partition; materialize the partitions that never were (on a new state: the whole
+    history of the sample, in one run). Runs in this process, on the instance in DAGSTER_HOME."""
     import dagster as dg
 
     from storemon_pipeline.definitions import build_defs
     from storemon_pipeline.defs.assets import DUCKDB_POOL
-    from storemon_pipeline.defs.partitions import is_materialized, latest_report_partition_key
-    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.defs.partitions import (
+        add_report_partitions,
+        contiguous_ranges,
+        range_tags,
+        unmaterialized_partitions,
+    )
+    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.history import poll_hours
 
     defs = build_defs(settings)
     with dg.DagsterInstance.get() as instance:
         # Declare the pool's limit up front: the run queue enforces a limit it knows of.
         instance.event_log_storage.set_concurrency_slots(DUCKDB_POOL, 1)
 
-        with connect(settings.duckdb_path, wait_seconds=settings.lock_wait_seconds) as con:
+        with database(settings.duckdb_path, wait_seconds=settings.lock_wait_seconds) as con:
             files = con.execute("SELECT count(*) FROM ingest_manifest").fetchone()[0]
         if files == 0:
             started = time.perf_counter()
@@ -247,22 +254,31 @@ def prepare_state(settings: Settings) -> None:
             log(f"ingest run {result.run_id}: "
                 f"{'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f} s")
 
-        partition = latest_report_partition_key(settings)
-        if is_materialized(instance, partition):
-            log(f"report partition {partition} already materialized")
+        # Data loaded with `storemon ingest` has no partitions yet.
+        with database(settings.duckdb_path, wait_seconds=settings.lock_wait_seconds) as con:
+            added = add_report_partitions(instance, poll_hours(con))
+        if added:
+            log(f"{len(added)} report partitions added for the hours that hold polls")
+        missing = unmaterialized_partitions(instance)
+        if not missing:
+            log("every report partition is materialized")
             return
-        started = time.perf_counter()
-        log(f"materializing business windows and report partition {partition}")
-        result = defs.resolve_job_def("refresh_job").execute_in_process(
-            instance=instance, partition_key=partition, run_config=QUIET_RUN_CONFIG,
-            tags={"storemon/trigger": "storemon up"}, raise_on_error=False,
-        )
-        checks = result.get_asset_check_evaluations()
-        failed = [c.check_name for c in checks if not c.passed]
-        log(f"report run {result.run_id}: {'ok' if result.success else 'FAILED'} in "
-            f"{time.perf_counter() - started:.1f} s; {len(checks) - len(failed)} of {len(checks)} "
-            f"checks passed{' (failed: ' + ', '.join(failed) + ')' if failed else ''}; "
-            f"CSV {settings.reports_dir / (result.run_id + '.csv')}")
+        for keys in contiguous_ranges(instance, missing):
+            started = time.perf_counter()
+            log(f"materializing business windows and report partitions {keys[0]} .. {keys[-1]} "
+                f"({len(keys)}) in one run")
+            result = defs.resolve_job_def("refresh_job").execute_in_process(
+                instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False,
+                tags={**range_tags(keys), "storemon/trigger": "storemon up"},
+            )
+            evaluations = result.get_asset_check_evaluations()
+            names = {c.check_name for c in evaluations}
+            failed = sorted({c.check_name for c in evaluations if not c.passed})
+            failures = f" (failed: {', '.join(failed)})" if failed else ""
+            log(f"report run {result.run_id}: {'ok' if result.success else 'FAILED'} in "
+                f"{time.perf_counter() - started:.1f} s; {len(names) - len(failed)} of "
+                f"{len(names)} checks passed{failures}; "
+                f"CSV {settings.reports_dir / (result.run_id + '.csv')}")
 
 
 # --- the command -----------------------------------------------------------------------------

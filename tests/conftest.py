@@ -17,35 +17,51 @@ if os.environ.get("CI"):
 # --- oracle harness (tests/support/oracle.py; tests/engine/) ------------------------------
 # `run_engine(stores, as_of, folder, ...)` feeds oracle.StoreCase stores to the engine the way
 # a user would (CSV files -> DuckDB file -> report) and returns report_frame's DataFrame (a
-# list of them when as_of is a list).
+# list of them when as_of is a list: then the reports are also computed in one batch, which
+# must give the same rows). `replaced_hours` ({store_id: rows}) is an earlier business-hours
+# snapshot, ingested first and replaced by the stores' own hours.
 # Session-scoped so that hypothesis tests may use it; pass a fresh folder each call.
 
 
 @pytest.fixture(scope="session")
 def run_engine():
+    import pandas as pd
     from support.oracle import write_feeds
 
     from storemon_pipeline.engine.db import connect
     from storemon_pipeline.engine.ingest import ingest_paths
-    from storemon_pipeline.engine.report import report_frame, write_report_csv
-    from storemon_pipeline.engine.windows import refresh_business_windows
+    from storemon_pipeline.engine.report import (
+        compute_reports,
+        report_frame,
+        result_frame,
+        write_report_csv,
+    )
 
     def run(stores, as_of, folder, *, poll_files=1, seed=0, csv_path=None, store_ids=None,
-            file_order=("polls", "hours", "timezones")):
+            file_order=("polls", "hours", "timezones"), replaced_hours=None):
         paths = write_feeds(stores, folder, poll_files=poll_files, seed=seed)
+        if replaced_hours:
+            earlier = folder / "menu_hours_earlier.csv"
+            earlier.write_text("store_id,dayOfWeek,start_time_local,end_time_local\n" + "".join(
+                f"{store_id},{day},{start},{end}\n"
+                for store_id, rows in replaced_hours.items() for day, start, end in rows))
         con = connect(folder / "storemon.duckdb")
         try:
-            ordered = [p for feed in file_order for p in paths[feed]]
+            ordered = ([earlier] if replaced_hours else []) + [
+                p for feed in file_order for p in paths[feed]]
             results = ingest_paths(con, ordered)
             # "skipped" = the same content already loaded (e.g. two header-only poll files)
             refused = [r.summary() for r in results if r.status not in ("loaded", "skipped")]
             assert not refused, refused
-            refresh_business_windows(con)
             if csv_path is not None:
                 write_report_csv(con, csv_path, as_of=as_of, store_ids=store_ids)
-            if isinstance(as_of, list):  # several reports of one database
-                return [report_frame(con, as_of=a, store_ids=store_ids) for a in as_of]
-            return report_frame(con, as_of=as_of, store_ids=store_ids)
+            if not isinstance(as_of, list):
+                return report_frame(con, as_of=as_of, store_ids=store_ids)
+            singles = [report_frame(con, as_of=a, store_ids=store_ids) for a in as_of]
+            compute_reports(con, as_of, store_ids=store_ids)
+            for instant, single in zip(as_of, singles, strict=True):
+                pd.testing.assert_frame_equal(result_frame(con, instant), single)
+            return singles
         finally:
             con.close()
 

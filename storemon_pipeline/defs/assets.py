@@ -1,12 +1,13 @@
 """The asset graph: ingested feeds -> business windows (UTC) -> hourly uptime reports.
 
-Thin wiring over the engine modules: every asset opens DuckDB, calls one engine function, and
+Thin wiring over the engine modules: every asset opens DuckDB, calls engine functions, and
 records what an operator wants to see in the materialization's metadata. Heavy work stays in
-DuckDB; only the report (one row per store) passes through pandas, for the I/O manager.
+DuckDB, set-based; nothing but small summaries passes through Python.
 """
 
 
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,25 +17,36 @@ import pandas as pd
 from pydantic import Field
 
 from storemon_pipeline.defs.metadata import markdown, markdown_table, timestamp
-from storemon_pipeline.defs.partitions import (
-    partition_as_of,
-    partition_key_for,
-    partition_window,
-    report_partitions,
-)
+from storemon_pipeline.defs.partitions import add_report_partitions, report_partitions
 from storemon_pipeline.defs.resources import StoremonState
-from storemon_pipeline.engine.ingest import FileResult, feed_tables, ingest_paths
+from storemon_pipeline.engine.history import (
+    partition_as_of,
+    partition_hour,
+    partition_key,
+    partitions_changed_by,
+    save_history,
+)
+from storemon_pipeline.engine.ingest import (
+    FileResult,
+    drop_expired_polls,
+    feed_tables,
+    ingest_paths,
+)
 from storemon_pipeline.engine.report import (
     NoPollsError,
-    compute_report,
+    compute_reports,
     export_report_csv,
+    kept_history,
     latest_poll,
     most_downtime,
-    result_frame,
     result_summary,
 )
 from storemon_pipeline.engine.state import report_csv_path, write_latest_poll, write_report_sidecar
 from storemon_pipeline.engine.windows import refresh_business_windows, windows_summary
+
+# A backfill of many report partitions is one run (BackfillPolicy.single_run(), a beta
+# parameter in Dagster 1.13, pinned below 1.14).
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")
 
 # Every op that opens the DuckDB file is in this pool; dagster.yaml limits it to one run at a
 # time. A run that still finds the file locked (e.g. by a `storemon` CLI command) waits in
@@ -116,11 +128,24 @@ def ingest(
     context.log.info(f"ingesting {', '.join(map(str, paths))}")
     started = time.perf_counter()
     with storemon.connect() as con:
+        previous_latest = latest_poll(con)
         results = ingest_paths(con, paths, progress=lambda r: _log_file_result(context, r))
-        metadata = _ingest_metadata(con, results)
+        expired = 0
+        if storemon.retention_days:
+            expired = drop_expired_polls(con, kept_history(storemon.retention_days))
+            context.log.info(f"retention: {expired} polls older than the kept history dropped")
+        metadata = _ingest_metadata(con, results, expired)
         newest_poll = latest_poll(con)
     write_latest_poll(storemon.state_dir, newest_poll)
     context.log.info(f"ingested {len(results)} file(s) in {time.perf_counter() - started:.2f} s")
+
+    new_hours = sorted({hour for r in results for hour in r.poll_hours})
+    added = add_report_partitions(context.instance, new_hours)
+    changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
+    metadata["polls"] |= {
+        "new_report_partitions": len(added),
+        "report_partitions_to_refresh": dg.MetadataValue.json([partition_key(h) for h in changed]),
+    }
 
     files = _files_table(results)
     for key in (POLLS, BUSINESS_HOURS, TIMEZONES, QUARANTINE):
@@ -158,7 +183,7 @@ def _files_table(results: list[FileResult]) -> str:
 
 
 def _ingest_metadata(
-    con: duckdb.DuckDBPyConnection, results: list[FileResult]
+    con: duckdb.DuckDBPyConnection, results: list[FileResult], expired: int
 ) -> dict[str, dict[str, object]]:
     """Per table: what it holds now, and what this run added."""
 
@@ -177,13 +202,14 @@ def _ingest_metadata(
         "dagster/row_count": tables.polls,
         "rows_loaded": loaded("polls"),
         "rows_duplicate": sum(r.rows_duplicate for r in results if r.feed == "polls"),
+        "rows_expired": expired,
         "stores": tables.poll_stores,
     }
     if tables.latest_poll is not None:
         polls_meta |= {
             "first_poll": timestamp(tables.first_poll),
             "latest_poll": timestamp(tables.latest_poll),
-            "latest_report_partition": partition_key_for(tables.latest_poll),
+            "latest_report_partition": partition_key(tables.latest_poll),
         }
     return {
         "polls": polls_meta,
@@ -291,9 +317,9 @@ def business_windows(
 @dg.asset(
     group_name="reports",
     partitions_def=report_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[business_windows, POLLS],
     kinds={"duckdb", "csv"},
-    metadata={"partition_expr": "partition_hour"},
     pool=DUCKDB_POOL,
 )
 def uptime_report(
@@ -302,48 +328,57 @@ def uptime_report(
     """The uptime/downtime report per store for the last hour, day and week.
 
     Partition H is the report as of min(end of H, latest poll): the partition holding the latest
-    poll is the current report, older partitions are the stores' history. Its rows (unrounded:
-    minutes for the hour, hours for day and week) go to the DuckDB table `uptime_report`; the run
-    also writes the report CSV, immutable, to `$STOREMON_HOME/reports/<run id>.csv` with a sidecar
+    poll is the current report, older partitions are the stores' history. A run computes all its
+    partitions in one pass (a backfill of many hours is one run) and writes their rows to the
+    report history (`history.duckdb`, table `uptime_report`); it also writes the CSV of its
+    newest partition, immutable, to `$STOREMON_HOME/reports/<run id>.csv` with a sidecar
     `<run id>.json` (as_of, stores, partition) that the REST facade serves.
     """
     started = time.perf_counter()
-    partition = context.partition_key
-    csv_path = report_csv_path(storemon.reports_dir, context.run.run_id)
+    keys = sorted(context.partition_keys)
+    run_id = context.run.run_id
+    csv_path = report_csv_path(storemon.reports_dir, run_id)
     with storemon.connect() as con:
         newest_poll = latest_poll(con)
         if newest_poll is None:
             raise NoPollsError("no polls are loaded yet: materialize the ingest assets first")
-        as_of = partition_as_of(partition, newest_poll)
-        compute_report(con, as_of)
-        frame = result_frame(con)
-        export_report_csv(con, csv_path)
-        summary = result_summary(con)
-        top = most_downtime(con)
+        as_of_by_hour = {
+            partition_hour(key): partition_as_of(partition_hour(key), newest_poll) for key in keys
+        }
+        compute_reports(con, list(as_of_by_hour.values()))
+        computed = time.perf_counter() - started
+        rows = save_history(con, storemon.history_path, as_of_by_hour, run_id)
+        newest_hour = max(as_of_by_hour)
+        as_of = as_of_by_hour[newest_hour]
+        export_report_csv(con, csv_path, as_of)
+        summary = result_summary(con, as_of)
+        top = most_downtime(con, as_of)
     sidecar = write_report_sidecar(
         storemon.reports_dir,
-        context.run.run_id,
+        run_id,
         as_of=as_of,
-        stores=len(frame),
-        partition=partition,
+        stores=summary.stores,
+        partition=partition_key(newest_hour),
         latest_poll=newest_poll,
     )
-    context.log.info(f"report as of {as_of} UTC: {len(frame)} stores, written to {csv_path}")
-
-    start, _ = partition_window(partition)
-    frame.insert(0, "partition_hour", pd.Series([start] * len(frame), dtype="datetime64[us]"))
-    frame.insert(1, "as_of", pd.Series([as_of] * len(frame), dtype="datetime64[us]"))
+    context.log.info(
+        f"{len(keys)} partition(s), {rows} rows in {computed:.2f} s; the newest, as of {as_of} "
+        f"UTC: {summary.stores} stores, written to {csv_path}"
+    )
     metadata: dict[str, object] = {
+        "partitions": len(keys),
+        "first_partition": keys[0],
+        "last_partition": keys[-1],
+        "history_rows": rows,
         "as_of": timestamp(as_of),
         "latest_poll": timestamp(newest_poll),
-        "partition": partition,
-        "stores": len(frame),
+        "stores": summary.stores,
         "stores_with_downtime_last_week": summary.stores_with_downtime_last_week,
         "most_downtime_last_week": markdown(top),
         "csv": dg.MetadataValue.path(str(csv_path)),
         "sidecar": dg.MetadataValue.path(str(sidecar)),
-        "compute_seconds": round(time.perf_counter() - started, 3),
+        "compute_seconds": round(computed, 3),
     }
     if summary.uptime_share_last_week is not None:
         metadata["uptime_share_last_week"] = round(summary.uptime_share_last_week, 6)
-    return dg.MaterializeResult(value=frame, metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,21 +1,31 @@
-"""Asset checks on each report partition: the invariants of docs/semantics.md, recomputed by the
-engine (``engine/checks.py``) from the source tables, independently of the report query.
+"""Asset checks on the report partitions: the invariants of docs/semantics.md §4, recomputed by
+the engine (``engine/checks.py``) from the source tables, independently of the report query.
 
-(The ingest checks are computed by the ingest multi-asset itself, from what it just loaded: see
-assets.py.)
+A run may materialize many partitions at once (a backfill is one run): each check then computes
+all of them in one pass and records one evaluation per partition, plus one for the run as a
+whole. (The ingest checks are computed by the ingest multi-asset itself: see assets.py.)
 """
 
 
 import warnings
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import dagster as dg
+import duckdb
 
 from storemon_pipeline.defs.assets import DUCKDB_POOL, uptime_report
 from storemon_pipeline.defs.metadata import markdown
-from storemon_pipeline.defs.partitions import partition_as_of, partition_window, report_partitions
+from storemon_pipeline.defs.partitions import report_partitions
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.engine import checks
+from storemon_pipeline.engine.history import (
+    attach_history,
+    partition_as_of,
+    partition_hour,
+    partition_key,
+)
 from storemon_pipeline.engine.report import latest_poll
 
 # Partitioned asset checks are a preview feature of Dagster 1.13 (pinned below 1.14). They give
@@ -31,38 +41,97 @@ CHECK_KWARGS = dict(
 )
 
 
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    description: str
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+def _evaluate(
+    context: dg.AssetCheckExecutionContext,
+    storemon: StoremonState,
+    check: Callable[[duckdb.DuckDBPyConnection, dict[datetime, datetime | None]], dict],
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetCheckResult:
+    """Run ``check`` over the run's partitions (hour -> stored as-of, None if nothing stored)
+    and record its outcomes: the result itself for one partition; for many, one evaluation per
+    partition and the result for the run."""
+    hours = [partition_hour(key) for key in context.partition_keys]
+    with storemon.connect() as con:
+        attach_history(con, storemon.history_path)
+        stored = checks.stored_partitions(con, hours)
+        outcomes: dict[datetime, Outcome] = check(
+            con, {hour: stored[hour].as_of for hour in hours}
+        )
+    name = context.check_specs[0].name
+    if len(hours) == 1:
+        (outcome,) = outcomes.values()
+        return dg.AssetCheckResult(
+            passed=outcome.passed,
+            severity=severity,
+            description=outcome.description,
+            metadata=outcome.metadata,
+        )
+    for hour, outcome in outcomes.items():
+        context.op_execution_context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=uptime_report.key,
+                check_name=name,
+                passed=outcome.passed,
+                severity=severity,
+                description=outcome.description,
+                metadata=outcome.metadata,
+                partition=partition_key(hour),
+            )
+        )
+    failing = sorted(partition_key(h) for h, o in outcomes.items() if not o.passed)
+    return dg.AssetCheckResult(
+        passed=not failing,
+        severity=severity,
+        description=f"{len(hours)} partitions checked, {len(failing)} failing"
+        + (f" ({', '.join(failing[:5])}{', ...' if len(failing) > 5 else ''})" if failing else ""),
+        metadata={"partitions": len(hours), "failing_partitions": dg.MetadataValue.json(failing)},
+    )
+
+
+def _nothing_stored(hour: datetime) -> Outcome:
+    """Nothing to check; whether rows are missing is one_row_per_store_with_polls's question."""
+    return Outcome(True, f"partition {partition_key(hour)} has no rows in the history")
+
+
 @dg.asset_check(**CHECK_KWARGS)
 def uptime_plus_downtime_is_business_time(
     context: dg.AssetCheckExecutionContext, storemon: StoremonState
 ) -> dg.AssetCheckResult:
     """Before rounding, uptime + downtime = the store's business time in the period, for every
-    store and period, to a second; business time recomputed from the business windows."""
-    partition = context.partition_key
-    hour, _ = partition_window(partition)
-    with storemon.connect() as con:
-        stored = checks.stored_partitions(con, [hour]).iloc[0]
-        if stored.rows == 0:
-            return _no_rows(partition)
-        summary, failing = checks.business_time_gaps(con, [hour], TOLERANCE_SECONDS)
-    figures = summary.iloc[0]
-    failing_count, checked = int(figures.stores_failing), int(figures.stores_checked)
-    worst = float(figures.largest_gap_seconds)
-    return dg.AssetCheckResult(
-        passed=failing_count == 0,
-        description=(
-            f"{failing_count} of {checked} stores: uptime + downtime differs from business time "
-            f"by more than a second (worst {worst:.3f} s)"
-            if failing_count
-            else f"all {checked} stores add up (largest gap {worst:.6f} s)"
-        ),
-        metadata={
-            "as_of": str(stored.as_of),
-            "stores_checked": checked,
-            "stores_failing": failing_count,
-            "largest_gap_seconds": worst,
-            "failing_stores": markdown(failing.drop(columns="partition_hour")),
-        },
-    )
+    store and period, to a second; business time recomputed from the business hours."""
+
+    def check(con, as_of_by_hour):
+        findings = checks.business_time_gaps(con, list(as_of_by_hour), TOLERANCE_SECONDS)
+        outcomes = {}
+        for hour, as_of in as_of_by_hour.items():
+            found = findings[hour]
+            if as_of is None:
+                outcomes[hour] = _nothing_stored(hour)
+                continue
+            outcomes[hour] = Outcome(
+                found.failing == 0,
+                f"{found.failing} of {found.checked} stores: uptime + downtime differs from "
+                f"business time by more than a second (worst {found.worst:.3f} s)"
+                if found.failing
+                else f"all {found.checked} stores add up (largest gap {found.worst:.6f} s)",
+                {
+                    "as_of": str(as_of),
+                    "stores_checked": found.checked,
+                    "stores_failing": found.failing,
+                    "largest_gap_seconds": float(found.worst),
+                    "failing_stores": markdown(found.sample),
+                },
+            )
+        return outcomes
+
+    return _evaluate(context, storemon, check)
 
 
 @dg.asset_check(**CHECK_KWARGS)
@@ -70,27 +139,30 @@ def values_within_period(
     context: dg.AssetCheckExecutionContext, storemon: StoremonState
 ) -> dg.AssetCheckResult:
     """Every uptime and downtime lies in [0, the period's length]: 60 min, 24 h, 168 h."""
-    partition = context.partition_key
-    hour, _ = partition_window(partition)
-    with storemon.connect() as con:
-        rows = int(checks.stored_partitions(con, [hour]).iloc[0].rows)
-        if rows == 0:
-            return _no_rows(partition)
-        bad = checks.values_out_of_period(con, [hour]).drop(columns="partition_hour")
-    return dg.AssetCheckResult(
-        passed=bad.empty,
-        description=(
-            f"{len(bad)} of {rows} stores have a value outside [0, period] "
-            "(hour: 0-60 min, day: 0-24 h, week: 0-168 h)"
-            if len(bad)
-            else f"all values of {rows} stores within [0, period]"
-        ),
-        metadata={
-            "stores_checked": rows,
-            "stores_failing": len(bad),
-            "failing_stores": markdown(bad.head(10).round(4)),
-        },
-    )
+
+    def check(con, as_of_by_hour):
+        findings = checks.values_out_of_period(con, list(as_of_by_hour))
+        outcomes = {}
+        for hour, as_of in as_of_by_hour.items():
+            found = findings[hour]
+            if as_of is None:
+                outcomes[hour] = _nothing_stored(hour)
+                continue
+            outcomes[hour] = Outcome(
+                found.failing == 0,
+                f"{found.failing} of {found.checked} stores have a value outside [0, period] "
+                "(hour: 0-60 min, day: 0-24 h, week: 0-168 h)"
+                if found.failing
+                else f"all values of {found.checked} stores within [0, period]",
+                {
+                    "stores_checked": found.checked,
+                    "stores_failing": found.failing,
+                    "failing_stores": markdown(found.sample),
+                },
+            )
+        return outcomes
+
+    return _evaluate(context, storemon, check)
 
 
 @dg.asset_check(**CHECK_KWARGS)
@@ -98,33 +170,36 @@ def one_row_per_store_with_polls(
     context: dg.AssetCheckExecutionContext, storemon: StoremonState
 ) -> dg.AssetCheckResult:
     """Exactly the stores with a poll at or before the as-of, each exactly once."""
-    partition = context.partition_key
-    hour, _ = partition_window(partition)
-    with storemon.connect() as con:
-        stored = checks.stored_partitions(con, [hour]).iloc[0]
-        as_of = stored.as_of if stored.rows else partition_as_of(partition, latest_poll(con))
-        figures = checks.reported_stores_mismatch(con, {hour: as_of})[0]
-    missing, extra, duplicated = figures.missing, figures.extra, figures.duplicated
-    problems = [
-        f"{len(missing)} store(s) with polls missing, e.g. {missing[:3]}" if missing else "",
-        f"{len(extra)} store(s) without polls reported, e.g. {extra[:3]}" if extra else "",
-        f"{len(duplicated)} store(s) reported more than once, e.g. {duplicated[:3]}"
-        if duplicated
-        else "",
-    ]
-    problems = [p for p in problems if p]
-    return dg.AssetCheckResult(
-        passed=not problems,
-        description="; ".join(problems) or f"{figures.rows} rows, one per store with polls",
-        metadata={
-            "as_of": str(as_of),
-            "rows": figures.rows,
-            "stores_with_polls": figures.stores_with_polls,
-            "missing": len(missing),
-            "extra": len(extra),
-            "duplicated": len(duplicated),
-        },
-    )
+
+    def check(con, as_of_by_hour):
+        newest = latest_poll(con)
+        resolved = {h: a or partition_as_of(h, newest) for h, a in as_of_by_hour.items()}
+        outcomes = {}
+        for hour, found in checks.reported_stores_mismatch(con, resolved).items():
+            problems = [
+                f"{len(found.missing)} store(s) with polls missing, e.g. {found.missing[:3]}"
+                if found.missing else "",
+                f"{len(found.extra)} store(s) without polls reported, e.g. {found.extra[:3]}"
+                if found.extra else "",
+                f"{len(found.duplicated)} store(s) reported more than once, e.g. "
+                f"{found.duplicated[:3]}" if found.duplicated else "",
+            ]
+            problems = [p for p in problems if p]
+            outcomes[hour] = Outcome(
+                not problems,
+                "; ".join(problems) or f"{found.rows} rows, one per store with polls",
+                {
+                    "as_of": str(found.as_of),
+                    "rows": found.rows,
+                    "stores_with_polls": found.stores_with_polls,
+                    "missing": len(found.missing),
+                    "extra": len(found.extra),
+                    "duplicated": len(found.duplicated),
+                },
+            )
+        return outcomes
+
+    return _evaluate(context, storemon, check)
 
 
 @dg.asset_check(**CHECK_KWARGS)
@@ -134,40 +209,32 @@ def polls_fresh(
     """Warns when the newest poll the report could use is older than the freshness limit,
     measured from the end of the partition's hour: the report then describes an older instant
     than the hour it stands for (a feed has stopped, or the data is historical)."""
-    partition = context.partition_key
     limit = timedelta(hours=storemon.freshness_limit_hours)
-    hour, end = partition_window(partition)
-    with storemon.connect() as con:
-        stored = checks.stored_partitions(con, [hour]).iloc[0]
-        as_of = stored.as_of if stored.rows else partition_as_of(partition, latest_poll(con))
-        figures = checks.poll_freshness(con, {hour: as_of}, limit)[0]
-    newest = figures.newest_poll
-    age = None if newest is None else end - newest
-    passed = age is not None and age <= limit
-    hours = "n/a" if age is None else f"{age.total_seconds() / 3600:.2f} h"
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"newest poll is {hours} before the end of partition {partition} "
-            f"(limit {storemon.freshness_limit_hours:g} h)"
-        ),
-        metadata={
-            "as_of": str(as_of),
-            "newest_poll": str(newest),
-            "age_hours": float("nan") if age is None else round(age.total_seconds() / 3600, 3),
-            "limit_hours": storemon.freshness_limit_hours,
-            "stores_without_a_poll_within_limit_of_as_of": figures.stale_stores,
-            "stores": figures.stores,
-        },
-    )
 
+    def check(con, as_of_by_hour):
+        newest = latest_poll(con)
+        resolved = {h: a or partition_as_of(h, newest) for h, a in as_of_by_hour.items()}
+        newest_by_hour = checks.newest_polls(con, resolved, timedelta(days=1))
+        outcomes = {}
+        for hour, as_of in resolved.items():
+            newest_poll = newest_by_hour.get(hour)
+            age = None if newest_poll is None else hour + timedelta(hours=1) - newest_poll
+            hours_old = "over 24 h" if age is None else f"{age.total_seconds() / 3600:.2f} h"
+            outcomes[hour] = Outcome(
+                age is not None and age <= limit,
+                f"newest poll is {hours_old} before the end of partition {partition_key(hour)} "
+                f"(limit {storemon.freshness_limit_hours:g} h)",
+                {
+                    "as_of": str(as_of),
+                    "newest_poll": str(newest_poll),
+                    "age_hours": float("nan") if age is None
+                    else round(age.total_seconds() / 3600, 3),
+                    "limit_hours": storemon.freshness_limit_hours,
+                },
+            )
+        return outcomes
 
-def _no_rows(partition: str) -> dg.AssetCheckResult:
-    """Nothing to check; whether rows are missing is one_row_per_store_with_polls's question."""
-    return dg.AssetCheckResult(
-        passed=True, description=f"partition {partition} has no rows in {checks.REPORT_TABLE}"
-    )
+    return _evaluate(context, storemon, check, dg.AssetCheckSeverity.WARN)
 
 
 report_checks = [

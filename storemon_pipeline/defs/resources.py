@@ -1,4 +1,4 @@
-"""The storemon state folder as a Dagster resource, and the I/O manager for report rows."""
+"""The storemon state folder as a Dagster resource."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from storemon_pipeline.engine.db import connect, is_lock_error, resource_errors
 from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings
@@ -28,6 +27,7 @@ class StoremonState(dg.ConfigurableResource):
     lock_wait_seconds: float = 120.0
     freshness_limit_hours: float = 2.0
     rejected_share_limit: float = 0.01
+    retention_days: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoremonState:
@@ -36,6 +36,7 @@ class StoremonState(dg.ConfigurableResource):
             lock_wait_seconds=settings.lock_wait_seconds,
             freshness_limit_hours=settings.freshness_limit_hours,
             rejected_share_limit=settings.rejected_share_limit,
+            retention_days=settings.retention_days,
         )
 
     @property
@@ -49,6 +50,10 @@ class StoremonState(dg.ConfigurableResource):
     @property
     def duckdb_path(self) -> Path:
         return self.settings.duckdb_path
+
+    @property
+    def history_path(self) -> Path:
+        return self.settings.history_path
 
     @property
     def reports_dir(self) -> Path:
@@ -82,7 +87,3 @@ class StoremonState(dg.ConfigurableResource):
             con.close()
 
 
-def report_io_manager(settings: Settings) -> DuckDBPandasIOManager:
-    """Report rows go to the table ``main.uptime_report`` of the same DuckDB file, one slice per
-    hourly partition (the asset's ``partition_expr``)."""
-    return DuckDBPandasIOManager(database=str(settings.duckdb_path), schema="main")

@@ -6,7 +6,8 @@ from datetime import timedelta
 import dagster as dg
 
 from storemon_pipeline.defs.jobs import uptime_report_job
-from storemon_pipeline.defs.partitions import partition_key_for
+from storemon_pipeline.defs.partitions import report_partitions
+from storemon_pipeline.engine.history import partition_key
 from storemon_pipeline.engine.instants import as_naive_utc
 
 
@@ -16,9 +17,12 @@ from storemon_pipeline.engine.instants import as_naive_utc
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
-def hourly_uptime_report(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def hourly_uptime_report(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """At five past each hour, the report partition of the hour that just ended (its as-of is
-    the end of that hour, or the latest poll if the feed is behind)."""
+    the end of that hour). Partitions exist for the hours that hold polls: an hour without any
+    is skipped, with the reason (the feed is behind or has stopped)."""
     tick = as_naive_utc(context.scheduled_execution_time)
-    partition = partition_key_for(tick - timedelta(hours=1))
+    partition = partition_key(tick - timedelta(hours=1))
+    if not context.instance.has_dynamic_partition(report_partitions.name, partition):
+        return dg.SkipReason(f"no polls in hour {partition} (yet): nothing to report")
     return dg.RunRequest(run_key=partition, partition_key=partition)

@@ -10,7 +10,7 @@ import dagster as dg
 
 from storemon_pipeline.defs.assets import POLLS, IngestConfig
 from storemon_pipeline.defs.jobs import ingest_job, refresh_job
-from storemon_pipeline.defs.partitions import is_materialized
+from storemon_pipeline.defs.partitions import contiguous_ranges, is_materialized, range_tags
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.engine.ingest import csv_files, file_sha256
 
@@ -73,20 +73,29 @@ def incoming_files(
 
 def report_after_ingest(
     context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
-) -> dg.RunRequest | dg.SkipReason:
-    """After polls are ingested (by any run), rebuild the business windows and the report of
-    the latest poll's partition, unless that partition was already materialized since."""
+) -> dg.SensorResult:
+    """After polls are ingested (by any run), bring the report partitions they changed up to
+    date: the hours the new polls fall in, and the previous latest hour. Neighbouring partitions
+    go into one run (a single-run backfill); partitions materialized since are skipped."""
     materialization = asset_event.asset_materialization
-    entry = materialization.metadata.get("latest_report_partition") if materialization else None
-    if entry is None:
-        return dg.SkipReason("the ingest recorded no polls")
-    partition = str(entry.value)
-    if is_materialized(context.instance, partition, after=asset_event.timestamp):
-        return dg.SkipReason(f"partition {partition} was already reported after this ingest")
-    return dg.RunRequest(
-        run_key=f"after-ingest-{asset_event.run_id}",
-        partition_key=partition,
-        tags={"storemon/trigger": "report_after_ingest"},
+    entry = (
+        materialization.metadata.get("report_partitions_to_refresh") if materialization else None
+    )
+    keys = [
+        key for key in (entry.value if entry is not None else [])
+        if not is_materialized(context.instance, key, after=asset_event.timestamp)
+    ]
+    if not keys:
+        return dg.SensorResult(skip_reason="the ingest changed no report partition")
+    ranges = contiguous_ranges(context.instance, keys)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"after-ingest-{asset_event.run_id}-{keys[0]}-{keys[-1]}",
+                tags={**range_tags(keys), "storemon/trigger": "report_after_ingest"},
+            )
+            for keys in ranges
+        ]
     )
 
 

@@ -1,37 +1,50 @@
-"""Invariants of stored reports (docs/semantics.md, "Values"), recomputed from the source tables.
+"""Invariants of the report history (docs/semantics.md §4), recomputed from the source tables.
 
-Each function checks the rows of ``uptime_report`` (one slice per partition hour) against the
-feed tables without going through the report query, for a list of partition hours at once, and
-returns one row of figures per partition hour (plus, where useful, a sample of failing stores).
+Each function checks the stored rows of a list of report partitions at once against the feed
+tables, without going through the report query, and returns figures per partition hour. The
+history file must be attached as ``history`` (``history.attach_history``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import duckdb
 import pandas as pd
 
-REPORT_TABLE = "uptime_report"
-# (period, its length as SQL, the unit of its stored values in microseconds, length in units)
+from storemon_pipeline.engine.windows import build_business_windows, scope_window_stores
+
+# (period, its length as SQL, its length in microseconds)
 PERIODS = (
-    ("hour", "INTERVAL 1 HOUR", 60_000_000, 60.0),
-    ("day", "INTERVAL 1 DAY", 3_600_000_000, 24.0),
-    ("week", "INTERVAL 7 DAY", 3_600_000_000, 168.0),
+    ("hour", "INTERVAL 1 HOUR", 3_600_000_000),
+    ("day", "INTERVAL 1 DAY", 86_400_000_000),
+    ("week", "INTERVAL 7 DAY", 604_800_000_000),
 )
 SAMPLE_SIZE = 10
 
 
-def report_table_exists(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'main' AND table_name = ?",
-            [REPORT_TABLE],
-        ).fetchone()[0]
-    )
+@dataclass(frozen=True)
+class StoredPartition:
+    partition_hour: datetime
+    as_of: datetime | None  # None: nothing stored for this hour
+    rows: int
+
+
+def stored_partitions(
+    con: duckdb.DuckDBPyConnection, partition_hours: Sequence[datetime]
+) -> dict[datetime, StoredPartition]:
+    _register_hours(con, partition_hours)
+    found = con.execute(
+        """
+        SELECT checked_hours.partition_hour, max(report.as_of), count(report.as_of)
+        FROM checked_hours
+        LEFT JOIN history.uptime_report AS report USING (partition_hour)
+        GROUP BY ALL
+        """
+    ).fetchall()
+    return {row[0]: StoredPartition(*row) for row in found}
 
 
 def _register_hours(con: duckdb.DuckDBPyConnection, partition_hours: Sequence[datetime]) -> None:
@@ -42,107 +55,135 @@ def _register_hours(con: duckdb.DuckDBPyConnection, partition_hours: Sequence[da
     )
 
 
-def stored_partitions(
-    con: duckdb.DuckDBPyConnection, partition_hours: Sequence[datetime]
-) -> pd.DataFrame:
-    """partition_hour, as_of (None without rows), rows: what is stored for each hour asked."""
-    _register_hours(con, partition_hours)
-    if not report_table_exists(con):
-        return con.execute(
-            "SELECT partition_hour, NULL::TIMESTAMP AS as_of, 0 AS rows FROM checked_hours"
-        ).df()
-    return con.execute(
-        f"""
-        SELECT checked_hours.partition_hour, max(report.as_of) AS as_of, count(report.as_of) AS rows
-        FROM checked_hours
-        LEFT JOIN {REPORT_TABLE} AS report USING (partition_hour)
-        GROUP BY ALL ORDER BY partition_hour
-        """
-    ).df()
+@dataclass(frozen=True)
+class Finding:
+    """One check's result for one partition hour."""
+
+    checked: int  # rows looked at
+    failing: int
+    worst: float = 0.0  # the largest error, in the check's unit
+    sample: pd.DataFrame = field(default_factory=pd.DataFrame)  # a few failing rows
+
+
+def _findings(
+    summary: list[tuple], failing_rows: pd.DataFrame, hours: Sequence[datetime]
+) -> dict[datetime, Finding]:
+    by_hour = {row[0]: row[1:] for row in summary}
+    return {
+        hour: Finding(
+            *by_hour.get(hour, (0, 0, 0.0)),
+            failing_rows[failing_rows["partition_hour"] == hour]
+            .drop(columns="partition_hour")
+            .reset_index(drop=True),
+        )
+        for hour in hours
+    }
 
 
 def business_time_gaps(
     con: duckdb.DuckDBPyConnection, partition_hours: Sequence[datetime], tolerance_seconds: float
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Before rounding, uptime + downtime must be the business time of each period; business
-    time is summed here straight from ``business_windows``.
-
-    Returns (per partition hour: stores_checked, stores_failing, largest_gap_seconds) and the
-    worst failing stores of each partition hour.
-    """
-    _register_hours(con, partition_hours)
+) -> dict[datetime, Finding]:
+    """Before rounding, uptime + downtime must be the business time of each period (the history
+    keeps uptime and business time, downtime is their difference): business time is summed here
+    from windows built for these partitions, by a plain overlap join. ``worst`` in seconds."""
+    stored = stored_partitions(con, partition_hours)
+    as_ofs = [p.as_of for p in stored.values() if p.as_of is not None]
+    if not as_ofs:
+        return _findings([], pd.DataFrame({"partition_hour": []}), partition_hours)
+    scope_window_stores(
+        con,
+        "SELECT DISTINCT stores.store_key, stores.store_id FROM history.uptime_report "
+        "JOIN stores USING (store_id) SEMI JOIN checked_hours USING (partition_hour)",
+    )
+    build_business_windows(con, min(as_ofs) - timedelta(days=7), max(as_ofs), "checked_windows")
     sums = ",\n".join(
         f"sum(greatest(0, date_diff('microsecond', greatest(w.window_start, r.as_of - {length}), "
         f"least(w.window_end, r.as_of)))) AS business_{period}_us"
-        for period, length, _, _ in PERIODS
+        for period, length, _ in PERIODS
     )
     gaps = ", ".join(
-        f"abs((r.uptime_last_{period} + r.downtime_last_{period}) * {unit} "
-        f"- coalesce(b.business_{period}_us, 0))"
-        for period, _, unit, _ in PERIODS
+        f"abs(r.business_{period}_us - coalesce(b.business_{period}_us, 0))"
+        for period, _, _ in PERIODS
     )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE business_gaps AS
         WITH report AS (
-            SELECT * FROM {REPORT_TABLE} SEMI JOIN checked_hours USING (partition_hour)
+            SELECT * FROM history.uptime_report SEMI JOIN checked_hours USING (partition_hour)
         ),
         business AS (
             SELECT r.partition_hour, r.store_id, {sums}
             FROM report AS r
             JOIN stores USING (store_id)
-            JOIN business_windows AS w USING (store_key)
+            JOIN checked_windows AS w USING (store_key)
             WHERE w.window_start < r.as_of AND w.window_end > r.as_of - INTERVAL 7 DAY
             GROUP BY r.partition_hour, r.store_id
         )
-        SELECT r.partition_hour, r.store_id, greatest({gaps}) / 1e6 AS worst_gap_seconds
+        SELECT r.partition_hour, r.store_id, greatest({gaps}) / 1e6 AS gap_seconds
         FROM report AS r
         LEFT JOIN business AS b USING (partition_hour, store_id)
         """
     )
     summary = con.execute(
         """
-        SELECT partition_hour,
-               count(*) AS stores_checked,
-               count(*) FILTER (WHERE worst_gap_seconds > $tolerance) AS stores_failing,
-               coalesce(max(worst_gap_seconds), 0) AS largest_gap_seconds
-        FROM business_gaps GROUP BY ALL ORDER BY partition_hour
+        SELECT partition_hour, count(*), count(*) FILTER (WHERE gap_seconds > $tolerance),
+               coalesce(max(gap_seconds), 0)
+        FROM business_gaps GROUP BY ALL
         """,
         {"tolerance": tolerance_seconds},
-    ).df()
+    ).fetchall()
     failing = con.execute(
         """
-        SELECT partition_hour, store_id, round(worst_gap_seconds, 3) AS worst_gap_seconds
+        SELECT partition_hour, store_id, round(gap_seconds, 3) AS gap_seconds
         FROM business_gaps
-        WHERE worst_gap_seconds > $tolerance
+        WHERE gap_seconds > $tolerance
         QUALIFY row_number() OVER (
-            PARTITION BY partition_hour ORDER BY worst_gap_seconds DESC, store_id
+            PARTITION BY partition_hour ORDER BY gap_seconds DESC, store_id
         ) <= $sample
-        ORDER BY partition_hour, worst_gap_seconds DESC, store_id
+        ORDER BY partition_hour, gap_seconds DESC, store_id
         """,
         {"tolerance": tolerance_seconds, "sample": SAMPLE_SIZE},
     ).df()
-    return summary, failing
+    return _findings(summary, failing, partition_hours)
 
 
 def values_out_of_period(
     con: duckdb.DuckDBPyConnection, partition_hours: Sequence[datetime]
-) -> pd.DataFrame:
-    """Rows with an uptime or downtime outside [0, the period's length] (60 min, 24 h, 168 h)."""
+) -> dict[datetime, Finding]:
+    """Every uptime and downtime lies in [0, the period's length] (60 min, 24 h, 168 h)."""
     _register_hours(con, partition_hours)
     out_of_range = " OR ".join(
-        f"NOT ({kind}_last_{period} BETWEEN -1e-9 AND {length} + 1e-9)"
-        for period, _, _, length in PERIODS
-        for kind in ("uptime", "downtime")
+        f"NOT (0 <= uptime_{period}_us AND uptime_{period}_us <= business_{period}_us "
+        f"AND business_{period}_us <= {length_us})"
+        for period, _, length_us in PERIODS
     )
-    return con.execute(
+    con.execute(
         f"""
-        SELECT * EXCLUDE (as_of)
-        FROM {REPORT_TABLE} SEMI JOIN checked_hours USING (partition_hour)
-        WHERE {out_of_range}
+        CREATE OR REPLACE TEMP TABLE values_checked AS
+        SELECT *, {out_of_range} AS out_of_range
+        FROM history.uptime_report SEMI JOIN checked_hours USING (partition_hour)
+        """
+    )
+    summary = con.execute(
+        "SELECT partition_hour, count(*), count(*) FILTER (WHERE out_of_range), 0.0 "
+        "FROM values_checked GROUP BY ALL"
+    ).fetchall()
+    failing = con.execute(
+        f"""
+        SELECT partition_hour, store_id,
+               round(uptime_hour_us / 60e6, 4) AS uptime_last_hour,
+               round((business_hour_us - uptime_hour_us) / 60e6, 4) AS downtime_last_hour,
+               round(uptime_day_us / 3600e6, 4) AS uptime_last_day,
+               round((business_day_us - uptime_day_us) / 3600e6, 4) AS downtime_last_day,
+               round(uptime_week_us / 3600e6, 4) AS uptime_last_week,
+               round((business_week_us - uptime_week_us) / 3600e6, 4) AS downtime_last_week
+        FROM values_checked
+        WHERE out_of_range
+        QUALIFY row_number() OVER (PARTITION BY partition_hour ORDER BY store_id) <= {SAMPLE_SIZE}
         ORDER BY partition_hour, store_id
         """
     ).df()
+    return _findings(summary, failing, partition_hours)
 
 
 @dataclass(frozen=True)
@@ -158,22 +199,17 @@ class StoreCoverage:
 
 def reported_stores_mismatch(
     con: duckdb.DuckDBPyConnection, as_of_by_hour: dict[datetime, datetime]
-) -> list[StoreCoverage]:
+) -> dict[datetime, StoreCoverage]:
     """Per partition hour: are exactly the stores with a poll at or before its as-of reported,
-    each once?"""
+    each once? (The first poll of each store is read from the polls, not from the bookkeeping
+    the report uses.)"""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE checked_as_of AS "
         "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
         [list(as_of_by_hour), list(as_of_by_hour.values())],
     )
-    reported = (
-        f"SELECT partition_hour, store_id FROM {REPORT_TABLE} "
-        "SEMI JOIN checked_as_of USING (partition_hour)"
-        if report_table_exists(con)
-        else "SELECT NULL::TIMESTAMP AS partition_hour, NULL::VARCHAR AS store_id WHERE false"
-    )
     rows = con.execute(
-        f"""
+        """
         WITH first_polls AS (
             SELECT stores.store_id, min(polls.ts) AS first_poll
             FROM polls JOIN stores USING (store_key)
@@ -183,46 +219,54 @@ def reported_stores_mismatch(
             SELECT checked_as_of.partition_hour, first_polls.store_id
             FROM checked_as_of JOIN first_polls ON first_polls.first_poll <= checked_as_of.as_of
         ),
-        reported AS ({reported}),
+        reported AS (
+            SELECT partition_hour, store_id
+            FROM history.uptime_report SEMI JOIN checked_as_of USING (partition_hour)
+        ),
         reported_counts AS (
             SELECT partition_hour, store_id, count(*) AS times FROM reported GROUP BY ALL
         ),
         missing AS (SELECT * FROM expected EXCEPT SELECT partition_hour, store_id FROM reported),
-        extra AS (SELECT partition_hour, store_id FROM reported EXCEPT SELECT * FROM expected)
-        SELECT
-            checked_as_of.partition_hour,
-            checked_as_of.as_of,
-            (SELECT coalesce(sum(times), 0) FROM reported_counts AS r
-             WHERE r.partition_hour = checked_as_of.partition_hour) AS rows,
-            (SELECT count(*) FROM expected AS e
-             WHERE e.partition_hour = checked_as_of.partition_hour) AS stores_with_polls,
-            (SELECT coalesce(list(store_id ORDER BY store_id), []) FROM missing AS m
-             WHERE m.partition_hour = checked_as_of.partition_hour) AS missing,
-            (SELECT coalesce(list(store_id ORDER BY store_id), []) FROM extra AS x
-             WHERE x.partition_hour = checked_as_of.partition_hour) AS extra,
-            (SELECT coalesce(list(store_id ORDER BY store_id), []) FROM reported_counts AS d
-             WHERE d.partition_hour = checked_as_of.partition_hour AND d.times > 1) AS duplicated
-        FROM checked_as_of
-        ORDER BY checked_as_of.partition_hour
+        extra AS (SELECT partition_hour, store_id FROM reported EXCEPT SELECT * FROM expected),
+        per_hour AS (
+            SELECT partition_hour, 'rows' AS kind, sum(times)::BIGINT AS n, [] AS ids
+            FROM reported_counts GROUP BY ALL
+            UNION ALL
+            SELECT partition_hour, 'expected', count(*), [] FROM expected GROUP BY ALL
+            UNION ALL
+            SELECT partition_hour, 'missing', count(*), list(store_id ORDER BY store_id)[:10]
+            FROM missing GROUP BY ALL
+            UNION ALL
+            SELECT partition_hour, 'extra', count(*), list(store_id ORDER BY store_id)[:10]
+            FROM extra GROUP BY ALL
+            UNION ALL
+            SELECT partition_hour, 'duplicated', count(*), list(store_id ORDER BY store_id)[:10]
+            FROM reported_counts WHERE times > 1 GROUP BY ALL
+        )
+        SELECT partition_hour, kind, n, ids FROM per_hour
         """
     ).fetchall()
-    return [StoreCoverage(*row) for row in rows]
+    figures: dict[datetime, dict[str, tuple[int, list[str]]]] = {h: {} for h in as_of_by_hour}
+    for hour, kind, count, ids in rows:
+        figures[hour][kind] = (count, ids)
+    return {
+        hour: StoreCoverage(
+            hour,
+            as_of,
+            found.get("rows", (0, []))[0],
+            found.get("expected", (0, []))[0],
+            *(found.get(kind, (0, []))[1] for kind in ("missing", "extra", "duplicated")),
+        )
+        for hour, as_of in as_of_by_hour.items()
+        for found in [figures[hour]]
+    }
 
 
-@dataclass(frozen=True)
-class Freshness:
-    partition_hour: datetime
-    as_of: datetime
-    newest_poll: datetime | None  # at or before as_of
-    stale_stores: int  # no poll within the limit before as_of
-    stores: int  # with a poll at or before as_of
-
-
-def poll_freshness(
-    con: duckdb.DuckDBPyConnection, as_of_by_hour: dict[datetime, datetime], limit: timedelta
-) -> list[Freshness]:
-    """Per partition hour: the newest poll at or before its as-of, and how many stores have no
-    poll within ``limit`` before the as-of (among stores with a poll before it)."""
+def newest_polls(
+    con: duckdb.DuckDBPyConnection, as_of_by_hour: dict[datetime, datetime], horizon: timedelta
+) -> dict[datetime, datetime | None]:
+    """Per partition hour, the newest poll at or before its as-of, looked for within
+    ``horizon`` before it (None: none that recent)."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE checked_as_of AS "
         "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
@@ -230,23 +274,18 @@ def poll_freshness(
     )
     rows = con.execute(
         """
-        WITH last_polls AS (
-            SELECT checked_as_of.partition_hour, polls.store_key, max(polls.ts) AS last_poll
-            FROM checked_as_of JOIN polls ON polls.ts <= checked_as_of.as_of
-            GROUP BY ALL
+        WITH recent_instants AS (
+            SELECT DISTINCT ts
+            FROM polls
+            WHERE ts BETWEEN (SELECT min(as_of) FROM checked_as_of) - $horizon
+                         AND (SELECT max(as_of) FROM checked_as_of)
         )
-        SELECT
-            checked_as_of.partition_hour,
-            checked_as_of.as_of,
-            max(last_polls.last_poll) AS newest_poll,
-            count(last_polls.store_key)
-                FILTER (WHERE last_polls.last_poll < checked_as_of.as_of - $limit) AS stale_stores,
-            count(last_polls.store_key) AS stores
+        SELECT checked_as_of.partition_hour,
+               CASE WHEN recent_instants.ts >= checked_as_of.as_of - $horizon
+                    THEN recent_instants.ts END
         FROM checked_as_of
-        LEFT JOIN last_polls USING (partition_hour)
-        GROUP BY ALL
-        ORDER BY checked_as_of.partition_hour
+        ASOF LEFT JOIN recent_instants ON recent_instants.ts <= checked_as_of.as_of
         """,
-        {"limit": limit},
+        {"horizon": horizon},
     ).fetchall()
-    return [Freshness(*row) for row in rows]
+    return dict(rows)

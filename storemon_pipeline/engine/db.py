@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,29 @@ def is_lock_error(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
+def retry_while_locked(action: Callable[[], T], wait_seconds: float) -> T:
+    """``action()``, tried again while another process holds a DuckDB file it opens (DuckDB lets
+    one process write a file at a time), for up to ``wait_seconds``."""
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.05
+    while True:
+        try:
+            return action()
+        except duckdb.IOException as exc:
+            if not is_lock_error(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def connect_memory(limits: ResourceLimits | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection within ``limits``, for reading attached files."""
+    con = duckdb.connect()
+    (limits or ResourceLimits.from_environment()).apply(con)
+    con.execute(sql("macros"))
+    return con
+
+
 def connect(
     path: Path | str,
     *,
@@ -84,20 +110,17 @@ def connect(
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_seconds
-    delay = 0.05
-    while True:
-        try:
-            con = duckdb.connect(str(path), read_only=read_only)
-            break
-        except duckdb.IOException as exc:
-            if not is_lock_error(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+    con = retry_while_locked(
+        lambda: duckdb.connect(str(path), read_only=read_only), wait_seconds
+    )
     limits.apply(con)
     if not read_only:
         con.execute(sql("schema"))
+        store_columns = con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'stores'"
+        ).fetchall()
+        if ("first_poll",) not in store_columns:
+            con.execute(sql("upgrade_store_poll_span"))
     con.execute(sql("macros"))
     return con
 

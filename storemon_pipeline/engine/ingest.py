@@ -12,7 +12,7 @@ import hashlib
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -50,6 +50,7 @@ class FileResult:
     rows_duplicate: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     message: str = ""
+    poll_hours: list[datetime] = field(default_factory=list)  # UTC hours its polls fall in
 
     @property
     def rows_rejected(self) -> int:
@@ -211,6 +212,12 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path) -> FileResult:
         )
         rows_loaded = _load_checked_rows(con, feed)
         rows_duplicate = rows_valid - rows_loaded if feed == POLLS else 0
+        poll_hours = [
+            row[0]
+            for row in con.execute(
+                "SELECT DISTINCT date_trunc('hour', ts) FROM incoming_polls ORDER BY 1"
+            ).fetchall()
+        ] if feed == POLLS else []
         con.execute(
             "INSERT INTO ingest_manifest VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [sha, feed, name, loaded_at, rows_read, rows_loaded, rows_duplicate,
@@ -224,7 +231,8 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path) -> FileResult:
         for staging in ("ingest_checked", "incoming_polls"):
             con.execute(f"DROP TABLE IF EXISTS {staging}")
     return FileResult(
-        name, feed, "loaded", rows_read, rows_loaded, rows_duplicate, rejected
+        name, feed, "loaded", rows_read, rows_loaded, rows_duplicate, rejected,
+        poll_hours=poll_hours,
     )
 
 
@@ -241,6 +249,41 @@ def ingest_paths(
             progress(result)
         results.append(result)
     return results
+
+
+def drop_expired_polls(con: duckdb.DuckDBPyConnection, keep_before_latest: timedelta) -> int:
+    """Retention: delete the polls older than ``keep_before_latest`` before the latest poll;
+    returns how many. Stores left without polls are forgotten (a report then treats them as
+    never polled); the others' first poll moves up."""
+    latest = con.execute("SELECT max(last_poll) FROM stores").fetchone()[0]
+    if latest is None:
+        return 0
+    cutoff = latest - keep_before_latest
+    con.begin()
+    try:
+        dropped = con.execute(
+            "DELETE FROM polls WHERE ts < ?", [cutoff]
+        ).fetchone()[0]
+        if dropped:
+            con.execute(
+                """
+                UPDATE stores SET first_poll = spans.first_poll
+                FROM (
+                    SELECT store_key, min(ts) AS first_poll
+                    FROM polls
+                    WHERE store_key IN (SELECT store_key FROM stores WHERE first_poll < $cutoff)
+                    GROUP BY store_key
+                ) AS spans
+                WHERE stores.store_key = spans.store_key;
+                DELETE FROM stores WHERE first_poll < $cutoff;
+                """,
+                {"cutoff": cutoff},
+            )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return dropped
 
 
 @dataclass(frozen=True)

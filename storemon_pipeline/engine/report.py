@@ -1,10 +1,18 @@
-"""The uptime report as of an instant (docs/semantics.md §2), computed set-based in DuckDB."""
+"""Uptime reports as of instants (docs/semantics.md §2), computed set-based in DuckDB.
+
+A report's cost follows its week and its stores, not the history kept: it reads the polls of a
+bounded look-back (its week and a day before it) and business windows for that span only. The
+polls before the look-back matter for a few stores only, those whose last usable poll before the
+week is older (silent stores, stores that are never polled in hours); for them alone the polls
+are searched further back, in chunks that double in length. Any number of as-of instants are
+computed in one pass (``report_values.sql``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -13,7 +21,7 @@ import pandas as pd
 from storemon_pipeline.engine.db import sql
 from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import as_naive_utc
-from storemon_pipeline.engine.windows import ensure_business_windows
+from storemon_pipeline.engine.windows import build_business_windows, scope_window_stores
 
 REPORT_COLUMNS = [
     "store_id",
@@ -26,6 +34,18 @@ REPORT_COLUMNS = [
 ]
 MINUTE_US = 60_000_000
 HOUR_US = 3_600_000_000
+WEEK = timedelta(days=7)
+# Polls this far before a report's week are read with it: a store polled in hours at least once
+# a day never needs the search further back.
+LOOKBACK_MARGIN = timedelta(days=1)
+# The first chunk of the search before the look-back; each next chunk is twice as long.
+FIRST_SEARCH_CHUNK = timedelta(days=8)
+
+
+def kept_history(retention_days: int) -> timedelta:
+    """What retention keeps before the latest poll: the days asked for, and the look-back a
+    report as of the oldest of them needs."""
+    return timedelta(days=retention_days) + WEEK + LOOKBACK_MARGIN
 
 
 class NoPollsError(LookupError):
@@ -33,7 +53,7 @@ class NoPollsError(LookupError):
 
 
 def latest_poll(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    return con.execute("SELECT max(ts) FROM polls").fetchall()[0][0]
+    return con.execute("SELECT max(last_poll) FROM stores").fetchone()[0]
 
 
 def resolve_as_of(con: duckdb.DuckDBPyConnection, as_of: datetime | None) -> datetime:
@@ -44,28 +64,126 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, as_of: datetime | None) -> dat
     return as_naive_utc(as_of)
 
 
+def report_horizon(first_as_of: datetime) -> datetime:
+    """The earliest poll a batch of reports reads without searching: its first week, less the
+    margin."""
+    return first_as_of - WEEK - LOOKBACK_MARGIN
+
+
+def compute_reports(
+    con: duckdb.DuckDBPyConnection,
+    as_ofs: Sequence[datetime],
+    store_ids: Sequence[str] | None = None,
+) -> list[datetime]:
+    """Fill the temp table ``report_results`` (as_of, store_key, store_id, uptime and business
+    microseconds per period) for every instant of ``as_ofs``; returns the instants, sorted.
+
+    ``store_ids`` limits the reports to those stores (a shard) and gives exactly their rows of
+    the full reports.
+    """
+    instants = sorted({as_naive_utc(a) for a in as_ofs})
+    if not instants:
+        raise ValueError("no as-of instant to report")
+    first, last = instants[0], instants[-1]
+    horizon = report_horizon(first)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE report_as_of AS SELECT unnest(?::TIMESTAMP[]) AS as_of",
+        [instants],
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE report_stores AS
+        SELECT store_key, store_id, first_poll
+        FROM stores
+        WHERE first_poll <= $last_as_of
+          AND ($store_ids IS NULL OR store_id IN (SELECT unnest($store_ids::VARCHAR[])))
+        """,
+        {"last_as_of": last, "store_ids": None if store_ids is None else list(store_ids)},
+    )
+    scope_window_stores(con, "SELECT store_key, store_id FROM report_stores")
+    build_business_windows(con, horizon, last, "report_windows")
+    con.execute(sql("report_lookback"), {"horizon": horizon, "last_as_of": last})
+    _search_before_lookback(con, horizon, first - WEEK)
+    con.execute(sql("report_values"))
+    return instants
+
+
+def _search_before_lookback(
+    con: duckdb.DuckDBPyConnection, horizon: datetime, first_week_start: datetime
+) -> None:
+    """``prior_polls(store_key, ts, is_active, sequence)``: for the stores without an in-hours
+    poll between the horizon and the first week's start that have older polls, their last
+    in-hours poll ('in_hours') and their last poll ('all') before the horizon, searched back in
+    chunks of doubling length; a store leaves the search when its in-hours poll is found or its
+    history is exhausted."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE prior_polls (store_key INTEGER, ts TIMESTAMP, "
+        "is_active BOOLEAN, sequence VARCHAR)"
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE search_stores AS
+        SELECT store_key, store_id, first_poll
+        FROM report_stores
+        WHERE first_poll < $horizon
+          AND store_key NOT IN (
+              SELECT store_key FROM lookback_polls WHERE in_hours AND ts < $first_week_start
+          )
+        """,
+        {"horizon": horizon, "first_week_start": first_week_start},
+    )
+    chunk_to, length = horizon, FIRST_SEARCH_CHUNK
+    while con.execute("SELECT count(*) FROM search_stores").fetchone()[0]:
+        chunk_from = chunk_to - length
+        scope_window_stores(con, "SELECT store_key, store_id FROM search_stores")
+        build_business_windows(con, chunk_from, chunk_to, "search_windows")
+        con.execute(sql("report_search"), {"chunk_from": chunk_from, "chunk_to": chunk_to})
+        con.execute(
+            """
+            INSERT INTO prior_polls
+            SELECT store_key, last_ts, last_active, 'all'
+            FROM search_found
+            WHERE store_key NOT IN (SELECT store_key FROM prior_polls WHERE sequence = 'all');
+            INSERT INTO prior_polls
+            SELECT store_key, last_in_hours_ts, last_in_hours_active, 'in_hours'
+            FROM search_found
+            WHERE last_in_hours_ts IS NOT NULL;
+            DELETE FROM search_stores
+            WHERE first_poll >= $chunk_from
+               OR store_key IN (
+                   SELECT store_key FROM search_found WHERE last_in_hours_ts IS NOT NULL
+               );
+            """,
+            {"chunk_from": chunk_from},
+        )
+        chunk_to, length = chunk_from, length * 2
+
+
 def compute_report(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime | None = None,
     store_ids: Sequence[str] | None = None,
 ) -> datetime:
-    """Fill the temp table ``report_result`` (microseconds per store); returns the as-of used.
-
-    ``store_ids`` limits the report to those stores (a shard) and gives exactly their rows of
-    the full report.
-    """
+    """One report (default: as of the latest poll) into ``report_results``; returns its as-of."""
     as_of = resolve_as_of(con, as_of)
-    ensure_business_windows(con, as_of)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE report_result AS {sql('report')}",
-        {"as_of": as_of, "store_ids": None if store_ids is None else list(store_ids)},
-    )
+    compute_reports(con, [as_of], store_ids)
     return as_of
 
 
-def result_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """``report_result`` with unrounded values (minutes for the hour, hours for day and week)."""
-    micros = con.execute("SELECT * FROM report_result ORDER BY store_id").df()
+def _as_of_in_results(con: duckdb.DuckDBPyConnection, as_of: datetime | None) -> datetime:
+    """The as-of to read from ``report_results``: the one given, or the latest computed."""
+    if as_of is not None:
+        return as_naive_utc(as_of)
+    return con.execute("SELECT max(as_of) FROM report_results").fetchone()[0]
+
+
+def result_frame(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) -> pd.DataFrame:
+    """One report of ``report_results`` with unrounded values (minutes for the hour, hours for
+    day and week), sorted by store_id."""
+    micros = con.execute(
+        "SELECT * FROM report_results WHERE as_of = ? ORDER BY store_id",
+        [_as_of_in_results(con, as_of)],
+    ).df()
     frame = pd.DataFrame({"store_id": micros["store_id"].astype(str)})
     for period, unit in (("hour", MINUTE_US), ("day", HOUR_US), ("week", HOUR_US)):
         uptime = micros[f"uptime_{period}_us"]
@@ -81,8 +199,7 @@ def report_frame(
     store_ids: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The report with unrounded values (minutes for the hour, hours for day and week)."""
-    compute_report(con, as_of, store_ids)
-    return result_frame(con)
+    return result_frame(con, compute_report(con, as_of, store_ids))
 
 
 @dataclass(frozen=True)
@@ -92,16 +209,22 @@ class ReportSummary:
     uptime_share_last_week: float | None  # of all business time; None without business time
 
 
-def result_summary(con: duckdb.DuckDBPyConnection) -> ReportSummary:
+def result_summary(
+    con: duckdb.DuckDBPyConnection, as_of: datetime | None = None
+) -> ReportSummary:
     stores, with_downtime, share = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE business_week_us > uptime_week_us), "
-        "sum(uptime_week_us) / nullif(sum(business_week_us), 0) FROM report_result"
-    ).fetchall()[0]
+        "sum(uptime_week_us) / nullif(sum(business_week_us), 0) FROM report_results "
+        "WHERE as_of = ?",
+        [_as_of_in_results(con, as_of)],
+    ).fetchone()
     return ReportSummary(stores, with_downtime, None if share is None else float(share))
 
 
-def most_downtime(con: duckdb.DuckDBPyConnection, limit: int = 10) -> pd.DataFrame:
-    """The stores of ``report_result`` with the most downtime last week (rounded, for people)."""
+def most_downtime(
+    con: duckdb.DuckDBPyConnection, as_of: datetime | None = None, limit: int = 10
+) -> pd.DataFrame:
+    """The stores of a report with the most downtime last week (rounded, for people)."""
     return con.execute(
         """
         SELECT store_id,
@@ -109,12 +232,12 @@ def most_downtime(con: duckdb.DuckDBPyConnection, limit: int = 10) -> pd.DataFra
                round(uptime_week_us / 3.6e9, 2) AS "uptime last week (h)",
                round((business_day_us - uptime_day_us) / 3.6e9, 2) AS "downtime last day (h)",
                round((business_hour_us - uptime_hour_us) / 6e7, 2) AS "downtime last hour (min)"
-        FROM report_result
-        WHERE business_week_us > uptime_week_us
+        FROM report_results
+        WHERE as_of = ? AND business_week_us > uptime_week_us
         ORDER BY business_week_us - uptime_week_us DESC, store_id
         LIMIT ?
         """,
-        [limit],
+        [_as_of_in_results(con, as_of), limit],
     ).df()
 
 
@@ -125,12 +248,15 @@ class WrittenReport:
     stores: int
 
 
-def export_report_csv(con: duckdb.DuckDBPyConnection, out_path: Path | str) -> Path:
-    """``report_result`` as the CSV of docs/semantics.md §2.10: exact header, one row per store
-    sorted by store_id, 2 decimals."""
+def export_report_csv(
+    con: duckdb.DuckDBPyConnection, out_path: Path | str, as_of: datetime | None = None
+) -> Path:
+    """One report of ``report_results`` as the CSV of docs/semantics.md §2.10: exact header, one
+    row per store sorted by store_id, 2 decimals."""
     out_path = Path(out_path)
+    query = sql("report_csv").replace("$as_of", f"'{_as_of_in_results(con, as_of)}'::TIMESTAMP")
     with atomic_target(out_path) as temporary:
-        con.execute(f"COPY ({sql('report_csv')}) TO '{temporary}' (HEADER, DELIMITER ',')")
+        con.execute(f"COPY ({query}) TO '{temporary}' (HEADER, DELIMITER ',')")
     return out_path
 
 
@@ -142,5 +268,5 @@ def write_report_csv(
 ) -> WrittenReport:
     """Compute the report and write its CSV."""
     as_of = compute_report(con, as_of, store_ids)
-    path = export_report_csv(con, out_path)
-    return WrittenReport(path, as_of, result_summary(con).stores)
+    path = export_report_csv(con, out_path, as_of)
+    return WrittenReport(path, as_of, result_summary(con, as_of).stores)

@@ -1,59 +1,78 @@
 """UTC offsets of the few time zones in use, as constant-offset pieces of UTC time.
 
 There are a handful of zones and a few transitions per zone in any horizon, so this small table
-is built in Python (zoneinfo) and joined in SQL, instead of converting every boundary row by row.
+is built in Python and joined in SQL, instead of converting every boundary row by row.
+
+Transitions are exact and do not depend on the span asked for: offsets are read (pandas, from
+the IANA database) on a grid of whole UTC hours, and each change is located by bisection on
+whole seconds, which is where every transition of the database lies. (Locating them from a
+span's first instant once carried that instant's fraction of a second into the transition, and
+a window ending exactly at a fall-back transition lost its repeated hour.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 # Sentinels for the open ends of the first and last piece of each zone.
 BEGINNING = datetime(1900, 1, 1)
 END = datetime(2300, 1, 1)
-SCAN_STEP = timedelta(hours=1)
+HOUR = 3600
+# Offsets are read for whole UTC years at a time (and cached): a span is a union of years.
+EPOCH = datetime(1970, 1, 1)
 
 
-def _offset_seconds(zone: ZoneInfo, instant: datetime) -> int:
-    return int(instant.astimezone(zone).utcoffset().total_seconds())
+def _offset_seconds(zone: ZoneInfo, unix_second: int) -> int:
+    instant = datetime.fromtimestamp(unix_second, tz=zone)
+    return int(instant.utcoffset().total_seconds())
 
 
-def _transition_instant(zone: ZoneInfo, before: datetime, after: datetime) -> datetime:
-    """The exact second the offset changes in (before, after]: bisection on whole seconds."""
-    low, high = before, after
-    offset_before = _offset_seconds(zone, low)
-    while high - low > timedelta(seconds=1):
-        middle = low + timedelta(seconds=((high - low).total_seconds() // 2))
-        if _offset_seconds(zone, middle) == offset_before:
-            low = middle
-        else:
-            high = middle
-    return high
+@lru_cache(maxsize=4096)
+def _year_transitions(zone_name: str, year: int) -> tuple[tuple[int, int], ...]:
+    """(unix second of the change, offset after it) for each change in the UTC year, in order;
+    plus the offset in force at the year's start as (start, offset)."""
+    start = int((datetime(year, 1, 1) - EPOCH).total_seconds())
+    end = int((datetime(year + 1, 1, 1) - EPOCH).total_seconds())
+    grid = np.arange(start, end + 1, HOUR, dtype=np.int64)
+    utc = pd.DatetimeIndex(grid * 1_000_000_000, tz="UTC")
+    offsets = (utc.tz_convert(zone_name).tz_localize(None).asi8 // 1_000_000_000) - grid
+    zone = ZoneInfo(zone_name)
+    found = [(start, int(offsets[0]))]
+    for index in np.flatnonzero(offsets[1:] != offsets[:-1]):
+        low, high = int(grid[index]), int(grid[index + 1])  # offset changes in (low, high]
+        before = int(offsets[index])
+        while high - low > 1:
+            middle = (low + high) // 2
+            if _offset_seconds(zone, middle) == before:
+                low = middle
+            else:
+                high = middle
+        found.append((high, _offset_seconds(zone, high)))
+    return tuple(found)
 
 
 def zone_offset_pieces(zones: Iterable[str], start: datetime, end: datetime) -> pd.DataFrame:
     """Rows (timezone, valid_from, valid_to, utc_offset_sec), naive UTC, covering [start, end].
 
-    Offsets are sampled hourly and each change is located to the second, so transitions at any
-    minute (Lord Howe, Chatham) are exact. The first and last piece are open-ended.
+    The first and last piece of each zone are open-ended; the pieces in between start and end
+    exactly at the zone's transitions.
     """
-    start = start.replace(tzinfo=UTC)
-    end = end.replace(tzinfo=UTC)
+    years = range(start.year, end.year + 1)
     rows = []
     for name in sorted(set(zones)):
-        zone = ZoneInfo(name)
-        piece_from, offset = BEGINNING, _offset_seconds(zone, start)
-        instant = start
-        while instant < end:
-            following = min(instant + SCAN_STEP, end)
-            if _offset_seconds(zone, following) != offset:
-                change = _transition_instant(zone, instant, following)
-                rows.append((name, piece_from, change.replace(tzinfo=None), offset))
-                piece_from, offset = change.replace(tzinfo=None), _offset_seconds(zone, change)
-            instant = following
+        changes = [change for year in years for change in _year_transitions(name, year)]
+        piece_from, offset = BEGINNING, changes[0][1]
+        for second, new_offset in changes[1:]:
+            if new_offset == offset:  # a year boundary, not a transition
+                continue
+            change = EPOCH + timedelta(seconds=second)
+            rows.append((name, piece_from, change, offset))
+            piece_from, offset = change, new_offset
         rows.append((name, piece_from, END, offset))
     return pd.DataFrame(rows, columns=["timezone", "valid_from", "valid_to", "utc_offset_sec"])

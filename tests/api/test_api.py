@@ -32,7 +32,7 @@ from storemon_api.dagster_client import (
 from storemon_api.ids import MalformedReportId, parse_report_id
 from storemon_api.main import STATIC_DIR, create_app
 from storemon_api.settings import ApiSettings
-from storemon_pipeline.defs.partitions import partition_key_for
+from storemon_pipeline.engine.history import partition_key as partition_key_for
 from storemon_pipeline.engine.state import write_latest_poll, write_report_sidecar
 from storemon_pipeline.settings import Settings
 

@@ -29,16 +29,18 @@ import pytest
 from storemon_pipeline.cli import main as storemon_main
 from storemon_pipeline.definitions import build_defs
 from storemon_pipeline.defs.assets import uptime_report
-from storemon_pipeline.defs.partitions import (
-    latest_report_partition_key,
-    partition_key_for,
-    report_partitions,
-)
+from storemon_pipeline.defs.partitions import report_partitions
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.defs.schedules import hourly_uptime_report
-from storemon_pipeline.engine.checks import REPORT_TABLE
+from storemon_pipeline.engine.history import (
+    attach_history,
+    latest_report_partition_key,
+    partition_key,
+    poll_hours,
+)
+from storemon_pipeline.engine.instants import parse_iso
 from storemon_pipeline.engine.report import report_frame
-from storemon_pipeline.engine.state import parse_iso, read_latest_poll, read_report_sidecar
+from storemon_pipeline.engine.state import read_latest_poll, read_report_sidecar
 from storemon_pipeline.settings import PROJECT_ROOT, SAMPLE_DATA_DIR, Settings
 
 SAMPLE_POLLS = SAMPLE_DATA_DIR / "store_status.csv.gz"  # 2023-01-18 .. 2023-01-25
@@ -54,8 +56,9 @@ class Graph:
     defs: dg.Definitions
     instance: dg.DagsterInstance
     ingest: dg.ExecuteInProcessResult
-    report: dg.ExecuteInProcessResult
-    partition: str
+    report: dg.ExecuteInProcessResult  # every partition, in one run
+    partitions: list[str]
+    partition: str  # the latest poll's
     latest_poll: datetime
     stores: int
     rejected: int
@@ -66,7 +69,9 @@ class Graph:
     def con(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
         from storemon_pipeline.engine.db import connect
 
-        return connect(self.settings.duckdb_path, read_only=read_only, wait_seconds=30)
+        con = connect(self.settings.duckdb_path, read_only=read_only, wait_seconds=30)
+        attach_history(con, self.settings.history_path, read_only=read_only)
+        return con
 
 
 def _new_instance(dagster_home: Path) -> dg.DagsterInstance:
@@ -75,18 +80,24 @@ def _new_instance(dagster_home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(dagster_home))
 
 
+def _range(keys: list[str]) -> dict[str, str]:
+    return {"dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1]}
+
+
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graph]:
-    """The whole graph materialized on data/: the ingest job, then windows + latest report."""
+    """The whole graph materialized on data/: the ingest job, then windows and every report
+    partition in one run (as `storemon up` does on a new state)."""
     assert SAMPLE_POLLS.exists(), "the sample data in data/ is missing"
     settings = Settings(home=tmp_path_factory.mktemp("state"))
     settings.ensure_dirs()
     defs = dg.Definitions.merge(build_defs(settings), dg.Definitions(jobs=[checks_job]))
     with _new_instance(settings.dagster_home) as instance:
         ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance)
-        partition = latest_report_partition_key(settings)
+        partitions = instance.get_dynamic_partitions(report_partitions.name)
         report = defs.resolve_job_def("refresh_job").execute_in_process(
-            instance=instance, partition_key=partition
+            instance=instance, tags=_range(partitions)
         )
         con = duckdb.connect(str(settings.duckdb_path), read_only=True)
         try:
@@ -97,12 +108,16 @@ def graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graph]:
         finally:
             con.close()
         yield Graph(
-            settings, defs, instance, ingest, report, partition, latest_poll, stores, rejected
+            settings, defs, instance, ingest, report, partitions,
+            latest_report_partition_key(settings), latest_poll, stores, rejected,
         )
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+    """The evaluation of each check for the run as a whole (or its only partition)."""
+    evaluations = result.get_asset_check_evaluations()
+    whole = {e.check_name: e for e in evaluations if e.partition is None}
+    return whole or {e.check_name: e for e in evaluations}
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
@@ -115,12 +130,31 @@ def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
 # --- the graph on the sample data --------------------------------------------------------------
 
 
-def test_whole_graph_materialized_with_checks_passing(graph: Graph) -> None:
+def test_partitions_are_the_hours_that_hold_polls(graph: Graph) -> None:
+    with graph.con() as con:
+        hours = poll_hours(con)
+    assert graph.partitions == [partition_key(hour) for hour in hours]
+    assert 190 <= len(graph.partitions) <= 194  # 2023-01-18 .. 2023-01-25, hourly
+    assert graph.partitions[0] == "2023-01-18-00:00" and graph.partitions[-1] == graph.partition
+    materialized = graph.instance.get_materialized_partitions(uptime_report.key)
+    assert materialized == set(graph.partitions)
+
+
+def test_whole_graph_materialized_in_one_run_with_checks_passing(graph: Graph) -> None:
     assert graph.ingest.success and graph.report.success
     materialized = _materializations(graph.ingest) | _materializations(graph.report)
     assert set(materialized) == {
         "polls", "business_hours", "timezones", "quarantine", "business_windows", "uptime_report"
     }
+    report_events = [
+        e for e in graph.report.get_asset_materialization_events()
+        if e.asset_key == uptime_report.key
+    ]
+    assert sorted(e.materialization.partition for e in report_events) == graph.partitions
+    evaluations = graph.report.get_asset_check_evaluations()
+    per_partition = [e for e in evaluations if e.partition is not None]
+    assert len(per_partition) == 4 * len(graph.partitions)
+    assert {e.partition for e in per_partition} == set(graph.partitions)
     checks = _checks(graph.ingest) | _checks(graph.report)
     assert set(checks) == {
         "rejected_rows_share", "files_recognised", "uptime_plus_downtime_is_business_time",
@@ -128,31 +162,36 @@ def test_whole_graph_materialized_with_checks_passing(graph: Graph) -> None:
     }
     failing = {name: c.description for name, c in checks.items() if not c.passed}
     assert not failing
+    assert all(e.passed for e in per_partition)
 
     polls = materialized["polls"]
     assert polls["latest_report_partition"].value == graph.partition
-    assert graph.partition == partition_key_for(graph.latest_poll)
+    assert graph.partition == partition_key(graph.latest_poll)
     assert graph.partition.startswith("2023-01-25-")
     assert polls["dagster/row_count"].value > 100_000
     assert polls["stores"].value == graph.stores
+    assert polls["new_report_partitions"].value == len(graph.partitions)
     quarantine = materialized["quarantine"]
     assert graph.rejected > 0  # data/store_status_bad_rows.csv
     assert quarantine["rows_rejected"].value == graph.rejected
     assert sum(quarantine["rejected_by_reason"].value.values()) == graph.rejected
 
     report = materialized["uptime_report"]
-    assert report["partition"].value == graph.partition
+    assert report["partitions"].value == len(graph.partitions)
+    assert report["last_partition"].value == graph.partition
     assert report["stores"].value == graph.stores
+    assert report["history_rows"].value > 100 * graph.stores
     assert "| store_id |" in report["most_downtime_last_week"].value
     assert Path(report["csv"].value) == graph.settings.reports_dir / f"{graph.report.run_id}.csv"
-    assert report["dagster/partition_row_count"].value == graph.stores
 
 
-def test_report_partition_equals_storemon_report(
+def test_each_partition_equals_storemon_report(
     graph: Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The run's CSV is byte-identical to `storemon report` for the same as-of, and the
-    partition's rows in DuckDB are the engine's unrounded values."""
+    """The run's CSV (its newest partition) is byte-identical to `storemon report` for the same
+    as-of; the history rows of any partition are the engine's unrounded values of the report as
+    of that partition's as-of, computed alone: the one pass over many instants changes
+    nothing."""
     run_id = graph.report.run_id
     sidecar = read_report_sidecar(graph.settings.reports_dir, run_id)
     assert sidecar is not None
@@ -166,67 +205,51 @@ def test_report_partition_equals_storemon_report(
     run_csv = graph.settings.reports_dir / f"{run_id}.csv"
     assert run_csv.read_bytes() == out.read_bytes()
 
-    with graph.con(read_only=False) as con:
-        engine = report_frame(con, as_of).set_index("store_id").sort_index()
-        stored = (
-            con.execute(
-                f"SELECT * EXCLUDE (partition_hour) FROM {REPORT_TABLE} WHERE partition_hour = ?",
-                [graph.latest_poll.replace(minute=0, second=0, microsecond=0)],
-            )
-            .df()
-            .set_index("store_id")
-            .sort_index()
-        )
-    assert (stored.pop("as_of") == as_of).all()
-    assert list(stored.index) == list(engine.index)
-    assert ((stored[engine.columns] - engine).abs().max() < 1e-9).all()
+    for key in (graph.partition, graph.partitions[0], "2023-01-21-13:00", "2023-01-24-00:00"):
+        hour = datetime.strptime(key, "%Y-%m-%d-%H:%M")
+        with graph.con(read_only=False) as con:
+            stored = con.execute(
+                "SELECT * EXCLUDE (partition_hour) FROM history.uptime_report "
+                "WHERE partition_hour = ? ORDER BY store_id",
+                [hour],
+            ).df()
+            key_as_of = stored["as_of"].iloc[0].to_pydatetime()
+            assert key_as_of == min(hour + timedelta(hours=1), graph.latest_poll)
+            engine = report_frame(con, key_as_of)
+        assert list(stored["store_id"]) == list(engine["store_id"])
+        for period, unit in (("hour", 60e6), ("day", 3600e6), ("week", 3600e6)):
+            uptime = stored[f"uptime_{period}_us"] / unit
+            downtime = (stored[f"business_{period}_us"] - stored[f"uptime_{period}_us"]) / unit
+            assert (uptime - engine[f"uptime_last_{period}"]).abs().max() < 1e-9
+            assert (downtime - engine[f"downtime_last_{period}"]).abs().max() < 1e-9
 
 
-def test_partition_as_of_is_hour_end_or_latest_poll(graph: Graph) -> None:
+def test_one_partition_run_as_the_api_launches_it(graph: Graph) -> None:
     older = graph.run("uptime_report_job", partition_key="2023-01-22-10:00")
-    later = graph.run("uptime_report_job", partition_key="2023-01-27-05:00")
-    for result, expected in (
-        (older, datetime(2023, 1, 22, 11)),  # the end of its hour
-        (later, graph.latest_poll),  # after the data: the latest poll
-        (graph.report, graph.latest_poll),  # the latest poll's own partition
-    ):
-        assert result.success
-        sidecar = read_report_sidecar(graph.settings.reports_dir, result.run_id)
-        assert parse_iso(sidecar["as_of"]) == expected
-        metadata = _materializations(result)["uptime_report"]
-        assert metadata["as_of"].value == expected.replace(tzinfo=UTC).timestamp()
-        assert all(c.passed for c in _checks(older).values())
-    # the older partition's checks: the feed is fresh for it; the later one's is not
-    assert _checks(later)["polls_fresh"].passed is False
-    assert _checks(later)["polls_fresh"].severity == dg.AssetCheckSeverity.WARN
-    with graph.con() as con:
-        stored = dict(
-            con.execute(
-                f"SELECT partition_hour, max(as_of) FROM {REPORT_TABLE} GROUP BY ALL"
-            ).fetchall()
+    assert older.success
+    sidecar = read_report_sidecar(graph.settings.reports_dir, older.run_id)
+    assert parse_iso(sidecar["as_of"]) == datetime(2023, 1, 22, 11)  # the end of its hour
+    assert sidecar["partition"] == "2023-01-22-10:00"
+    metadata = _materializations(older)["uptime_report"]
+    assert metadata["as_of"].value == datetime(2023, 1, 22, 11, tzinfo=UTC).timestamp()
+    checks = _checks(older)
+    assert len(checks) == 4 and all(c.passed for c in checks.values())
+    assert {e.partition for e in older.get_asset_check_evaluations()} == {"2023-01-22-10:00"}
+    # an hour after the data holds no poll: it has no partition
+    assert not graph.instance.has_dynamic_partition(report_partitions.name, "2023-01-27-05:00")
+
+
+def test_schedule_requests_the_hour_that_ended_if_it_holds_polls(graph: Graph) -> None:
+    def tick(hour: datetime):
+        context = dg.build_schedule_context(
+            instance=graph.instance, scheduled_execution_time=hour.replace(tzinfo=UTC)
         )
-    assert stored[datetime(2023, 1, 22, 10)] == datetime(2023, 1, 22, 11)
-    assert stored[graph.latest_poll.replace(minute=0, second=0, microsecond=0)] == (
-        graph.latest_poll
-    )
+        return hourly_uptime_report(context)
 
-
-def test_partition_keys() -> None:
-    assert partition_key_for(datetime(2023, 1, 25, 23, 59, 55)) == "2023-01-25-23:00"
-    assert partition_key_for(datetime(2020, 1, 1)) == report_partitions.get_first_partition_key()
-    far = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=30)
-    assert partition_key_for(far) == report_partitions.get_last_partition_key()
-    # the last partition reaches past now: live data always has its partition
-    now = datetime.now(UTC).replace(tzinfo=None)
-    assert partition_key_for(now) == now.strftime("%Y-%m-%d-%H:00")
-
-
-def test_schedule_requests_the_hour_that_ended() -> None:
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2023, 1, 25, 10, 5, tzinfo=UTC)
-    )
-    request = hourly_uptime_report(context)
+    request = tick(datetime(2023, 1, 25, 10, 5))
     assert request.partition_key == "2023-01-25-09:00"
+    skipped = tick(datetime(2023, 2, 25, 10, 5))
+    assert isinstance(skipped, dg.SkipReason) and "no polls in hour" in skipped.skip_message
     assert hourly_uptime_report.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
@@ -262,18 +285,18 @@ def test_report_checks_fail_on_corrupted_rows(graph: Graph) -> None:
         victims = [
             row[0]
             for row in con.execute(
-                f"SELECT store_id FROM {REPORT_TABLE} WHERE partition_hour = ? "
-                "ORDER BY store_id LIMIT 2",
+                "SELECT store_id FROM history.uptime_report WHERE partition_hour = ? "
+                "AND uptime_week_us > 0 ORDER BY store_id LIMIT 2",
                 [hour],
             ).fetchall()
         ]
-        con.execute(
-            f"UPDATE {REPORT_TABLE} SET uptime_last_week = uptime_last_week + 200 "
+        con.execute(  # 200 hours more business time than the week has
+            "UPDATE history.uptime_report SET business_week_us = business_week_us + 720000000000 "
             "WHERE partition_hour = ? AND store_id = ?",
             [hour, victims[0]],
         )
         con.execute(
-            f"DELETE FROM {REPORT_TABLE} WHERE partition_hour = ? AND store_id = ?",
+            "DELETE FROM history.uptime_report WHERE partition_hour = ? AND store_id = ?",
             [hour, victims[1]],
         )
     result = graph.run("uptime_report_checks_job", tags={"dagster/partition": partition})
@@ -291,8 +314,8 @@ def test_report_checks_fail_on_corrupted_rows(graph: Graph) -> None:
         f"1 store(s) with polls missing, e.g. ['{victims[1]}']"
     )
     assert checks["polls_fresh"].passed
-    # checks of the other partitions are untouched
-    assert all(c.passed for c in _checks(graph.report).values())
+    # the checks of the other partitions were not touched
+    assert all(c.passed for c in graph.report.get_asset_check_evaluations())
 
 
 def test_ingest_checks_warn_on_rejected_rows_and_unknown_files(
@@ -367,16 +390,20 @@ def test_incoming_sensor_requests_each_content_once(
     assert request.job_name in (None, "ingest_job")
     assert request.run_config["ops"]["ingest"]["config"]["paths"] == [str(new_file)]
 
-    # the requested run ingests the file; the follow-up sensor asks for its report partition
+    # the requested run ingests the file and adds the partition of its hour; the follow-up
+    # sensor asks for that partition's report
     run = defs.resolve_job_def("ingest_job").execute_in_process(
         instance=graph.instance, run_config=request.run_config, tags=request.tags
     )
     assert run.success
-    assert _materializations(run)["polls"]["rows_loaded"].value == 1
+    polls = _materializations(run)["polls"]
+    assert polls["rows_loaded"].value == 1
+    assert polls["report_partitions_to_refresh"].value == ["2023-01-26-00:00"]
+    assert graph.instance.has_dynamic_partition(report_partitions.name, "2023-01-26-00:00")
     report_after_ingest = defs.resolve_sensor_def("report_after_ingest")
     (follow_up,) = list(report_after_ingest(dg.build_sensor_context(instance=graph.instance)))
-    assert isinstance(follow_up, dg.RunRequest)
-    assert follow_up.partition_key == "2023-01-26-00:00"
+    (requested,) = follow_up.run_requests
+    assert requested.tags["dagster/partition"] == "2023-01-26-00:00"
 
     # the same file again: nothing; the same content rewritten (new mtime): nothing
     assert not evaluate(result.cursor).run_requests
@@ -514,12 +541,15 @@ def test_up_queue_sensor_and_restart(up_factory, up_home: Path) -> None:
     assert f"http://127.0.0.1:{up.port}" in text
     instance = dg.DagsterInstance.from_config(str(up_home / "dagster"))
     initial_runs = {r.dagster_run.run_id for r in instance.get_run_records()}
-    assert len(initial_runs) == 2  # the ingest run and the report run
+    assert len(initial_runs) == 2  # the ingest run and one run for every report partition
+    partitions = instance.get_dynamic_partitions(report_partitions.name)
+    assert len(partitions) > 150
+    assert instance.get_materialized_partitions(uptime_report.key) == set(partitions)
 
     # Two report runs launched together through the queue: both succeed, one after the other.
     client = DagsterGraphQLClient("127.0.0.1", port_number=up.port)
     latest = latest_report_partition_key(Settings(home=up_home))
-    assert latest == partition_key_for(read_latest_poll(up_home))
+    assert latest == partition_key(read_latest_poll(up_home))
     submitted = time.monotonic()
     run_ids = [
         client.submit_job_execution("uptime_report_job", tags={"dagster/partition": partition})
@@ -540,7 +570,8 @@ def test_up_queue_sensor_and_restart(up_factory, up_home: Path) -> None:
         ).records
         assert not retries
 
-    # The daemon's sensors: a new file in incoming/ is ingested, then the latest report redone.
+    # The daemon's sensors: a new file in incoming/ is ingested, then the report partitions it
+    # changed are redone in one run: the new hour's, and the previous latest hour's.
     before = time.time()
     new_file = up_home / "incoming" / "polls_next.csv"
     _write(new_file, "store_id,status,timestamp_utc\nup-store,active,2023-01-26 01:10:00 UTC\n")
@@ -549,7 +580,8 @@ def test_up_queue_sensor_and_restart(up_factory, up_home: Path) -> None:
     assert ingest.dagster_run.tags["storemon/trigger"] == "incoming_files"
     refresh = _wait_for_run(instance, "refresh_job", before)
     assert refresh.dagster_run.status == dg.DagsterRunStatus.SUCCESS
-    assert refresh.dagster_run.tags["dagster/partition"] == "2023-01-26-01:00"
+    assert refresh.dagster_run.tags["dagster/asset_partition_range_start"] == latest
+    assert refresh.dagster_run.tags["dagster/asset_partition_range_end"] == "2023-01-26-01:00"
     assert json.loads((up_home / "reports" / f"{refresh.dagster_run.run_id}.json").read_text())[
         "as_of"
     ].startswith("2023-01-26T01:10:00")
@@ -561,7 +593,8 @@ def test_up_queue_sensor_and_restart(up_factory, up_home: Path) -> None:
     # Restart: nothing is redone, everything is still there.
     again = up_factory()
     second_start = again.wait_ready()
-    assert "already materialized" in again.text() and "ingesting" not in again.text()
+    assert "every report partition is materialized" in again.text()
+    assert "ingesting" not in again.text()
     assert runs_before_stop <= {r.dagster_run.run_id for r in instance.get_run_records()}
     for run_id in run_ids:
         assert (up_home / "reports" / f"{run_id}.csv").exists()

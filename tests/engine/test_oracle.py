@@ -11,6 +11,7 @@ import os
 import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from support.oracle import (
     HOUR,
     StoreCase,
     business_intervals,
+    from_ticks,
     from_unix,
     oracle_report,
     report_from_results,
@@ -529,3 +531,152 @@ def test_explicit_corners_hand_checked():
     # The duplicate at 04:00 UTC is inactive: up until the midpoint 03:59:59.5.
     r = store_result(by_id["x-santiago"], _ny(2023, 9, 3, 12, 0))
     assert r.up_seconds[DAY] == 4 * HOUR - 0.5 and r.down_seconds[DAY] == 8 * HOUR + 0.5
+
+
+# --- a live feed: long histories, stray rows, changed hours ----------------------------------
+# A report reads a bounded look-back and searches older polls only for the stores that need
+# them (engine/report.py); these patterns reach past the look-back on purpose.
+
+HISTORY_PATTERNS = ["old_only", "silent", "stray", "old_in_hours", "hourly", "outside"]
+
+
+@st.composite
+def history_polls(draw, intervals, pattern: str):
+    """Polls as (seconds relative to T, active) that reach weeks before T."""
+    if pattern == "old_only":  # nothing for weeks before T
+        return _random_polls(draw, -50 * DAY, -10 * DAY, max_size=4)
+    if pattern == "silent":  # hourly, then silent for days up to T
+        stop = draw(st.integers(-9 * DAY, -HOUR))
+        start = stop - draw(st.integers(DAY, 30 * DAY))
+        step = draw(st.integers(3000, 4200))
+        return [(o, draw(statuses)) for o in range(start, stop, step)][:400]
+    if pattern == "stray":  # regular polls, and a valid poll or two far older than the rest
+        regular = draw(poll_offsets(intervals, "hourly"))
+        return regular + _random_polls(draw, -60 * DAY, -40 * DAY, max_size=2)
+    if pattern == "old_in_hours":  # the only in-hours poll is weeks old; recent ones are not
+        outside = draw(poll_offsets(intervals, "outside"))
+        if intervals is None:
+            return outside
+        old = intervals[(intervals[:, 0] < -10 * DAY) & (intervals[:, 1] > -40 * DAY)]
+        if len(old) == 0:
+            return outside
+        a, b = old[draw(st.integers(0, len(old) - 1))]
+        return outside + [(int(draw(st.integers(int(a), int(b) - 1))), draw(statuses))]
+    return draw(poll_offsets(intervals, pattern))
+
+
+@st.composite
+def history_scenarios(draw, max_stores: int = 5):
+    anchor = draw(st.sampled_from(ANCHORS))
+    t = anchor + draw(st.integers(-DAY, 8 * DAY))
+    stores, replaced = [], {}
+    for index in range(draw(st.integers(1, max_stores))):
+        store_id = _store_id(draw, index)
+        zone = draw(st.sampled_from(ZONES))
+        hours = draw(hours_strategy())
+        intervals = business_intervals(hours, zone, t - 62 * DAY, t + 2 * DAY)
+        if intervals is not None:
+            intervals = intervals - t
+        polls = []
+        for pattern in draw(st.lists(st.sampled_from(HISTORY_PATTERNS), min_size=1, max_size=2)):
+            polls += draw(history_polls(intervals, pattern))
+        if draw(st.booleans()):  # the hours changed since an earlier snapshot
+            replaced[store_id] = draw(valid_hours_strategy)
+        stores.append(StoreCase(store_id, hours, zone, [(from_unix(t + o), a) for o, a in polls]))
+    return stores, t, replaced
+
+
+@settings(max_examples=round(30 * SCALE), **COMMON)
+@given(data=st.data(), scenario=history_scenarios())
+def test_long_histories_match_oracle(run_engine, data, scenario):
+    """Stores whose only polls are weeks old, stores silent for days, stray polls far older than
+    the rest, an in-hours poll only weeks back, and hours replaced by a later snapshot: the
+    bounded report still agrees with the oracle, at T and at instants around it."""
+    stores, t, replaced = scenario
+    more = data.draw(st.lists(st.integers(-3 * DAY, DAY).map(lambda d: t + d), max_size=2),
+                     label="more_as_of")
+    expected = [oracle_report(stores, x) for x in [t, *more]]
+    with tempfile.TemporaryDirectory(prefix="storemon-oracle-") as folder:
+        engine = run_engine(stores, [from_unix(x) for x in [t, *more]], Path(folder),
+                            replaced_hours=replaced)
+    for got, want in zip(engine, expected, strict=True):
+        assert_agrees(got, want)
+
+
+# --- instants with fractions of a second, windows ending at a transition ---------------------
+TICKS = 4  # quarter seconds: the oracle is exact on this grid
+
+DST_ZONES = ["America/New_York", "America/St_Johns", "Europe/Berlin", "Australia/Lord_Howe",
+             "Pacific/Chatham", "America/Santiago", "Australia/Sydney"]
+
+
+def _transitions_2023(zone: str) -> list[tuple[int, int, int]]:
+    """(UTC second of the change, offset before, offset after) of each 2023 transition, found
+    minute by minute with zoneinfo (tzdb transitions are on whole minutes)."""
+    tz = ZoneInfo(zone)
+    found = []
+    start = _utc(2023, 1, 1, 0, 0)
+    minutes = np.arange(0, 365 * 24 * 60, dtype=np.int64) * 60 + start
+    offsets = pd.DatetimeIndex(minutes * 10**9, tz="UTC").tz_convert(tz).tz_localize(None)
+    offsets = offsets.asi8 // 10**9 - minutes
+    for i in np.flatnonzero(offsets[1:] != offsets[:-1]):
+        found.append((int(minutes[i + 1]), int(offsets[i]), int(offsets[i + 1])))
+    return found
+
+
+TRANSITIONS = {zone: _transitions_2023(zone) for zone in DST_ZONES}
+
+
+@st.composite
+def transition_scenarios(draw):
+    """One to three stores around one transition of their zone, with windows that start or end
+    exactly at the wall-clock time just before or just after it; T and the first polls have
+    fractions of a second."""
+    zone = draw(st.sampled_from(DST_ZONES))
+    change, before, after = draw(st.sampled_from(TRANSITIONS[zone]))
+    t = change * TICKS + draw(st.integers(-2 * DAY * TICKS, 3 * DAY * TICKS))
+    stores = []
+    for index in range(draw(st.integers(1, 3))):
+        rows = []
+        for _ in range(draw(st.integers(1, 3))):
+            wall = change + draw(st.sampled_from([before, after]))  # local seconds of the edge
+            day = int(((wall // DAY) + 3) % 7)  # 1970-01-01 was a Thursday
+            edge = int(wall % DAY)
+            other = draw(local_seconds)
+            if draw(st.booleans()):
+                rows.append((day, fmt_local(other, False), fmt_local(edge, True)))
+            else:
+                rows.append((day, fmt_local(edge, True), fmt_local(other, False)))
+        first = t - draw(st.integers(6 * DAY * TICKS, 9 * DAY * TICKS))
+        step = draw(st.integers(3000 * TICKS, 4200 * TICKS))
+        polls = [(from_ticks(p, TICKS), draw(statuses))
+                 for p in range(first, t + HOUR * TICKS, step)][:300]
+        polls += [(from_ticks(t + draw(st.integers(-8 * DAY * TICKS, 0)), TICKS), draw(statuses))
+                  for _ in range(draw(st.integers(0, 4)))]
+        stores.append(StoreCase(f"edge-{index}", rows, zone, polls))
+    return stores, t
+
+
+@settings(max_examples=round(25 * SCALE), **COMMON)
+@given(scenario=transition_scenarios())
+def test_fractional_instants_and_windows_at_transitions_match_oracle(run_engine, scenario):
+    stores, t = scenario
+    expected = oracle_report(stores, t, ticks=TICKS)
+    with tempfile.TemporaryDirectory(prefix="storemon-oracle-") as folder:
+        engine = run_engine(stores, from_ticks(t, TICKS), Path(folder))
+    assert_agrees(engine, expected)
+
+
+def test_st_johns_fall_back_with_a_fractional_first_poll(run_engine, tmp_path):
+    """Regression: open 00:00-02:00 every day in America/St_Johns; the clocks go back at 02:00
+    NDT (04:30 UTC) on Sunday 2023-11-05, and the wall clock first reads 02:00 at 02:00 NST
+    (05:30 UTC): that Sunday holds 3 h of business time. The first poll has a fraction of a
+    second, which once carried into the transition and cut the window at 04:30."""
+    first = datetime(2023, 10, 29, 1, 9, 25, 555843, tzinfo=UTC)
+    polls = [(first + timedelta(hours=h), True) for h in range(179)]
+    store = StoreCase("stj", [(d, "00:00", "02:00") for d in range(7)], "America/St_Johns",
+                      polls)
+    frame = run_engine([store], None, tmp_path)  # as of the latest poll, 11:09:25.555843 UTC
+    row = frame.iloc[0]
+    assert row.uptime_last_day + row.downtime_last_day == pytest.approx(3.0, abs=1e-9)
+    assert row.uptime_last_week + row.downtime_last_week == pytest.approx(15.0, abs=1e-9)

@@ -7,12 +7,14 @@ It shares no code or logic with ``storemon_pipeline``. Time is sampled, not reas
   L or later" for any local time L by a binary search. Window boundaries are whole seconds and
   time-zone transitions happen on whole seconds, so this is exact.
 * Business time is the union of the store's windows, kept as a boolean per half-second.
-* Each half-second ``s`` of business time takes the status of the nearest usable poll, compared
-  sample by sample (equal distance: the later poll). Polls are on whole seconds, so midpoints
-  fall on multiples of half a second and every half-second cell has one nearest poll all
-  through: sampling cells at their left edge is exact (not merely within a tolerance).
+* Each cell of business time takes the status of the nearest usable poll, compared sample by
+  sample (equal distance: the later poll). Polls and as-of instants lie on a grid of ``ticks``
+  per second (whole seconds by default; ``ticks=4`` for quarter seconds), so midpoints fall on
+  half-ticks and every half-tick cell has one nearest poll all through: sampling cells at their
+  left edge is exact (not merely within a tolerance). Window boundaries and time-zone
+  transitions are whole seconds, so a cell is in business time or not all through as well.
 
-All instants inside are integers: Unix seconds (``int``) or, for the sampled grid, half-seconds.
+All instants inside are integers: Unix seconds (``int``), ticks, or half-ticks for the grid.
 """
 
 from __future__ import annotations
@@ -62,18 +64,28 @@ class StoreCase:
 # ----------------------------------------------------------------------------- conversions
 
 
-def to_unix(instant: datetime) -> int:
-    """Unix seconds of a datetime (naive = UTC); must be a whole second."""
+def to_ticks(instant: datetime, ticks: int = 1) -> int:
+    """A datetime (naive = UTC) in ticks (1/ticks s) since the epoch; must lie on that grid."""
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=UTC)
     delta = instant - datetime(1970, 1, 1, tzinfo=UTC)
-    if delta.microseconds:
-        raise ValueError(f"oracle instants must be whole seconds: {instant!r}")
-    return delta.days * DAY + delta.seconds
+    micros = (delta.days * DAY + delta.seconds) * 1_000_000 + delta.microseconds
+    if micros * ticks % 1_000_000:
+        raise ValueError(f"oracle instants must be multiples of 1/{ticks} s: {instant!r}")
+    return micros * ticks // 1_000_000
+
+
+def to_unix(instant: datetime) -> int:
+    """Unix seconds of a datetime (naive = UTC); must be a whole second."""
+    return to_ticks(instant, 1)
 
 
 def from_unix(seconds: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=int(seconds))
+
+
+def from_ticks(count: int, ticks: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=count * 1_000_000 // ticks)
 
 
 def parse_local_time(text: str, *, is_end: bool) -> int:
@@ -205,11 +217,12 @@ def _business_mask(intervals: np.ndarray | None, lo: int, hi: int) -> np.ndarray
 # ----------------------------------------------------------------------------- polls
 
 
-def usable_polls(store: StoreCase, as_of: int, intervals: np.ndarray | None):
-    """(sorted unique poll seconds, active flags): polls <= T, in-hours if any, else all."""
+def usable_polls(store: StoreCase, as_of: int, intervals: np.ndarray | None, ticks: int = 1):
+    """(sorted unique poll ticks, active flags): polls <= T (in ticks), in-hours if any, else
+    all."""
     if not store.polls:
         return np.zeros(0, np.int64), np.zeros(0, bool)
-    times = np.array([to_unix(t) for t, _ in store.polls], dtype=np.int64)
+    times = np.array([to_ticks(t, ticks) for t, _ in store.polls], dtype=np.int64)
     active = np.array([bool(a) for _, a in store.polls], dtype=bool)
     keep = times <= as_of
     times, active = times[keep], active[keep]
@@ -219,7 +232,7 @@ def usable_polls(store: StoreCase, as_of: int, intervals: np.ndarray | None):
     uniq, inverse = np.unique(times, return_inverse=True)
     all_active = np.ones(len(uniq), dtype=bool)
     np.logical_and.at(all_active, inverse, active)
-    inside = _in_business(intervals, uniq)
+    inside = _in_business(None if intervals is None else intervals * ticks, uniq)
     if inside.any():
         return uniq[inside], all_active[inside]
     return uniq, all_active
@@ -260,34 +273,42 @@ class StoreResult:
         }
 
 
-def store_result(store: StoreCase, as_of: datetime | int) -> StoreResult | None:
-    """Seconds up/down per period for one store, or None if it has no poll <= T."""
-    t = as_of if isinstance(as_of, int) else to_unix(as_of)
-    lo = t - WEEK
-    poll_times = [to_unix(p) for p, _ in store.polls]
+def store_result(store: StoreCase, as_of: datetime | int, ticks: int = 1) -> StoreResult | None:
+    """Seconds up/down per period for one store, or None if it has no poll <= T.
+
+    ``as_of`` is a datetime, or an int in ticks; polls and T must lie on the grid of ``ticks``
+    per second.
+    """
+    t = as_of if isinstance(as_of, int) else to_ticks(as_of, ticks)
+    poll_ticks = [to_ticks(p, ticks) for p, _ in store.polls]
     # Business time is needed from the earliest poll (for "in hours"); starting at least
     # 9 days back keeps the wall-clock grid shared by the stores of one example.
-    earliest = min([t - 9 * DAY, *[p for p in poll_times if p <= t]])
-    intervals = business_intervals(store.hours, store.zone, earliest, t)
-    times, active = usable_polls(store, t, intervals)
+    earliest = min([t // ticks - 9 * DAY, *[p // ticks for p in poll_ticks if p <= t]])
+    intervals = business_intervals(store.hours, store.zone, earliest, -(-t // ticks) + 1)
+    times, active = usable_polls(store, t, intervals, ticks)
     if len(times) == 0:
         return None
-    fallback = intervals is not None and not _in_business(intervals, times).any()
-    business = _business_mask(intervals, lo, t)
-    business_half = np.repeat(business, 2)  # half-second cells of [T-7d, T)
-    samples = 2 * lo + np.flatnonzero(business_half)
+    fallback = intervals is not None and not _in_business(intervals * ticks, times).any()
+    cells = 2 * ticks  # half-tick cells per second
+    lo = t - WEEK * ticks
+    first_second, last_second = lo // ticks, -(-t // ticks)
+    business = _business_mask(intervals, first_second, last_second)  # per second
+    grid = np.arange(2 * lo, 2 * t, dtype=np.int64)  # half-tick cells of [T-7d, T)
+    samples = grid[business[grid // cells - first_second]]
     status = nearest_status(2 * times, active, samples)
     up, down = {}, {}
     for period in (HOUR, DAY, WEEK):
-        recent = samples >= 2 * (t - period)
-        up[period] = np.count_nonzero(status & recent) / 2
-        down[period] = np.count_nonzero(~status & recent) / 2
+        recent = samples >= 2 * (t - period * ticks)
+        up[period] = np.count_nonzero(status & recent) / cells
+        down[period] = np.count_nonzero(~status & recent) / cells
     return StoreResult(store.store_id, up, down, len(times), fallback)
 
 
-def oracle_report(stores: Iterable[StoreCase], as_of: datetime | int) -> pd.DataFrame:
+def oracle_report(
+    stores: Iterable[StoreCase], as_of: datetime | int, ticks: int = 1
+) -> pd.DataFrame:
     """The report frame (unrounded; hour in minutes, day/week in hours), sorted by store_id."""
-    return report_from_results(store_result(store, as_of) for store in stores)
+    return report_from_results(store_result(store, as_of, ticks) for store in stores)
 
 
 def report_from_results(results: Iterable[StoreResult | None]) -> pd.DataFrame:
@@ -310,6 +331,12 @@ POLL_FORMATS = (
     "{:%Y-%m-%dT%H:%M:%SZ}",
     "{:%Y-%m-%dT%H:%M:%S}+00:00",
 )
+# Forms that keep a fraction of a second, for instants that have one.
+FRACTION_FORMATS = (
+    "{:%Y-%m-%d %H:%M:%S.%f} UTC",
+    "{:%Y-%m-%dT%H:%M:%S.%f}Z",
+    "{:%Y-%m-%dT%H:%M:%S.%f}+00:00",
+)
 
 
 def write_feeds(
@@ -330,10 +357,12 @@ def write_feeds(
     poll_rows = []
     for store in stores:
         for instant, active in store.polls:
-            utc = from_unix(to_unix(instant)).replace(tzinfo=None)
+            utc = (instant if instant.tzinfo else instant.replace(tzinfo=UTC)).astimezone(UTC)
+            utc = utc.replace(tzinfo=None)
             status = rng.choice(("active", "Active", " ACTIVE") if active else
                                 ("inactive", "Inactive", "INACTIVE "))
-            poll_rows.append(f"{store.store_id},{status},{rng.choice(POLL_FORMATS).format(utc)}")
+            forms = FRACTION_FORMATS if utc.microsecond else POLL_FORMATS
+            poll_rows.append(f"{store.store_id},{status},{rng.choice(forms).format(utc)}")
     rng.shuffle(poll_rows)
     paths: dict[str, list] = {"polls": [], "hours": [], "timezones": []}
     for i in range(poll_files):

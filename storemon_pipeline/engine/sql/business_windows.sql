@@ -1,38 +1,40 @@
--- Each reported store's business time as merged UTC intervals over [$covers_from, $covers_to)
--- (docs/semantics.md §2.4-§2.6).
--- Needs the temp table zone_offsets(timezone, valid_from, valid_to, utc_offset_sec).
+-- Business time of the stores in window_stores(store_key, store_id), as merged UTC intervals
+-- [window_start, window_end), every interval that reaches into [$covers_from, $covers_to]
+-- (docs/semantics.md §2.4-§2.6). Needs the temp table
+-- zone_offsets(timezone, valid_from, valid_to, utc_offset_sec) covering that span.
+-- Linear in the number of windows: each wall-clock boundary is converted once per zone, and
+-- each window end is looked up by equality on (zone, wall-clock time).
 CREATE OR REPLACE TEMP TABLE computed_business_windows AS
 WITH store_zones AS (
     -- a store without a valid zone is in the default zone
-    SELECT stores.store_key, stores.store_id, coalesce(timezones.timezone, $default_timezone) AS timezone
-    FROM stores
+    SELECT window_stores.store_key, window_stores.store_id,
+           coalesce(timezones.timezone, $default_timezone) AS timezone
+    FROM window_stores
     LEFT JOIN timezones USING (store_id)
 ),
 weekly_hours AS (
-    SELECT store_zones.store_key, day_of_week, start_sec, end_sec
+    SELECT store_zones.store_key, store_zones.timezone, day_of_week, start_sec, end_sec
     FROM business_hours
     JOIN store_zones USING (store_id)
     UNION ALL
     -- a store without business hours is open 24x7: a 24-hour window every day
-    SELECT store_zones.store_key, days.day_of_week, 0, 0
+    SELECT store_zones.store_key, store_zones.timezone, days.day_of_week, 0, 0
     FROM store_zones
     CROSS JOIN (SELECT range::TINYINT AS day_of_week FROM range(7)) AS days
     ANTI JOIN business_hours USING (store_id)
 ),
 local_dates AS (
-    -- every local date whose windows can reach into the covered span, per zone in use
-    SELECT zones.timezone, dates.local_date, (isodow(dates.local_date) - 1)::TINYINT AS day_of_week
-    FROM (SELECT DISTINCT timezone FROM store_zones) AS zones
-    CROSS JOIN (
-        SELECT range::DATE AS local_date
-        FROM range($covers_from::DATE - INTERVAL 2 DAY, $covers_to::DATE + INTERVAL 2 DAY, INTERVAL 1 DAY)
-    ) AS dates
+    -- every local date whose windows can reach into the covered span (a window starting on
+    -- date D ends before D + 2, and local dates are within a day of UTC dates)
+    SELECT range::DATE AS local_date, (isodow(range::DATE) - 1)::TINYINT AS day_of_week
+    FROM range($covers_from::DATE - INTERVAL 2 DAY, $covers_to::DATE + INTERVAL 2 DAY, INTERVAL 1 DAY)
 ),
 local_windows AS (
     -- [start, end) in wall-clock time; end <= start runs overnight into the next date
     SELECT
+        row_number() OVER () AS window_id,
         weekly_hours.store_key,
-        store_zones.timezone,
+        weekly_hours.timezone,
         local_dates.local_date + to_seconds(weekly_hours.start_sec) AS local_start,
         local_dates.local_date + to_seconds(
             CASE
@@ -41,15 +43,18 @@ local_windows AS (
             END
         ) AS local_end
     FROM weekly_hours
-    JOIN store_zones USING (store_key)
-    JOIN local_dates
-        ON local_dates.timezone = store_zones.timezone
-        AND local_dates.day_of_week = weekly_hours.day_of_week
+    JOIN local_dates USING (day_of_week)
+),
+window_ends AS (
+    -- both ends of every window, one row each
+    SELECT window_id, store_key, timezone, true AS is_start, local_start AS local_time
+    FROM local_windows
+    UNION ALL
+    SELECT window_id, store_key, timezone, false AS is_start, local_end AS local_time
+    FROM local_windows
 ),
 wall_clock_boundaries AS (
-    SELECT DISTINCT timezone, local_start AS local_time FROM local_windows
-    UNION
-    SELECT DISTINCT timezone, local_end AS local_time FROM local_windows
+    SELECT DISTINCT timezone, local_time FROM window_ends
 ),
 utc_boundaries AS (
     -- the first instant at which the wall clock reads local_time or later: within each piece of
@@ -70,15 +75,20 @@ utc_boundaries AS (
     GROUP BY boundaries.timezone, boundaries.local_time
 ),
 utc_windows AS (
-    SELECT local_windows.store_key, starts.utc_time AS window_start, ends.utc_time AS window_end
-    FROM local_windows
-    JOIN utc_boundaries AS starts
-        ON starts.timezone = local_windows.timezone AND starts.local_time = local_windows.local_start
-    JOIN utc_boundaries AS ends
-        ON ends.timezone = local_windows.timezone AND ends.local_time = local_windows.local_end
-    WHERE ends.utc_time > starts.utc_time
-      AND ends.utc_time > $covers_from
-      AND starts.utc_time < $covers_to
+    SELECT
+        window_ends.store_key,
+        max(utc_boundaries.utc_time) FILTER (WHERE window_ends.is_start) AS window_start,
+        max(utc_boundaries.utc_time) FILTER (WHERE NOT window_ends.is_start) AS window_end
+    FROM window_ends
+    JOIN utc_boundaries USING (timezone, local_time)
+    GROUP BY window_ends.window_id, window_ends.store_key
+),
+covered_windows AS (
+    SELECT *
+    FROM utc_windows
+    WHERE window_end > window_start  -- e.g. 02:15-02:45 on a spring-forward night is empty
+      AND window_end > $covers_from
+      AND window_start <= $covers_to
 ),
 ordered_windows AS (
     SELECT
@@ -87,7 +97,7 @@ ordered_windows AS (
             PARTITION BY store_key ORDER BY window_start, window_end
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
         ) AS latest_end_before
-    FROM utc_windows
+    FROM covered_windows
 ),
 islands AS (
     -- overlapping or touching windows form one island of business time
@@ -101,4 +111,5 @@ islands AS (
 )
 SELECT store_key, min(window_start) AS window_start, max(window_end) AS window_end
 FROM islands
-GROUP BY store_key, island;
+GROUP BY store_key, island
+ORDER BY store_key, window_start;

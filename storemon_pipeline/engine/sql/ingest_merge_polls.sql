@@ -1,10 +1,18 @@
 -- Add the valid polls of the current file to `polls`: one row per (store, instant);
--- when statuses disagree, inactive wins, whatever the order the rows arrived in.
+-- when statuses disagree, inactive wins, whatever the order the rows arrived in
+-- (docs/semantics.md §1.2). Keeps each store's first and last poll in `stores`.
 INSERT INTO stores
 SELECT
     (SELECT coalesce(max(store_key), 0) FROM stores) + row_number() OVER (ORDER BY store_id),
-    store_id
-FROM (SELECT DISTINCT store_id FROM ingest_checked WHERE reason IS NULL)
+    store_id,
+    first_poll,
+    last_poll
+FROM (
+    SELECT store_id, min(ts) AS first_poll, max(ts) AS last_poll
+    FROM ingest_checked
+    WHERE reason IS NULL
+    GROUP BY store_id
+)
 ANTI JOIN stores USING (store_id);
 
 CREATE OR REPLACE TEMP TABLE incoming_polls AS
@@ -37,3 +45,14 @@ ANTI JOIN (
     WHERE ts BETWEEN getvariable('incoming_from') AND getvariable('incoming_to')
 ) AS stored
     ON stored.store_key = incoming.store_key AND stored.ts = incoming.ts;
+
+UPDATE stores
+SET first_poll = least(stores.first_poll, incoming.first_poll),
+    last_poll = greatest(stores.last_poll, incoming.last_poll)
+FROM (
+    SELECT store_key, min(ts) AS first_poll, max(ts) AS last_poll
+    FROM incoming_polls
+    GROUP BY store_key
+) AS incoming
+WHERE stores.store_key = incoming.store_key
+  AND (incoming.first_poll < stores.first_poll OR incoming.last_poll > stores.last_poll);

@@ -1,9 +1,13 @@
 -- Tables of the storemon DuckDB file. Times are UTC TIMESTAMPs (microseconds).
 -- Every store that has polls, with a small integer key: sorting and joining millions of polls
--- on an integer is about twice as fast as on a 19-character text id.
+-- on an integer is about twice as fast as on a 19-character text id. Its first and last poll
+-- are kept up to date by each ingest, so that a report finds the stores it reports (a poll at
+-- or before its as-of) without reading the history.
 CREATE TABLE IF NOT EXISTS stores (
-    store_key INTEGER NOT NULL,
-    store_id  VARCHAR NOT NULL
+    store_key  INTEGER   NOT NULL,
+    store_id   VARCHAR   NOT NULL,
+    first_poll TIMESTAMP NOT NULL,
+    last_poll  TIMESTAMP NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS polls (
@@ -45,17 +49,15 @@ CREATE TABLE IF NOT EXISTS ingest_manifest (
     rows_rejected  BIGINT    NOT NULL
 );
 
--- Business time as merged, non-overlapping UTC intervals [window_start, window_end) per store.
+-- Business time as merged, non-overlapping UTC intervals [window_start, window_end) per store,
+-- over the span the report as of the latest poll needs (reports build their own windows).
 CREATE TABLE IF NOT EXISTS business_windows (
     store_key    INTEGER   NOT NULL,  -- stores.store_key
     window_start TIMESTAMP NOT NULL,
     window_end   TIMESTAMP NOT NULL
 );
 
--- The span of UTC time business_windows covers, and what it was built from.
-CREATE TABLE IF NOT EXISTS business_windows_coverage (
-    covers_from TIMESTAMP NOT NULL,
-    covers_to   TIMESTAMP NOT NULL,
-    built_at    TIMESTAMP NOT NULL,
-    built_from  VARCHAR   NOT NULL  -- the ingest state it was built from (see windows.py)
-);
+-- Tables of earlier versions, now derived elsewhere: the report history lives in
+-- history.duckdb (engine/history.py), and reports build their own business windows.
+DROP TABLE IF EXISTS uptime_report;
+DROP TABLE IF EXISTS business_windows_coverage;

@@ -1,0 +1,174 @@
+"""The report history: one slice of rows per report partition (a UTC hour), in its own file.
+
+Partition ``H`` holds the report as of ``min(H + 1 h, latest poll)`` (docs/semantics.md §2.12).
+Its rows live in ``history.duckdb`` beside the main database, not in it: a run holds the main
+file for as long as it computes, but writes the history only for the moment it takes to insert
+the rows, so readers of the history (``storemon history``, the REST API) are never held up by a
+long run. Values are kept unrounded, as integer microseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from storemon_pipeline.engine.db import (
+    ResourceLimits,
+    connect_memory,
+    database,
+    retry_while_locked,
+    sql,
+)
+from storemon_pipeline.engine.instants import utc_now
+from storemon_pipeline.engine.report import latest_poll
+from storemon_pipeline.engine.state import read_latest_poll
+from storemon_pipeline.settings import Settings
+
+HOUR = timedelta(hours=1)
+PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
+
+
+def partition_key(hour: datetime) -> str:
+    """The key of the report partition holding a (naive UTC) instant."""
+    return hour.replace(minute=0, second=0, microsecond=0).strftime(PARTITION_KEY_FORMAT)
+
+
+def partition_hour(key: str) -> datetime:
+    return datetime.strptime(key, PARTITION_KEY_FORMAT)
+
+
+def partition_as_of(hour: datetime, latest_poll: datetime | None) -> datetime:
+    """The as-of of a partition: the end of its hour, or the latest poll if that is earlier."""
+    end = hour + HOUR
+    return end if latest_poll is None else min(end, latest_poll)
+
+
+def latest_report_partition_key(settings: Settings) -> str:
+    """The partition of "the report as of the latest poll", without holding up on DuckDB.
+
+    Reads ``latest_poll.json`` (written by every ingest); if there is none, asks the DuckDB file
+    read-only; if that has no polls either, the current hour.
+    """
+    latest = read_latest_poll(settings.state_dir)
+    if latest is None and settings.duckdb_path.exists():
+        with database(
+            settings.duckdb_path, read_only=True, wait_seconds=settings.lock_wait_seconds
+        ) as con:
+            latest = latest_poll(con)
+    return partition_key(latest or utc_now())
+
+
+def partitions_changed_by(
+    new_poll_hours: list[datetime], previous_latest: datetime | None, latest: datetime | None
+) -> list[datetime]:
+    """The partition hours whose report an ingest changed: the hours its polls fall in, and the
+    hour of the previous latest poll when the latest poll moved on (that partition's as-of was
+    the latest poll; it becomes the end of its hour). Later partitions of a late poll keep the
+    report they had: backfill them to account for it."""
+    changed = set(new_poll_hours)
+    if previous_latest is not None and latest is not None and latest > previous_latest:
+        changed.add(previous_latest.replace(minute=0, second=0, microsecond=0))
+    return sorted(changed)
+
+
+def poll_hours(con: duckdb.DuckDBPyConnection) -> list[datetime]:
+    """Every UTC hour that holds a poll: the report partitions there should be."""
+    return [
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT date_trunc('hour', ts) AS hour FROM polls ORDER BY hour"
+        ).fetchall()
+    ]
+
+
+def attach_history(
+    con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool = False,
+    wait_seconds: float = 30.0,
+) -> None:
+    """Attach the history file as ``history`` (created with its tables when writing)."""
+    mode = " (READ_ONLY)" if read_only else ""
+    retry_while_locked(lambda: con.execute(f"ATTACH '{path}' AS history{mode}"), wait_seconds)
+    if not read_only:
+        con.execute(sql("history_schema"))
+
+
+def save_history(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    as_of_by_hour: dict[datetime, datetime],
+    run_id: str | None = None,
+) -> int:
+    """Replace the rows of the partitions of ``as_of_by_hour`` (partition hour -> as-of) with
+    their reports in ``report_results``; returns the rows written."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE saved_partitions AS "
+        "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
+        [list(as_of_by_hour), list(as_of_by_hour.values())],
+    )
+    attach_history(con, path)
+    try:
+        con.begin()
+        try:
+            con.execute(sql("history_save"), {"run_id": run_id, "computed_at": utc_now()})
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    finally:
+        con.execute("DETACH history")
+    return con.execute(
+        "SELECT count(*) FROM report_results SEMI JOIN saved_partitions USING (as_of)"
+    ).fetchone()[0]
+
+
+@dataclass(frozen=True)
+class StoreHistory:
+    store_id: str
+    known: bool  # the store has a row in some partition
+    rows: pd.DataFrame  # partition, as_of, the six values (unrounded), oldest first
+
+
+def read_store_history(
+    path: Path,
+    store_id: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limits: ResourceLimits | None = None,
+) -> StoreHistory:
+    """A store's rows in every partition whose as-of lies in [since, until]."""
+    con = connect_memory(limits)
+    try:
+        if not path.exists():
+            return StoreHistory(store_id, False, pd.DataFrame())
+        attach_history(con, path, read_only=True)
+        rows = con.execute(
+            sql("history_store"), {"store_id": store_id, "since": since, "until": until}
+        ).df()
+        known = bool(rows.shape[0]) or bool(
+            con.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM history.uptime_report WHERE store_id = ? "
+                "LIMIT 1)",
+                [store_id],
+            ).fetchone()[0]
+        )
+        return StoreHistory(store_id, known, rows)
+    finally:
+        con.close()
+
+
+def saved_partitions(con: duckdb.DuckDBPyConnection, hours: Sequence[datetime]) -> pd.DataFrame:
+    """partition_hour, as_of, stores of each hour asked that has rows (history attached)."""
+    return con.execute(
+        """
+        SELECT partition_hour, as_of, stores
+        FROM history.uptime_report_partitions
+        WHERE partition_hour IN (SELECT unnest(?::TIMESTAMP[]))
+        ORDER BY partition_hour
+        """,
+        [list(hours)],
+    ).df()

@@ -1,0 +1,26 @@
+-- The report history (engine/history.py), in the attached file `history`.
+-- One row per store and report partition; values are unrounded microseconds.
+CREATE TABLE IF NOT EXISTS history.uptime_report (
+    partition_hour   TIMESTAMP NOT NULL,  -- the partition: the UTC hour [H, H + 1 h)
+    as_of            TIMESTAMP NOT NULL,  -- min(H + 1 h, latest poll when it was computed)
+    store_id         VARCHAR   NOT NULL,
+    uptime_hour_us   BIGINT    NOT NULL,
+    uptime_day_us    BIGINT    NOT NULL,
+    uptime_week_us   BIGINT    NOT NULL,
+    business_hour_us BIGINT    NOT NULL,
+    business_day_us  BIGINT    NOT NULL,
+    business_week_us BIGINT    NOT NULL
+);
+
+-- One row per partition: when and by which run it was computed, and the fleet's totals.
+CREATE TABLE IF NOT EXISTS history.uptime_report_partitions (
+    partition_hour   TIMESTAMP NOT NULL,
+    as_of            TIMESTAMP NOT NULL,
+    stores           INTEGER   NOT NULL,
+    uptime_day_us    BIGINT    NOT NULL,
+    business_day_us  BIGINT    NOT NULL,
+    uptime_week_us   BIGINT    NOT NULL,
+    business_week_us BIGINT    NOT NULL,
+    computed_at      TIMESTAMP NOT NULL,
+    run_id           VARCHAR
+);
