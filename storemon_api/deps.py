@@ -12,6 +12,7 @@ from fastapi.security import HTTPBearer
 from storemon_api.dagster_client import DagsterClient
 from storemon_api.service import ReportService
 from storemon_api.settings import ApiSettings
+from storemon_api.stores import StoreService
 from storemon_pipeline.settings import Settings
 
 
@@ -32,10 +33,15 @@ def get_reports(request: Request) -> ReportService:
     return request.app.state.reports
 
 
+def get_stores(request: Request) -> StoreService:
+    return request.app.state.stores
+
+
 ApiSettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
 StateDep = Annotated[Settings, Depends(get_state)]
 DagsterDep = Annotated[DagsterClient, Depends(get_dagster)]
 ReportsDep = Annotated[ReportService, Depends(get_reports)]
+StoresDep = Annotated[StoreService, Depends(get_stores)]
 
 # auto_error=False: a missing header must give our 401 (with WWW-Authenticate), not a 403.
 bearer = HTTPBearer(auto_error=False, description="STOREMON_API_TOKEN, when the server sets one.")

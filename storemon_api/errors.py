@@ -24,6 +24,19 @@ class UnknownReport(LookupError):
     """No report with this id: 404."""
 
 
+class UnknownStore(LookupError):
+    """No report partition holds this store: 404."""
+
+
+class MalformedStoreId(ValueError):
+    """Not a store id the ingest would accept: 422."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "store_id must be 1 to 128 letters, digits or _ . : - starting with a letter or digit"
+        )
+
+
 class ReportNotComplete(RuntimeError):
     """The CSV of a Running or Failed report was asked for: 409."""
 
@@ -33,7 +46,9 @@ class ReportNotComplete(RuntimeError):
 
 _STATUS: dict[type[Exception], int] = {
     MalformedReportId: 422,
+    MalformedStoreId: 422,
     UnknownReport: 404,
+    UnknownStore: 404,
     ReportNotComplete: 409,
     Unavailable: 503,
     UpstreamError: 502,

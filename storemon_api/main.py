@@ -13,9 +13,10 @@ from fastapi.staticfiles import StaticFiles
 
 from storemon_api.dagster_client import DagsterClient
 from storemon_api.errors import install_handlers
-from storemon_api.routers import health, report_requests, reports
+from storemon_api.routers import health, report_requests, reports, stores
 from storemon_api.service import ReportService
 from storemon_api.settings import ApiSettings, get_api_settings
+from storemon_api.stores import StoreService
 from storemon_pipeline.settings import Settings, get_settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -65,8 +66,9 @@ def create_app(
     app.state.state = state
     app.state.dagster = dagster
     app.state.reports = ReportService(dagster, state)
+    app.state.stores = StoreService(state)
     install_handlers(app)
-    for router in (report_requests.router, reports.router, health.router):
+    for router in (report_requests.router, reports.router, stores.router, health.router):
         app.include_router(router)
     _mount_page(app)
     _mount_docs(app)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -149,3 +149,40 @@ class Health(BaseModel):
         description="Newest poll after the last ingest through Dagster (null: none yet)."
     )
     reasons: list[str] = Field(description="Why the status is unavailable.")
+
+
+class HistoryRow(BaseModel):
+    """A store's row in one report partition: the values of the report CSV."""
+
+    VALUES: ClassVar[tuple[str, ...]] = (
+        "uptime_last_hour", "uptime_last_day", "uptime_last_week",
+        "downtime_last_hour", "downtime_last_day", "downtime_last_week",
+    )
+    partition: str = Field(description="The report partition: a UTC hour, YYYY-MM-DD-HH:MM.")
+    as_of: datetime = Field(description="The report's instant T for that partition.")
+    uptime_last_hour: float = Field(description="Minutes.")
+    uptime_last_day: float = Field(description="Hours.")
+    uptime_last_week: float = Field(description="Hours.")
+    downtime_last_hour: float = Field(description="Minutes.")
+    downtime_last_day: float = Field(description="Hours.")
+    downtime_last_week: float = Field(description="Hours.")
+
+
+class StoreHistoryResponse(BaseModel):
+    model_config = _example(
+        store_id="1481966498820158979",
+        rows=[
+            {
+                "partition": "2023-01-25-17:00",
+                "as_of": "2023-01-25T18:00:00Z",
+                "uptime_last_hour": 60.0,
+                "uptime_last_day": 21.73,
+                "uptime_last_week": 140.26,
+                "downtime_last_hour": 0.0,
+                "downtime_last_day": 2.27,
+                "downtime_last_week": 27.74,
+            }
+        ],
+    )
+    store_id: str
+    rows: list[HistoryRow] = Field(description="One per report partition, oldest first.")

@@ -27,10 +27,6 @@ class Settings(BaseSettings):
     home: Path = Field(default=PROJECT_ROOT / "var", description="State folder.")
 
     # The Dagster layer (storemon_pipeline/defs); read when the code location loads.
-    partitions_start: str = Field(
-        default="2023-01-18-00:00",
-        description="First hourly report partition, YYYY-MM-DD-HH:MM UTC (the sample's first day).",
-    )
     sensor_interval_seconds: int = Field(
         default=30, ge=1, description="How often the sensors look for new work."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,7 +51,7 @@ def resource_errors(limits: ResourceLimits) -> Iterator[None]:
     try:
         yield
     except duckdb.OutOfMemoryException as exc:
-        reason = str(exc).strip().splitlines()[0]
+        reason = str(exc).strip().splitlines()[0].rstrip(".")
         raise ResourceLimitError(
             f"DuckDB ran out of room ({reason}). Its limits are "
             f"STOREMON_DUCKDB_MEMORY_LIMIT_MB={limits.memory_mb} (memory) and "
@@ -63,6 +64,18 @@ def resource_errors(limits: ResourceLimits) -> Iterator[None]:
 def sql(name: str) -> str:
     """The text of ``storemon_pipeline/engine/sql/<name>.sql``."""
     return resources.files("storemon_pipeline.engine").joinpath("sql", f"{name}.sql").read_text()
+
+
+def run_script(
+    con: duckdb.DuckDBPyConnection, name: str, params: dict[str, object] | None = None
+) -> None:
+    """Run the statements of ``sql/<name>.sql`` one by one, each with the parameters it names
+    (DuckDB binds parameters to one statement at a time)."""
+    for statement in re.split(r";\s*\n", sql(name)):
+        if not statement.strip():
+            continue
+        used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
+        con.execute(statement, used or None)
 
 
 def is_lock_error(exc: BaseException) -> bool:

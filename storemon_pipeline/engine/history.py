@@ -18,7 +18,6 @@ import duckdb
 import pandas as pd
 
 from storemon_pipeline.engine.db import (
-    ResourceLimits,
     connect_memory,
     database,
     retry_while_locked,
@@ -130,7 +129,7 @@ def save_history(
 class StoreHistory:
     store_id: str
     known: bool  # the store has a row in some partition
-    rows: pd.DataFrame  # partition, as_of, the six values (unrounded), oldest first
+    rows: pd.DataFrame  # partition_hour, as_of, the six values as in the CSV, oldest first
 
 
 def read_store_history(
@@ -138,14 +137,15 @@ def read_store_history(
     store_id: str,
     since: datetime | None = None,
     until: datetime | None = None,
-    limits: ResourceLimits | None = None,
+    wait_seconds: float = 30.0,
 ) -> StoreHistory:
-    """A store's rows in every partition whose as-of lies in [since, until]."""
-    con = connect_memory(limits)
+    """A store's rows in every partition whose as-of lies in [since, until], with the values of
+    the report CSV (text, two decimals)."""
+    if not path.exists():
+        return StoreHistory(store_id, False, pd.DataFrame())
+    con = connect_memory()
     try:
-        if not path.exists():
-            return StoreHistory(store_id, False, pd.DataFrame())
-        attach_history(con, path, read_only=True)
+        attach_history(con, path, read_only=True, wait_seconds=wait_seconds)
         rows = con.execute(
             sql("history_store"), {"store_id": store_id, "since": since, "until": until}
         ).df()

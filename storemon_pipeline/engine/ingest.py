@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import re
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ FEED_HEADERS: dict[str, dict[str, str]] = {
     TIMEZONES: {"store_id": "store_id_pos", "timezone_str": "timezone_pos"},
 }
 HEADER_ALIASES = {"day": "dayofweek"}
+# What a store id may be (docs/semantics.md §1.1): text, never parsed as a number.
+STORE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
 CSV_SUFFIXES = (".csv", ".csv.gz")
 
 
@@ -65,6 +68,11 @@ class FileResult:
             f"{self.rows_duplicate} duplicate, {self.rows_rejected} rejected"
             + (f" ({reasons})" if reasons else "")
         )
+
+
+def is_valid_store_id(text: str) -> bool:
+    """Whether the ingest would accept this store id."""
+    return re.fullmatch(STORE_ID_PATTERN, text) is not None
 
 
 class UnknownFeedError(ValueError):
@@ -135,7 +143,15 @@ def _check_rows(
     query = sql(f"ingest_check_{'hours' if feed == HOURS else feed}")
     for encoding in ("utf-8", "latin-1"):
         try:
-            con.execute(query, {"path": str(path), "encoding": encoding, **positions})
+            con.execute(
+                query,
+                {
+                    "path": str(path),
+                    "encoding": encoding,
+                    "store_id_pattern": STORE_ID_PATTERN,
+                    **positions,
+                },
+            )
             return
         except duckdb.InvalidInputException as exc:
             if "unicode" not in str(exc).lower() or encoding == "latin-1":
@@ -157,6 +173,8 @@ def _load_checked_rows(con: duckdb.DuckDBPyConnection, feed: str) -> int:
         before = con.execute("SELECT count(*) FROM polls").fetchone()[0]
         con.execute(sql("ingest_merge_polls"))
         return con.execute("SELECT count(*) FROM polls").fetchone()[0] - before
+    if feed in (HOURS, TIMEZONES):  # which polls are in hours changes with either snapshot
+        con.execute("DELETE FROM search_memo")
     if feed == HOURS:
         con.execute("DELETE FROM business_hours")
         con.execute(
@@ -274,9 +292,14 @@ def drop_expired_polls(con: duckdb.DuckDBPyConnection, keep_before_latest: timed
                     WHERE store_key IN (SELECT store_key FROM stores WHERE first_poll < $cutoff)
                     GROUP BY store_key
                 ) AS spans
-                WHERE stores.store_key = spans.store_key;
-                DELETE FROM stores WHERE first_poll < $cutoff;
+                WHERE stores.store_key = spans.store_key
                 """,
+                {"cutoff": cutoff},
+            )
+            con.execute("DELETE FROM stores WHERE first_poll < ?", [cutoff])
+            con.execute(
+                "DELETE FROM search_memo WHERE last_ts < $cutoff OR last_in_hours_ts < $cutoff "
+                "OR store_key NOT IN (SELECT store_key FROM stores)",
                 {"cutoff": cutoff},
             )
         con.commit()

@@ -18,10 +18,14 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from storemon_pipeline.engine.db import sql
+from storemon_pipeline.engine.db import run_script, sql
 from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import as_naive_utc
-from storemon_pipeline.engine.windows import build_business_windows, scope_window_stores
+from storemon_pipeline.engine.windows import (
+    build_business_windows,
+    prepare_zone_offsets,
+    scope_window_stores,
+)
 
 REPORT_COLUMNS = [
     "store_id",
@@ -35,11 +39,13 @@ REPORT_COLUMNS = [
 MINUTE_US = 60_000_000
 HOUR_US = 3_600_000_000
 WEEK = timedelta(days=7)
-# Polls this far before a report's week are read with it: a store polled in hours at least once
-# a day never needs the search further back.
+# Polls this far before a report's week are read with it. A store polled in hours in the day
+# before its week, or in its first day, never needs the search further back (the span of any
+# older poll ends before the week).
 LOOKBACK_MARGIN = timedelta(days=1)
-# The first chunk of the search before the look-back; each next chunk is twice as long.
-FIRST_SEARCH_CHUNK = timedelta(days=8)
+# The search before the look-back reads these chunks, then all that is older at once: most
+# stores that need it (closed for two days) are done within the first.
+SEARCH_CHUNKS = (timedelta(days=2), timedelta(days=8))
 
 
 def kept_history(retention_days: int) -> timedelta:
@@ -104,40 +110,70 @@ def compute_reports(
     build_business_windows(con, horizon, last, "report_windows")
     con.execute(sql("report_lookback"), {"horizon": horizon, "last_as_of": last})
     _search_before_lookback(con, horizon, first - WEEK)
-    con.execute(sql("report_values"))
+    for step in ("report_timelines", "report_readings", "report_values"):
+        con.execute(sql(step))
     return instants
 
 
 def _search_before_lookback(
     con: duckdb.DuckDBPyConnection, horizon: datetime, first_week_start: datetime
 ) -> None:
-    """``prior_polls(store_key, ts, is_active, sequence)``: for the stores without an in-hours
-    poll between the horizon and the first week's start that have older polls, their last
-    in-hours poll ('in_hours') and their last poll ('all') before the horizon, searched back in
-    chunks of doubling length; a store leaves the search when its in-hours poll is found or its
-    history is exhausted."""
+    """``prior_polls(store_key, ts, is_active, sequence)``: the last in-hours poll ('in_hours')
+    and the last poll ('all') before the horizon of the stores that may need them.
+
+    A store needs nothing older if it has an in-hours poll p no later than a margin after the
+    first week's start W: whether p is before W or after it, every poll older than the horizon
+    H = W - margin is nearer to nothing in the weeks than p is (its midpoint with p lies before
+    (H + p) / 2 <= W), and the store uses its in-hours polls for every report of the batch.
+
+    The others (stores open an hour a week, silent stores) are searched back in a few chunks
+    (SEARCH_CHUNKS, then the rest), each store down to its first poll, or down to where an
+    earlier report's search stopped (``search_memo``): what was found before that instant is
+    remembered, so a live feed's reports read only the polls that arrived since. A store leaves
+    the search when its in-hours poll is found or its history is exhausted.
+    """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE prior_polls (store_key INTEGER, ts TIMESTAMP, "
         "is_active BOOLEAN, sequence VARCHAR)"
     )
     con.execute(
         """
-        CREATE OR REPLACE TEMP TABLE search_stores AS
-        SELECT store_key, store_id, first_poll
+        CREATE OR REPLACE TEMP TABLE searched_stores AS
+        SELECT
+            report_stores.store_key,
+            report_stores.store_id,
+            coalesce(search_memo.searched_before, report_stores.first_poll) AS search_down_to,
+            search_memo.searched_before IS NOT NULL AS remembered
         FROM report_stores
-        WHERE first_poll < $horizon
-          AND store_key NOT IN (
-              SELECT store_key FROM lookback_polls WHERE in_hours AND ts < $first_week_start
+        LEFT JOIN search_memo
+            ON search_memo.store_key = report_stores.store_key
+            AND search_memo.searched_before <= $horizon
+        WHERE report_stores.first_poll < $horizon
+          AND report_stores.store_key NOT IN (
+              SELECT store_key FROM lookback_polls WHERE in_hours AND ts <= $nearest_enough
           )
         """,
-        {"horizon": horizon, "first_week_start": first_week_start},
+        {"horizon": horizon, "nearest_enough": first_week_start + LOOKBACK_MARGIN},
     )
-    chunk_to, length = horizon, FIRST_SEARCH_CHUNK
-    while con.execute("SELECT count(*) FROM search_stores").fetchone()[0]:
-        chunk_from = chunk_to - length
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE search_stores AS "
+        "SELECT * FROM searched_stores WHERE search_down_to < $horizon",
+        {"horizon": horizon},
+    )
+    oldest = con.execute("SELECT min(search_down_to) FROM search_stores").fetchone()[0]
+    if oldest is not None:
+        prepare_zone_offsets(con, oldest, horizon)
+    chunk_to = horizon
+    for length in (*SEARCH_CHUNKS, None):
+        if not con.execute("SELECT count(*) FROM search_stores").fetchone()[0]:
+            break
+        chunk_from = oldest if length is None else max(chunk_to - length, oldest)
         scope_window_stores(con, "SELECT store_key, store_id FROM search_stores")
-        build_business_windows(con, chunk_from, chunk_to, "search_windows")
+        build_business_windows(con, chunk_from, chunk_to, "search_windows", zones_ready=True)
         con.execute(sql("report_search"), {"chunk_from": chunk_from, "chunk_to": chunk_to})
+        # the first poll found before the horizon is the last one ('all'); a store is done
+        # when its last in-hours poll is found, or when the chunk reaches down to its first
+        # poll or to where an earlier search stopped
         con.execute(
             """
             INSERT INTO prior_polls
@@ -147,16 +183,21 @@ def _search_before_lookback(
             INSERT INTO prior_polls
             SELECT store_key, last_in_hours_ts, last_in_hours_active, 'in_hours'
             FROM search_found
-            WHERE last_in_hours_ts IS NOT NULL;
+            WHERE last_in_hours_ts IS NOT NULL
+            """
+        )
+        con.execute(
+            """
             DELETE FROM search_stores
-            WHERE first_poll >= $chunk_from
+            WHERE search_down_to >= $chunk_from
                OR store_key IN (
                    SELECT store_key FROM search_found WHERE last_in_hours_ts IS NOT NULL
-               );
+               )
             """,
             {"chunk_from": chunk_from},
         )
-        chunk_to, length = chunk_from, length * 2
+        chunk_to = chunk_from
+    run_script(con, "report_search_memo", {"horizon": horizon})
 
 
 def compute_report(

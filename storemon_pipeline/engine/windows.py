@@ -24,20 +24,35 @@ LATEST_SPAN_BEFORE = timedelta(days=8)
 LATEST_SPAN_AFTER = timedelta(days=1)
 
 
+def prepare_zone_offsets(
+    con: duckdb.DuckDBPyConnection, span_from: datetime, span_to: datetime
+) -> None:
+    """The temp table ``zone_offsets``: the pieces of every zone in use (and the default zone)
+    over [span_from, span_to], for ``build_business_windows`` of any span inside it."""
+    zones = [DEFAULT_TIMEZONE] + [
+        row[0] for row in con.execute("SELECT DISTINCT timezone FROM timezones").fetchall()
+    ]
+    offsets = zone_offset_pieces(zones, span_from - ZONE_MARGIN, span_to + ZONE_MARGIN)
+    con.register("zone_offsets_frame", offsets)
+    con.execute("CREATE OR REPLACE TEMP TABLE zone_offsets AS SELECT * FROM zone_offsets_frame")
+    con.unregister("zone_offsets_frame")
+
+
 def build_business_windows(
-    con: duckdb.DuckDBPyConnection, covers_from: datetime, covers_to: datetime, into: str
+    con: duckdb.DuckDBPyConnection,
+    covers_from: datetime,
+    covers_to: datetime,
+    into: str,
+    *,
+    zones_ready: bool = False,
 ) -> int:
     """Temp table ``into`` (store_key, window_start, window_end): the merged windows of the stores
     in the temp table ``window_stores(store_key, store_id)`` that reach into
     [covers_from, covers_to] (a window starting exactly at covers_to included). Returns the
-    number of windows."""
-    zones = [DEFAULT_TIMEZONE] + [
-        row[0] for row in con.execute("SELECT DISTINCT timezone FROM timezones").fetchall()
-    ]
-    offsets = zone_offset_pieces(zones, covers_from - ZONE_MARGIN, covers_to + ZONE_MARGIN)
-    con.register("zone_offsets_frame", offsets)
-    con.execute("CREATE OR REPLACE TEMP TABLE zone_offsets AS SELECT * FROM zone_offsets_frame")
-    con.unregister("zone_offsets_frame")
+    number of windows. With ``zones_ready``, the zone offsets prepared for a wider span are
+    used as they are."""
+    if not zones_ready:
+        prepare_zone_offsets(con, covers_from, covers_to)
     con.execute(
         sql("business_windows"),
         {"covers_from": covers_from, "covers_to": covers_to, "default_timezone": DEFAULT_TIMEZONE},

@@ -4,6 +4,17 @@ Each phase runs in its own child process so that its peak memory is its own (rea
 kernel's rusage of that child) and so that nothing cached by one phase helps the next. A floor
 phase, plain DuckDB reading the same files and making one window pass, shows how far the
 engine is from the cheapest thing that could possibly work on this machine.
+
+Two kinds of run:
+
+- ``storemon bench [--scale K]``: K x the real scale over 8 days: ingest, the business windows,
+  one report (as the CLI makes it), the week of 168 hourly reports in one pass (what a backfill
+  of a week's partitions computes), and the report again after two valid polls ten months older
+  than the rest arrived (a stray row).
+- ``storemon bench --history-days D``: the same stores polled for D days (daily files, as a
+  live feed accumulates them): ingest, a first report, the ingest of one more hour, and the
+  report after it (what a live feed computes every hour). Compared with the last 8-day run at
+  the same scale: history must not make a report dearer.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 BASE_STORES = 14_000
@@ -23,12 +35,17 @@ DAYS = 8
 SEED = 0
 START = "2023-01-18"
 # Bump when the generator's output changes, so cached data sets are made again.
-DATASET_VERSION = 1
-# Bars at 1x (README, Performance); at scale K the time bars are K times these (never less than 1x).
+DATASET_VERSION = 2
+# Bars at 1x (README, Performance); at scale K the time bars are K times these (never less).
 INGEST_BAR_S = 5.0
 REPORT_BAR_S = 2.0
 MEMORY_BAR_MB = 4096.0
-PHASES = ("floor", "ingest", "windows", "report")
+WEEK_BAR_X = 10.0  # 168 hourly reports in one pass, against one report
+STRAY_BAR_X = 1.5  # a report after stray old polls arrived, against the same without them
+HISTORY_BAR_X = 1.3  # a report with D days of history, against 8 days (time and memory)
+HOUR_INGEST_BAR_S = 1.0  # one more hour of polls into D days of history
+PHASES = ("floor", "ingest", "windows", "report", "week", "stray")
+HISTORY_PHASES = ("ingest", "first_report", "ingest_hour", "report")
 
 Out = Callable[[str], None]
 
@@ -36,23 +53,25 @@ Out = Callable[[str], None]
 # --- the data set ---------------------------------------------------------------------------
 
 
-def dataset_params(scale: float) -> dict:
-    """What identifies a cached data set; polls come as one file per 1x of scale."""
+def dataset_params(scale: float, days: int = DAYS) -> dict:
+    """What identifies a cached data set. 8 days: one poll file per 1x of scale; longer
+    histories: one file a day, and one more hour in a file of its own."""
+    history = days != DAYS
     return {
         "version": DATASET_VERSION,
         "stores": max(1, round(BASE_STORES * scale)),
-        "days": DAYS,
+        "days": days,
         "seed": SEED,
         "start": START,
-        "poll_files": max(1, math.ceil(scale)),
+        "poll_files": days if history else max(1, math.ceil(scale)),
+        "extra_hours": 1 if history else 0,
     }
 
 
-def ensure_dataset(scale: float, folder: Path, out: Out = print) -> dict:
+def ensure_dataset(params: dict, folder: Path, out: Out = print) -> dict:
     """Reuse the data set in ``folder`` if it was made with the same parameters, else make it."""
     from storemon_pipeline.tools.generate import generate_dataset
 
-    params = dataset_params(scale)
     manifest = folder / "dataset.json"
     if manifest.exists():
         info = json.loads(manifest.read_text())
@@ -70,6 +89,7 @@ def ensure_dataset(scale: float, folder: Path, out: Out = print) -> dict:
         params["seed"],
         start=params["start"],
         poll_files=params["poll_files"],
+        extra_hours=params["extra_hours"],
     )
     info["params"] = params
     manifest.write_text(json.dumps(info, indent=2))
@@ -87,7 +107,10 @@ def phase_floor(db_path: str, *poll_files: str) -> dict:
     """The cheapest honest baseline: load the polls with DuckDB and run one window over them."""
     import duckdb
 
+    from storemon_pipeline.engine.db import ResourceLimits
+
     con = duckdb.connect(db_path)
+    ResourceLimits.from_environment().apply(con)
     began = time.perf_counter()
     con.execute(
         r"""
@@ -119,21 +142,21 @@ def phase_floor(db_path: str, *poll_files: str) -> dict:
 
 
 def phase_ingest(db_path: str, *files: str) -> dict:
-    """Ingest hours, zones and polls into a fresh storemon database."""
-    from storemon_pipeline.engine.db import connect
+    """Ingest files into a storemon database (new, or holding data already)."""
+    from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.ingest import ingest_paths
 
-    con = connect(db_path)
-    began = time.perf_counter()
-    results = ingest_paths(con, list(files))
-    seconds = time.perf_counter() - began
-    con.close()
+    with database(db_path) as con:
+        began = time.perf_counter()
+        results = ingest_paths(con, list(files))
+        seconds = time.perf_counter() - began
     loaded = {r.feed: 0 for r in results}
     for r in results:
         loaded[r.feed] += r.rows_loaded
     return {
         "seconds": seconds,
-        "detail": ", ".join(f"{n:,} {feed}" for feed, n in loaded.items()),
+        "detail": f"{len(results)} file(s): "
+        + ", ".join(f"{n:,} {feed}" for feed, n in loaded.items()),
         "rows": loaded.get("polls", 0),
         "rejected": sum(r.rows_rejected for r in results),
         "refused": [r.file for r in results if r.status != "loaded"],
@@ -141,31 +164,57 @@ def phase_ingest(db_path: str, *files: str) -> dict:
 
 
 def phase_windows(db_path: str) -> dict:
-    """Convert the business hours to UTC windows (a derived asset, timed on its own)."""
-    from storemon_pipeline.engine.db import connect
+    """The business_windows asset: the windows around the latest poll, as a table."""
+    from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.windows import refresh_business_windows
 
-    con = connect(db_path)
-    began = time.perf_counter()
-    refresh_business_windows(con)
-    seconds = time.perf_counter() - began
-    con.close()
-    return {"seconds": seconds}
+    with database(db_path) as con:
+        began = time.perf_counter()
+        windows = refresh_business_windows(con)
+        seconds = time.perf_counter() - began
+    return {"seconds": seconds, "detail": f"{windows:,} windows"}
 
 
-def phase_report(db_path: str, out_path: str) -> dict:
-    """A report as of the latest poll, written as CSV."""
-    from storemon_pipeline.engine.db import connect
+def phase_report(db_path: str, out_path: str, *extra_files: str) -> dict:
+    """A report as of the latest poll, written as CSV (what `storemon report` does); the
+    ``extra_files`` are ingested first, untimed."""
+    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.ingest import ingest_paths
     from storemon_pipeline.engine.report import write_report_csv
 
-    con = connect(db_path)
-    began = time.perf_counter()
-    write_report_csv(con, Path(out_path), as_of=None)
-    seconds = time.perf_counter() - began
-    con.close()
+    with database(db_path) as con:
+        ingest_paths(con, list(extra_files))
+        began = time.perf_counter()
+        write_report_csv(con, Path(out_path), as_of=None)
+        seconds = time.perf_counter() - began
     with open(out_path, "rb") as handle:
         rows = sum(1 for _ in handle) - 1
     return {"seconds": seconds, "rows": rows, "detail": f"{rows:,} stores"}
+
+
+def phase_week(db_path: str, history_path: str) -> dict:
+    """The 168 hourly reports of the week before the latest poll, in one pass, saved to a report
+    history: what a single-run backfill of a week of partitions computes."""
+    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.history import partition_as_of, save_history
+    from storemon_pipeline.engine.report import compute_reports, latest_poll
+
+    with database(db_path) as con:
+        began = time.perf_counter()
+        latest = latest_poll(con)
+        newest_hour = latest.replace(minute=0, second=0, microsecond=0)
+        hours = [newest_hour - timedelta(hours=h) for h in range(168)]
+        as_of_by_hour = {hour: partition_as_of(hour, latest) for hour in hours}
+        compute_reports(con, list(as_of_by_hour.values()))
+        computed = time.perf_counter() - began
+        rows = save_history(con, Path(history_path), as_of_by_hour)
+        seconds = time.perf_counter() - began
+    return {
+        "seconds": seconds,
+        "rows": rows,
+        "detail": f"168 reports, {rows:,} rows: compute {computed:.2f} s + save "
+        f"{seconds - computed:.2f} s",
+    }
 
 
 PHASE_FUNCTIONS: dict[str, Callable[..., dict]] = {
@@ -173,6 +222,10 @@ PHASE_FUNCTIONS: dict[str, Callable[..., dict]] = {
     "ingest": phase_ingest,
     "windows": phase_windows,
     "report": phase_report,
+    "week": phase_week,
+    "stray": phase_report,
+    "ingest_hour": phase_ingest,
+    "first_report": phase_report,
 }
 
 
@@ -233,12 +286,35 @@ def _bar(name: str, value: float | None, limit: float, unit: str) -> dict:
         "value": value,
         "limit": limit,
         "unit": unit,
-        "passed": value is not None and value < limit,
+        "passed": value is not None and value <= limit,
     }
 
 
-def run_bench(scale: float = 1.0, cache_dir: Path | None = None, out: Out = print) -> list[dict]:
-    """Generate (or reuse) data at ``scale``, time every phase, print and return the figures.
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _stray_polls_file(run_dir: Path, info: dict) -> Path:
+    """Two valid polls ten months before the data set starts, of two of its stores."""
+    with open(info["poll_files"][0]) as handle:
+        handle.readline()
+        stores = [handle.readline().split(",")[0] for _ in range(2)]
+    path = run_dir / "stray_polls.csv"
+    path.write_text(
+        "store_id,status,timestamp_utc\n"
+        f"{stores[0]},inactive,2022-03-20 10:00:00 UTC\n"
+        f"{stores[1]},active,2022-03-21 03:17:12.5 UTC\n"
+    )
+    return path
+
+
+def run_bench(
+    scale: float = 1.0,
+    cache_dir: Path | None = None,
+    history_days: int | None = None,
+    out: Out = print,
+) -> list[dict]:
+    """Generate (or reuse) data, time every phase, print and return the figures.
 
     The returned list has one ``kind="phase"`` dict per phase (seconds, peak_rss_mb, x_floor)
     and one ``kind="bar"`` dict per bar (value, limit, passed).
@@ -247,63 +323,104 @@ def run_bench(scale: float = 1.0, cache_dir: Path | None = None, out: Out = prin
         from storemon_pipeline.settings import get_settings
 
         cache_dir = get_settings().state_dir / "bench"
-    folder = Path(cache_dir) / f"scale-{scale:g}"
-    info = ensure_dataset(scale, folder / "data", out)
+    cache_dir = Path(cache_dir)
+    days = history_days or DAYS
+    name = f"scale-{scale:g}" + (f"-days-{days}" if history_days else "")
+    folder = cache_dir / name
+    info = ensure_dataset(dataset_params(scale, days), folder / "data", out)
     run_dir = folder / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     db, floor_db = run_dir / "storemon.duckdb", run_dir / "floor.duckdb"
+    stray_db = run_dir / "stray.duckdb"
     feeds = [info["menu_hours"], info["timezones"], *info["poll_files"]]
     arguments = {
         "floor": [str(floor_db), *info["poll_files"]],
         "ingest": [str(db), *feeds],
         "windows": [str(db)],
         "report": [str(db), str(run_dir / "report.csv")],
+        "week": [str(db), str(run_dir / "history.duckdb")],
+        "stray": [str(stray_db), str(run_dir / "stray.csv"), str(_stray_polls_file(run_dir, info))],
+        "ingest_hour": [str(db), str(info.get("extra_poll_file"))],
+        "first_report": [str(db), str(run_dir / "first_report.csv")],
     }
     out(
-        f"{info['stores']:,} stores, {info['polls']:,} polls in {len(info['poll_files'])} "
-        f"file(s), {info['bytes'] / 1e6:,.0f} MB of CSV; {os.cpu_count()} CPUs"
+        f"{info['stores']:,} stores, {info['polls']:,} polls over {days} days in "
+        f"{len(info['poll_files'])} file(s), {info['bytes'] / 1e6:,.0f} MB of CSV; "
+        f"{os.cpu_count()} CPUs"
     )
     rows = []
-    for name in PHASES:
-        row = run_child(name, arguments[name], run_dir)
+    for phase in HISTORY_PHASES if history_days else PHASES:
+        if phase == "stray":  # the same database, and the stray polls on top
+            shutil.copyfile(db, stray_db)
+        row = run_child(phase, arguments[phase], run_dir)
         rows.append({"kind": "phase", **row})
         if row.get("error"):
-            out(f"  {name} failed: {row['error']} (log: {run_dir / (name + '.log')})")
-    for path in (db, floor_db):
+            out(f"  {phase} failed: {row['error']} (log: {run_dir / (phase + '.log')})")
+    for path in (db, floor_db, stray_db, run_dir / "history.duckdb"):
         for leftover in (path, path.with_name(path.name + ".wal")):
             leftover.unlink(missing_ok=True)
 
-    floor = rows[0]["seconds"]
-    for row in rows:
-        row["x_floor"] = row["seconds"] / floor if row["seconds"] and floor else None
     by_phase = {row["phase"]: row for row in rows}
-    bars = _bars(scale, by_phase)
+    floor = by_phase.get("floor", {}).get("seconds")
+    for row in rows:
+        row["x_floor"] = _ratio(row["seconds"], floor)
+    if history_days:
+        baseline = cache_dir / f"scale-{scale:g}" / "results.json"
+        bars = _history_bars(by_phase, baseline, out)
+    else:
+        bars = _bars(scale, by_phase)
     _print_table(rows, bars, info, out)
-    _save_results(folder, scale, rows, bars)
-    _print_scaling(Path(cache_dir), scale, by_phase, bars, out)
+    (folder / "results.json").write_text(
+        json.dumps({"scale": scale, "days": days, "rows": rows, "bars": bars}, indent=2)
+    )
+    if not history_days:
+        _print_scaling(cache_dir, scale, by_phase, bars, out)
     return rows + bars
-
-
-def _bar_seconds(by_phase: dict[str, dict]) -> dict[str, float | None]:
-    """What the bars measure: loading the files, and a report as the CLI makes one after an
-    ingest (business windows, then the report)."""
-    windows, report = by_phase["windows"]["seconds"], by_phase["report"]["seconds"]
-    return {
-        "ingest": by_phase["ingest"]["seconds"],
-        "report": None if windows is None or report is None else windows + report,
-    }
 
 
 def _bars(scale: float, by_phase: dict[str, dict]) -> list[dict]:
     factor = max(scale, 1.0)
-    seconds = _bar_seconds(by_phase)
-    peak = max(by_phase[name]["peak_rss_mb"] for name in PHASES if name != "floor")
+    report = by_phase["report"]["seconds"]
+    peak = max(row["peak_rss_mb"] for name, row in by_phase.items() if name != "floor")
     return [
-        _bar("ingest", seconds["ingest"], INGEST_BAR_S * factor, "s"),
-        _bar("report (windows + report)", seconds["report"], REPORT_BAR_S * factor, "s"),
+        _bar("ingest", by_phase["ingest"]["seconds"], INGEST_BAR_S * factor, "s"),
+        _bar("report", report, REPORT_BAR_S * factor, "s"),
+        _bar("week of hourly reports / report", _ratio(by_phase["week"]["seconds"], report),
+             WEEK_BAR_X, "x"),
+        _bar("report after stray polls / report",
+             _ratio(by_phase["stray"]["seconds"], report), STRAY_BAR_X, "x"),
         _bar("peak memory of a phase", peak, MEMORY_BAR_MB, "MB"),
+    ]
+
+
+def _history_bars(by_phase: dict[str, dict], baseline: Path, out: Out) -> list[dict]:
+    """The report after one more hour is what a live feed computes every hour; the first report
+    after loading all the history at once also reads the history of the few stores never
+    polled in their hours (then remembered), and is shown beside it."""
+    report, first = by_phase["report"], by_phase["first_report"]
+    bars = [
+        _bar("ingest of one more hour", by_phase["ingest_hour"]["seconds"], HOUR_INGEST_BAR_S,
+             "s"),
+        _bar("peak memory of a phase", max(r["peak_rss_mb"] for r in by_phase.values()),
+             MEMORY_BAR_MB, "MB"),
+    ]
+    if not baseline.exists():
+        out(f"no 8-day run at this scale to compare with ({baseline}): run it first")
+        return bars
+    base = {row["phase"]: row for row in json.loads(baseline.read_text())["rows"]}["report"]
+    out(
+        "first report after loading the history at once: "
+        f"{_fmt(_ratio(first['seconds'], base['seconds']), '.2f')} x the time and "
+        f"{_fmt(_ratio(first['peak_rss_mb'], base['peak_rss_mb']), '.2f')} x the memory of the "
+        "8-day report"
+    )
+    return bars + [
+        _bar("report time / 8-day report", _ratio(report["seconds"], base["seconds"]),
+             HISTORY_BAR_X, "x"),
+        _bar("report memory / 8-day report",
+             _ratio(report["peak_rss_mb"], base["peak_rss_mb"]), HISTORY_BAR_X, "x"),
     ]
 
 
@@ -313,11 +430,11 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 def _print_table(rows: list[dict], bars: list[dict], info: dict, out: Out) -> None:
     out("")
-    out(f"{'phase':<9} {'seconds':>8} {'peak RSS MB':>12} {'x floor':>8}  detail")
+    out(f"{'phase':<12} {'seconds':>8} {'peak RSS MB':>12} {'x floor':>8}  detail")
     for row in rows:
         detail = row.get("error") or row.get("detail", "")
         out(
-            f"{row['phase']:<9} {_fmt(row['seconds'], '8.2f')} "
+            f"{row['phase']:<12} {_fmt(row['seconds'], '8.2f')} "
             f"{row['peak_rss_mb']:>12.0f} {_fmt(row['x_floor'], '8.2f')}  {detail}"
         )
     loaded = next((r.get("rows") for r in rows if r["phase"] == "ingest"), None)
@@ -328,16 +445,14 @@ def _print_table(rows: list[dict], bars: list[dict], info: dict, out: Out) -> No
         f"stores {info['stores']:,}; reported {_fmt(reported, ',')}"
     )
     for bar in bars:
-        verdict = "PASS" if bar["passed"] else "FAIL"
-        out(
-            f"bar: {bar['bar']:<30} {_fmt(bar['value'], '10.2f')} {bar['unit']:<2} "
-            f"< {bar['limit']:.0f} {bar['unit']:<2}  {verdict}"
-        )
+        _print_bar(bar, out)
 
 
-def _save_results(folder: Path, scale: float, rows: list[dict], bars: list[dict]) -> None:
-    (folder / "results.json").write_text(
-        json.dumps({"scale": scale, "rows": rows, "bars": bars}, indent=2)
+def _print_bar(bar: dict, out: Out) -> None:
+    verdict = "PASS" if bar["passed"] else "FAIL"
+    out(
+        f"bar: {bar['bar']:<36} {_fmt(bar['value'], '10.2f')} {bar['unit']:<2} "
+        f"<= {bar['limit']:g} {bar['unit']:<2}  {verdict}"
     )
 
 
@@ -348,27 +463,20 @@ def _print_scaling(
     baseline = cache_dir / "scale-1" / "results.json"
     if scale <= 1 or not baseline.exists():
         return
-    base = _bar_seconds(
-        {row["phase"]: row for row in json.loads(baseline.read_text())["rows"]}
-    )
-    for name, now in _bar_seconds(by_phase).items():
-        then = base.get(name)
-        if now is None or not then:
-            continue
-        bar = _bar(f"{name} time vs last 1x run", now / then, scale, "x")
+    base = {row["phase"]: row for row in json.loads(baseline.read_text())["rows"]}
+    for name in ("ingest", "report"):
+        bar = _bar(f"{name} time vs last 1x run",
+                   _ratio(by_phase[name]["seconds"], base[name]["seconds"]), scale, "x")
         bars.append(bar)
-        out(
-            f"bar: {bar['bar']:<30} {bar['value']:10.2f} x  < {scale:g} x   "
-            f"{'PASS' if bar['passed'] else 'FAIL'}"
-        )
+        _print_bar(bar, out)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry of a phase's child process: ``python -m storemon_pipeline.tools.bench _phase NAME ...``
-    (the benchmark itself is ``storemon bench``)."""
+    """Entry of a phase's child process: ``python -m storemon_pipeline.tools.bench _phase NAME
+    ...`` (the benchmark itself is ``storemon bench``)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] != ["_phase"]:
-        raise SystemExit("usage: storemon bench [--scale K]")
+        raise SystemExit("usage: storemon bench [--scale K] [--history-days D]")
     name, result_path, *args = argv[1:]
     result = PHASE_FUNCTIONS[name](*args)
     result["peak_rss_mb"] = own_peak_rss_mb()

@@ -240,6 +240,7 @@ def generate_dataset(
     *,
     start: str = "2023-01-18",
     poll_files: int = 1,
+    extra_hours: int = 0,
     real_ids: bool = False,
     compress: bool = False,
     progress: Progress | None = None,
@@ -247,7 +248,9 @@ def generate_dataset(
     """Write ``menu_hours.csv``, ``timezones.csv`` and ``store_status_NNN.csv[.gz]``.
 
     Poll files split the period in consecutive time slices (as hourly deliveries would) and
-    each file's rows are shuffled. Returns counts, paths and the elapsed seconds.
+    each file's rows are shuffled. ``extra_hours`` more hours after the period go to one more
+    file (``extra_poll_file``: the next delivery of a live feed). Returns counts, paths and the
+    elapsed seconds.
     """
     began = time.perf_counter()
     say = progress or (lambda message: None)
@@ -270,6 +273,8 @@ def generate_dataset(
     ids = pa.array(chosen["store_id"].to_numpy(), type=pa.string())
     simulator = PollSimulator(stores, seed, datetime.fromisoformat(start).replace(tzinfo=UTC))
     hours_per_file = np.array_split(np.arange(days * 24), max(1, poll_files))
+    if extra_hours:
+        hours_per_file.append(np.arange(days * 24, days * 24 + extra_hours))
     poll_paths: list[Path] = []
     polls = inactive = 0
     for number, file_hours in enumerate(hours_per_file):
@@ -304,7 +309,8 @@ def generate_dataset(
         "stores_without_timezone": int(stores - len(zones)),
         "menu_hours": str(hours_path),
         "timezones": str(zones_path),
-        "poll_files": [str(path) for path in poll_paths],
+        "poll_files": [str(path) for path in poll_paths[: len(poll_paths) - bool(extra_hours)]],
+        "extra_poll_file": str(poll_paths[-1]) if extra_hours else None,
         "bytes": sum(Path(p).stat().st_size for p in [hours_path, zones_path, *poll_paths]),
         "seconds": time.perf_counter() - began,
     }

@@ -8,6 +8,7 @@ the GraphQL client as the REST facade will drive it, stopped with SIGINT and sta
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,6 +46,8 @@ from storemon_pipeline.engine.state import read_latest_poll, read_report_sidecar
 from storemon_pipeline.settings import PROJECT_ROOT, SAMPLE_DATA_DIR, Settings
 
 SAMPLE_POLLS = SAMPLE_DATA_DIR / "store_status.csv.gz"  # 2023-01-18 .. 2023-01-25
+CSV_VALUES = ["uptime_last_hour", "uptime_last_day", "uptime_last_week",
+              "downtime_last_hour", "downtime_last_day", "downtime_last_week"]
 
 checks_job = dg.define_asset_job(
     "uptime_report_checks_job", selection=dg.AssetSelection.checks_for_assets(uptime_report)
@@ -222,6 +226,70 @@ def test_each_partition_equals_storemon_report(
             downtime = (stored[f"business_{period}_us"] - stored[f"uptime_{period}_us"]) / unit
             assert (uptime - engine[f"uptime_last_{period}"]).abs().max() < 1e-9
             assert (downtime - engine[f"downtime_last_{period}"]).abs().max() < 1e-9
+
+
+def _report_rows(path: Path) -> dict[str, list[str]]:
+    with open(path, newline="") as handle:
+        return {row[0]: row[1:] for row in list(csv.reader(handle))[1:]}
+
+
+def test_storemon_history_reads_the_partitions(
+    graph: Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`storemon history STORE` prints the store's row of every partition: the values of the
+    report CSV as of that partition's as-of."""
+    monkeypatch.setenv("STOREMON_HOME", str(graph.settings.state_dir))
+    with graph.con() as con:
+        store = con.execute("SELECT min(store_id) FROM stores").fetchone()[0]
+    capsys.readouterr()
+    assert storemon_main(["history", store]) == 0
+    printed = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert printed[0] == ["partition", "as_of", *CSV_VALUES]
+    by_partition = {row[0]: row for row in printed[1:]}
+    assert list(by_partition) == graph.partitions
+    for key in ("2023-01-20-07:00", graph.partition):
+        as_of = by_partition[key][1].removesuffix(" UTC")
+        out = tmp_path / f"{key}.csv"
+        assert storemon_main(["report", "--as-of", as_of, "--out", str(out)]) == 0
+        assert by_partition[key][2:] == _report_rows(out)[store]
+    # a window of as-of instants
+    capsys.readouterr()
+    assert storemon_main(["history", store, "--from", "2023-01-24T00:00:00Z",
+                          "--to", "2023-01-24T05:30:00Z"]) == 0
+    window = list(csv.reader(capsys.readouterr().out.splitlines()))[1:]
+    assert [row[0] for row in window] == [f"2023-01-23-{h}:00" for h in ("23",)] + [
+        f"2023-01-24-0{h}:00" for h in range(5)]
+    # an unknown store, an id the ingest would reject
+    assert storemon_main(["history", "no-such-store"]) == 1
+    assert "no report partition holds store no-such-store" in capsys.readouterr().err
+    assert storemon_main(["history", "bad id!"]) == 2
+
+
+def test_history_endpoint_reads_the_partitions(graph: Graph) -> None:
+    from storemon_api.main import create_app
+
+    with warnings.catch_warnings():  # Starlette's note about its httpx-based client, not ours
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    with graph.con() as con:
+        store = con.execute("SELECT max(store_id) FROM stores").fetchone()[0]
+    with TestClient(create_app(state=graph.settings)) as client:
+        answer = client.get(f"/stores/{store}/history")
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["store_id"] == store
+        assert [row["partition"] for row in body["rows"]] == graph.partitions
+        newest = body["rows"][-1]
+        assert newest["as_of"].startswith(graph.latest_poll.isoformat())
+        csv_row = _report_rows(graph.settings.reports_dir / f"{graph.report.run_id}.csv")[store]
+        assert [newest[name] for name in CSV_VALUES] == [float(v) for v in csv_row]
+        since = client.get(f"/stores/{store}/history", params={"from": "2023-01-25T00:00:00Z"})
+        assert all(r["as_of"] >= "2023-01-25" for r in since.json()["rows"])
+        assert len(since.json()["rows"]) == 25  # 2023-01-24-23:00 is as of 2023-01-25 00:00
+        assert client.get("/stores/no-such-store/history").status_code == 404
+        bad = client.get("/stores/bad%20id!/history")
+        assert bad.status_code == 422 and "store_id" in bad.json()["detail"]
 
 
 def test_one_partition_run_as_the_api_launches_it(graph: Graph) -> None:

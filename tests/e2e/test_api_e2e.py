@@ -82,6 +82,20 @@ def test_report_csv_is_byte_identical_to_the_cli(api_stack, api, first_report, t
     assert api.get(f"/reports/{report_id}/csv").content == cli_csv.read_bytes()
 
 
+def test_store_history_holds_the_reported_partition(api, first_report):
+    """The report run wrote its partition's rows to the history; the endpoint reads them back:
+    the values of the CSV. The CLI loaded the data, so the API added the partition itself."""
+    header, first_row = first_report["response"].text.splitlines()[:2]
+    store, *values = first_row.split(",")
+    status = api.get(f"/reports/{first_report['id']}").json()
+    history = api.get(f"/stores/{store}/history")
+    assert history.status_code == 200, history.text
+    (row,) = [r for r in history.json()["rows"] if r["partition"] == status["partition"]]
+    assert [row[name] for name in header.split(",")[1:]] == [float(v) for v in values]
+    assert api.get("/stores/not-a-store/history").status_code == 404
+    assert api.get("/stores/%20bad/history").status_code == 422
+
+
 def test_ten_simultaneous_triggers_all_complete(api, first_report):
     started = time.monotonic()
     with ThreadPoolExecutor(10) as pool:

@@ -62,12 +62,14 @@ def test_a_report_over_its_limits_fails_clearly_and_leaves_no_spill_files(tmp_pa
     fails with a message naming the settings, the disk is not filled, nothing is left behind,
     and the same report within the limits then works."""
     home = tmp_path / "state"
-    assert storemon(home, "ingest", str(SAMPLE_DATA_DIR)).returncode == 0
-    tight = {"STOREMON_DUCKDB_MEMORY_LIMIT_MB": "64", "STOREMON_DUCKDB_TEMP_LIMIT_GB": "0.001"}
+    feeds = tmp_path / "feeds"  # 3,000 stores, 8 days: about 400,000 polls
+    assert storemon(home, "generate", "--out", str(feeds), "--stores", "3000").returncode == 0
+    assert storemon(home, "ingest", str(feeds)).returncode == 0
+    tight = {"STOREMON_DUCKDB_MEMORY_LIMIT_MB": "32", "STOREMON_DUCKDB_TEMP_LIMIT_GB": "0.001"}
     failed = storemon(home, "report", **tight)
     assert failed.returncode == 1
     assert "STOREMON_DUCKDB_TEMP_LIMIT_GB=0.001" in failed.stderr
-    assert "STOREMON_DUCKDB_MEMORY_LIMIT_MB=64" in failed.stderr
+    assert "STOREMON_DUCKDB_MEMORY_LIMIT_MB=32" in failed.stderr
     assert "Traceback" not in failed.stderr
     leftovers = [p for p in home.rglob("*") if p.name.endswith(".tmp") or ".tmp" in p.parts]
     assert leftovers == []

@@ -680,3 +680,43 @@ def test_st_johns_fall_back_with_a_fractional_first_poll(run_engine, tmp_path):
     row = frame.iloc[0]
     assert row.uptime_last_day + row.downtime_last_day == pytest.approx(3.0, abs=1e-9)
     assert row.uptime_last_week + row.downtime_last_week == pytest.approx(15.0, abs=1e-9)
+
+
+@settings(max_examples=round(25 * SCALE), **COMMON)
+@given(data=st.data(), scenario=history_scenarios(max_stores=4))
+def test_reports_between_ingests_match_oracle(data, scenario):
+    """A live feed: polls arrive in several deliveries (some late, older than what came
+    before; the hours may change in between), and a report follows each delivery. Reports
+    remember what their search before the look-back found (search_memo): whatever arrives
+    later, every report agrees with the oracle on the polls delivered so far."""
+    from support.oracle import write_feeds
+
+    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.ingest import ingest_paths
+    from storemon_pipeline.engine.report import report_frame
+
+    stores, t, replaced = scenario
+    deliveries = data.draw(st.integers(2, 3), label="deliveries")
+    arrival = {  # (store, poll) -> delivery: mostly in time order, some late
+        (i, j): data.draw(st.integers(0, deliveries - 1)) if data.draw(st.booleans())
+        else min(deliveries - 1, max(0, (to_unix(p) - t + 40 * DAY) * deliveries // (42 * DAY)))
+        for i, store in enumerate(stores) for j, (p, _) in enumerate(store.polls)
+    }
+    with tempfile.TemporaryDirectory(prefix="storemon-oracle-") as folder:
+        con = connect(Path(folder) / "storemon.duckdb")
+        try:
+            for k in range(deliveries):
+                delivered = [
+                    StoreCase(s.store_id, replaced.get(s.store_id, s.hours) if k == 0 else s.hours,
+                              s.zone, [p for j, p in enumerate(s.polls) if arrival[i, j] <= k])
+                    for i, s in enumerate(stores)
+                ]
+                paths = write_feeds(delivered, Path(folder) / f"delivery_{k}", seed=k)
+                ingest_paths(con, [*paths["hours"], *paths["timezones"], *paths["polls"]])
+                known = [s for s in delivered if s.polls]
+                if not known:
+                    continue
+                as_of = t - DAY * data.draw(st.integers(0, 3), label=f"days_before_{k}")
+                assert_agrees(report_frame(con, from_unix(as_of)), oracle_report(delivered, as_of))
+        finally:
+            con.close()

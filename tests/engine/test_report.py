@@ -7,7 +7,7 @@ import csv
 import gzip
 import random
 import shutil
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -138,3 +138,116 @@ def test_a_poll_at_the_as_of_instant_opening_a_window_is_in_hours(tmp_path):
         rows = read_rows(write_report_csv(con, tmp_path / "r.csv").path)
     # last hour [Mon 23:30, Tue 00:30) EDT: business until Tue 00:00, nearest poll is the one at T
     assert rows[1][:2] == ["s", "30.00"] and rows[1][4] == "0.00"
+
+
+def test_stray_polls_far_older_than_the_rest_change_nothing(sample, tmp_path):
+    """A feed's stray rows: two valid polls ten months older than the rest, of stores polled
+    every hour. The report is the same, byte for byte (and its cost does not follow them: a
+    report reads its own week, see docs/semantics.md and engine/report.py)."""
+    con, written = sample
+    stores = [row[0] for row in read_rows(written.path)[1:3]]
+    feeds = tmp_path / "feeds"
+    shutil.copytree(SAMPLE_DATA_DIR, feeds)
+    (feeds / "stray.csv").write_text(
+        "store_id,status,timestamp_utc\n"
+        f"{stores[0]},inactive,2022-03-20 10:00:00 UTC\n"
+        f"{stores[1]},active,2022-03-21 03:17:12.5 UTC\n"
+    )
+    with connect(tmp_path / "stray.duckdb") as stray:
+        ingest_paths(stray, [feeds])
+        assert stray.execute("SELECT min(ts) FROM polls").fetchone()[0].year == 2022
+        again = write_report_csv(stray, tmp_path / "stray.csv")
+    assert again.path.read_bytes() == written.path.read_bytes()
+
+
+def test_retention_reports_as_if_the_dropped_polls_never_arrived(sample, tmp_path):
+    from storemon_pipeline.engine.ingest import drop_expired_polls
+    from storemon_pipeline.engine.report import kept_history
+
+    assert kept_history(30) == timedelta(days=38)  # 30 days, plus a report's look-back
+    _, written = sample
+    keep = timedelta(days=5)
+    cutoff = written.as_of - keep
+    with connect(tmp_path / "kept.duckdb") as kept:
+        ingest_paths(kept, [SAMPLE_DATA_DIR])
+        polls_before = kept.execute("SELECT count(*) FROM polls").fetchone()[0]
+        dropped = drop_expired_polls(kept, keep)
+        assert dropped == polls_before - kept.execute("SELECT count(*) FROM polls").fetchone()[0]
+        assert dropped > 10_000
+        assert kept.execute("SELECT min(ts) FROM polls").fetchone()[0] >= cutoff
+        assert drop_expired_polls(kept, keep) == 0  # nothing more to drop
+        after = write_report_csv(kept, tmp_path / "kept.csv")
+    # the same feeds without the dropped polls, loaded into a new database
+    with gzip.open(POLLS_FILE, "rt", newline="") as handle:
+        header, *lines = handle.read().splitlines()
+    def instant(line: str) -> datetime:
+        text = line.split(",")[2].strip().removesuffix(" UTC")
+        parsed = datetime.fromisoformat(text)
+        return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+    recent = [line for line in lines if instant(line) >= cutoff]
+    feeds = tmp_path / "recent"
+    feeds.mkdir()
+    (feeds / "polls.csv").write_text("\n".join([header, *recent]) + "\n")
+    # (the one valid row of the bad-rows file is recent)
+    for name in ("menu_hours.csv", "timezones.csv", "store_status_bad_rows.csv"):
+        shutil.copy(SAMPLE_DATA_DIR / name, feeds / name)
+    with connect(tmp_path / "never.duckdb") as never:
+        ingest_paths(never, [feeds])
+        expected = write_report_csv(never, tmp_path / "never.csv")
+    assert after.path.read_bytes() == expected.path.read_bytes()
+
+
+def test_a_week_of_hourly_reports_in_one_pass_equals_each_report(sample):
+    """The history of a week (168 hourly as-of instants) is computed in one query; every row
+    equals the report computed alone."""
+    import pandas as pd
+
+    from storemon_pipeline.engine.report import compute_reports, report_frame, result_frame
+
+    con, written = sample
+    end = written.as_of.replace(minute=0, second=0, microsecond=0)
+    instants = [end - timedelta(hours=h) for h in range(168)]
+    assert compute_reports(con, instants) == sorted(instants)
+    batch = {t: result_frame(con, t) for t in instants[::17]}
+    assert con.execute("SELECT count(DISTINCT as_of) FROM report_results").fetchone()[0] == 168
+    for instant, frame in batch.items():
+        pd.testing.assert_frame_equal(frame, report_frame(con, instant))
+
+
+def test_a_late_poll_older_than_what_a_search_remembered_is_used(tmp_path):
+    """A store open one hour a week (Monday 09:00-10:00 UTC) is polled only outside its hours
+    lately: its last in-hours poll, weeks back, is found by the search before the look-back and
+    remembered. A late delivery brings a nearer in-hours poll, older than where that search
+    stopped: the next report must use it (the ingest forgets what the search remembered)."""
+    t = datetime(2023, 3, 2, 12)  # a Thursday; its week holds Monday 2023-02-27's hour
+    polls = tmp_path / "polls.csv"
+    recent = "".join(
+        f"s,active,{t - timedelta(days=d):%Y-%m-%d %H:%M:%S} UTC\n" for d in range(12)
+    )  # every day at 12:00: never in hours
+    polls.write_text(
+        "store_id,status,timestamp_utc\n" + recent
+        + "s,inactive,2023-02-06 09:30:00 UTC\n"  # in hours, three Mondays back
+    )
+    hours = tmp_path / "hours.csv"
+    hours.write_text("store_id,day,start_time_local,end_time_local\ns,0,09:00,10:00\n")
+    zones = tmp_path / "zones.csv"
+    zones.write_text("store_id,timezone_str\ns,UTC\n")
+    with connect(tmp_path / "db.duckdb") as con:
+        ingest_paths(con, [polls, hours, zones])
+        first = read_rows(write_report_csv(con, tmp_path / "1.csv", as_of=t).path)
+        assert first[1][3] == "0.00" and first[1][6] == "1.00"  # the old poll: down
+        assert con.execute("SELECT count(*) FROM search_memo").fetchone()[0] == 1
+        late = tmp_path / "late.csv"
+        late.write_text(
+            "store_id,status,timestamp_utc\ns,active,2023-02-20 09:30:00 UTC\n"  # nearer
+        )
+        ingest_paths(con, [late])
+        assert con.execute("SELECT count(*) FROM search_memo").fetchone()[0] == 0
+        second = read_rows(write_report_csv(con, tmp_path / "2.csv", as_of=t).path)
+        assert second[1][3] == "1.00" and second[1][6] == "0.00"  # the late poll: up
+        # a new hours snapshot makes other polls in-hours: what was remembered is forgotten
+        assert con.execute("SELECT count(*) FROM search_memo").fetchone()[0] == 1
+        hours.write_text("store_id,day,start_time_local,end_time_local\ns,0,09:00,12:30\n")
+        ingest_paths(con, [hours])
+        assert con.execute("SELECT count(*) FROM search_memo").fetchone()[0] == 0

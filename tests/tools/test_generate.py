@@ -180,3 +180,29 @@ def test_floor_phase_reads_every_form(small: dict, tmp_path: Path) -> None:
 def test_bench_scales() -> None:
     assert dataset_params(1)["stores"] == 14_000 and dataset_params(1)["poll_files"] == 1
     assert dataset_params(10)["stores"] == 140_000 and dataset_params(10)["poll_files"] == 10
+
+
+def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
+    """The benchmark command end to end on a tiny scale: every phase runs in its own process
+    and reports its figures; the history run compares itself with the 8-day run. (Not a timing
+    test: the bars' verdicts depend on the machine, the figures go to the README.)"""
+    from storemon_pipeline.tools.bench import run_bench
+
+    lines: list[str] = []
+    short = run_bench(scale=0.02, cache_dir=tmp_path, out=lines.append)
+    phases = {r["phase"]: r for r in short if r["kind"] == "phase"}
+    assert set(phases) == {"floor", "ingest", "windows", "report", "week", "stray"}
+    assert all(r["seconds"] is not None and r["peak_rss_mb"] > 0 for r in phases.values())
+    assert phases["week"]["rows"] == 168 * phases["report"]["rows"]
+    assert {r["bar"] for r in short if r["kind"] == "bar"} >= {
+        "ingest", "report", "week of hourly reports / report",
+        "report after stray polls / report", "peak memory of a phase",
+    }
+    long = run_bench(scale=0.02, cache_dir=tmp_path, history_days=12, out=lines.append)
+    assert {r["phase"] for r in long if r["kind"] == "phase"} == {
+        "ingest", "first_report", "ingest_hour", "report"
+    }
+    assert all(r["seconds"] is not None for r in long if r["kind"] == "phase")
+    bars = {r["bar"] for r in long if r["kind"] == "bar"}
+    assert {"report time / 8-day report", "ingest of one more hour"} <= bars
+    assert any(line.startswith("bar: report time / 8-day report") for line in lines)

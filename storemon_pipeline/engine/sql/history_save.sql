@@ -18,8 +18,7 @@ SELECT
     report_results.business_day_us,
     report_results.business_week_us
 FROM report_results
-JOIN saved_partitions USING (as_of)
-ORDER BY saved_partitions.partition_hour, report_results.store_id;
+JOIN saved_partitions USING (as_of);
 
 INSERT INTO history.uptime_report_partitions
 SELECT

@@ -49,7 +49,7 @@ SELECT
     CASE
         WHEN NOT well_quoted THEN 'malformed_quoting'
         WHEN NOT right_field_count THEN 'wrong_field_count'
-        WHEN NOT regexp_full_match(store_id, '[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}')
+        WHEN NOT regexp_full_match(store_id, $store_id_pattern)
             THEN 'invalid_store_id'
         WHEN day_of_week IS NULL THEN 'invalid_day'
         WHEN start_sec IS NULL THEN 'invalid_start_time'

@@ -18,7 +18,7 @@ checked AS (
         CASE
             WHEN NOT well_quoted THEN 'malformed_quoting'
             WHEN NOT right_field_count THEN 'wrong_field_count'
-            WHEN NOT regexp_full_match(store_id, '[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}')
+            WHEN NOT regexp_full_match(store_id, $store_id_pattern)
                 THEN 'invalid_store_id'
             WHEN timezone NOT IN (SELECT timezone FROM known_timezones) THEN 'invalid_timezone'
         END AS first_reason

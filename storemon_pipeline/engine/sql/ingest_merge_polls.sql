@@ -56,3 +56,10 @@ FROM (
 ) AS incoming
 WHERE stores.store_key = incoming.store_key
   AND (incoming.first_poll < stores.first_poll OR incoming.last_poll > stores.last_poll);
+
+-- What earlier searches found about the polls before some instant is untrue for a store that
+-- has just received a poll before that instant.
+DELETE FROM search_memo
+USING (SELECT store_key, min(ts) AS first_poll FROM incoming_polls GROUP BY store_key) AS incoming
+WHERE search_memo.store_key = incoming.store_key
+  AND incoming.first_poll < search_memo.searched_before;

@@ -13,6 +13,12 @@ CREATE OR REPLACE TEMP MACRO two_decimals(duration_us, unit_us) AS
         ((duration_us * 100 + unit_us // 2) // unit_us) % 100
     );
 
+-- One key for a reading of a store's sequence at an instant (report_readings.sql): the report
+-- joins four readings per row on it, and a single key keeps the planner from joining the
+-- readings with each other.
+CREATE OR REPLACE TEMP MACRO reading_key(store, seq, instant) AS
+    (store::BIGINT << 32) | (instant::BIGINT << 1) | (seq = 'all')::BIGINT;
+
 -- trim() is slow over millions of cells and almost none need it.
 CREATE OR REPLACE TEMP MACRO trim_cell(cell) AS
     CASE WHEN starts_with(cell, ' ') OR ends_with(cell, ' ') THEN trim(cell) ELSE cell END;

@@ -57,6 +57,20 @@ CREATE TABLE IF NOT EXISTS business_windows (
     window_end   TIMESTAMP NOT NULL
 );
 
+-- What the search before a report's look-back found (engine/report.py), so that the next report
+-- reads only the polls that arrived since: "among this store's polls before searched_before,
+-- the last in-hours poll is ... (NULL: none) and the last poll is ...". An ingest forgets the
+-- rows that new polls older than searched_before, a new hours or time-zone snapshot, or the
+-- retention make untrue.
+CREATE TABLE IF NOT EXISTS search_memo (
+    store_key            INTEGER   NOT NULL,
+    searched_before      TIMESTAMP NOT NULL,
+    last_in_hours_ts     TIMESTAMP,
+    last_in_hours_active BOOLEAN,
+    last_ts              TIMESTAMP,
+    last_active          BOOLEAN
+);
+
 -- Tables of earlier versions, now derived elsewhere: the report history lives in
 -- history.duckdb (engine/history.py), and reports build their own business windows.
 DROP TABLE IF EXISTS uptime_report;

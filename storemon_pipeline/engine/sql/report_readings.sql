@@ -1,0 +1,136 @@
+-- C and F (report_timelines.sql) read where the batch's reports need them, as temp tables:
+-- at the batch's instants (T, T - 1 h, T - 1 day and T - 7 days of every as-of, shared by all
+-- stores: hourly reports share most of them), for every (store, sequence) in use; and where
+-- the span of a report's last usable poll ends.
+
+CREATE OR REPLACE TEMP TABLE report_instants AS
+WITH as_of_instants AS (
+    SELECT
+        as_of,
+        epoch_us(as_of) AS t_us,
+        epoch_us(as_of) - 3600000000 AS hour_us,
+        epoch_us(as_of) - 86400000000 AS day_us,
+        epoch_us(as_of) - 604800000000 AS week_us
+    FROM report_as_of
+),
+batch_instants AS (
+    SELECT x_us, row_number() OVER (ORDER BY x_us)::INTEGER AS position
+    FROM (SELECT DISTINCT unnest([t_us, hour_us, day_us, week_us]) AS x_us FROM as_of_instants)
+)
+SELECT
+    as_of_instants.*,
+    t.position AS t_pos,
+    h.position AS hour_pos,
+    d.position AS day_pos,
+    w.position AS week_pos
+FROM as_of_instants
+JOIN batch_instants AS t ON t.x_us = as_of_instants.t_us
+JOIN batch_instants AS h ON h.x_us = as_of_instants.hour_us
+JOIN batch_instants AS d ON d.x_us = as_of_instants.day_us
+JOIN batch_instants AS w ON w.x_us = as_of_instants.week_us;
+
+-- one row per (as-of, reported store): stores with a poll at or before T (§2.3), with the
+-- sequence the store uses at T, and its last usable poll at or before T
+CREATE OR REPLACE TEMP TABLE store_reports AS
+WITH reported AS (
+    SELECT
+        report_instants.as_of,
+        report_stores.store_key,
+        CASE
+            WHEN first_in_hours.first_in_hours <= report_instants.as_of THEN 'in_hours'
+            ELSE 'all'
+        END AS sequence
+    FROM report_instants
+    JOIN report_stores ON report_stores.first_poll <= report_instants.as_of
+    LEFT JOIN first_in_hours USING (store_key)
+)
+SELECT
+    reported.*,
+    poll_spans.ts AS last_ts,
+    poll_spans.is_active AS last_active,
+    poll_spans.span_end_us AS last_span_end_us
+FROM reported
+ASOF JOIN poll_spans
+    ON poll_spans.store_key = reported.store_key
+    AND poll_spans.sequence = reported.sequence
+    AND poll_spans.ts <= reported.as_of;
+
+CREATE OR REPLACE TEMP TABLE grid_readings AS
+WITH batch_instants AS (
+    SELECT DISTINCT t_pos AS position, t_us AS x_us FROM report_instants
+    UNION SELECT DISTINCT hour_pos, hour_us FROM report_instants
+    UNION SELECT DISTINCT day_pos, day_us FROM report_instants
+    UNION SELECT DISTINCT week_pos, week_us FROM report_instants
+),
+grid AS (
+    SELECT pairs.store_key, pairs.sequence, batch_instants.position, batch_instants.x_us
+    FROM (SELECT DISTINCT store_key, sequence FROM store_reports) AS pairs
+    CROSS JOIN batch_instants
+),
+grid_business AS (
+    SELECT
+        grid.*,
+        coalesce(
+            business_cumulative.before_us
+                + least(grid.x_us, business_cumulative.end_us) - business_cumulative.start_us,
+            0
+        ) AS business_us
+    FROM grid
+    ASOF LEFT JOIN business_cumulative
+        ON business_cumulative.store_key = grid.store_key
+        AND business_cumulative.start_us <= grid.x_us
+)
+SELECT
+    reading_key(grid_business.store_key, grid_business.sequence, grid_business.position)
+        AS reading_key,
+    grid_business.business_us,
+    coalesce(
+        uptime_cumulative.before_us
+            + least(grid_business.x_us, uptime_cumulative.end_us) - uptime_cumulative.start_us,
+        0
+    ) AS uptime_us
+FROM grid_business
+ASOF LEFT JOIN uptime_cumulative
+    ON uptime_cumulative.store_key = grid_business.store_key
+    AND uptime_cumulative.sequence = grid_business.sequence
+    AND uptime_cumulative.start_us <= grid_business.x_us;
+
+-- C and F where the span of each last poll ends, if that is inside a report's week
+CREATE OR REPLACE TEMP TABLE poll_readings AS
+WITH span_ends AS (
+    SELECT DISTINCT store_reports.store_key, store_reports.sequence, store_reports.last_ts,
+           store_reports.last_span_end_us AS x_us
+    FROM store_reports
+    JOIN report_instants USING (as_of)
+    WHERE store_reports.last_span_end_us > report_instants.week_us
+      AND store_reports.last_span_end_us < report_instants.t_us
+),
+span_end_business AS (
+    SELECT
+        span_ends.*,
+        coalesce(
+            business_cumulative.before_us
+                + least(span_ends.x_us, business_cumulative.end_us) - business_cumulative.start_us,
+            0
+        ) AS business_us
+    FROM span_ends
+    ASOF LEFT JOIN business_cumulative
+        ON business_cumulative.store_key = span_ends.store_key
+        AND business_cumulative.start_us <= span_ends.x_us
+)
+SELECT
+    span_end_business.store_key,
+    span_end_business.sequence,
+    span_end_business.last_ts,
+    span_end_business.business_us,
+    coalesce(
+        uptime_cumulative.before_us
+            + least(span_end_business.x_us, uptime_cumulative.end_us)
+            - uptime_cumulative.start_us,
+        0
+    ) AS uptime_us
+FROM span_end_business
+ASOF LEFT JOIN uptime_cumulative
+    ON uptime_cumulative.store_key = span_end_business.store_key
+    AND uptime_cumulative.sequence = span_end_business.sequence
+    AND uptime_cumulative.start_us <= span_end_business.x_us;

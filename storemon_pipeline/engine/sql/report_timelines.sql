@@ -1,0 +1,115 @@
+-- The timelines a batch of reports reads (docs/semantics.md §2.7-§2.9), as temp tables.
+-- Inputs (temp tables):
+--   report_as_of(as_of)                                      the instants, any number
+--   report_stores(store_key, store_id, first_poll)          stores with a poll <= the last one
+--   report_windows(store_key, window_start, window_end)      merged, from the look-back on
+--   lookback_polls(store_key, ts, is_active, in_hours)       every poll of the look-back
+--   prior_polls(store_key, ts, is_active, sequence)          before the look-back: the last
+--                                                            in-hours poll and the last poll
+-- A store's usable polls form one of two sequences (§2.7): its in-hours polls, once it has one
+-- at or before T, else all its polls. Over a sequence each poll owns the span between the
+-- midpoints with its neighbours (§2.8), and equal neighbours form status runs. For every
+-- (store, sequence), the business time (C) and the business time while active (F) are kept as
+-- prefix sums over time: C(x) and F(x) are read at any instant x with an ASOF join.
+-- All times are integer microseconds since the epoch.
+
+-- a store uses its in-hours polls for every T at or after its first one
+CREATE OR REPLACE TEMP TABLE first_in_hours AS
+SELECT store_key, min(ts) AS first_in_hours
+FROM (
+    SELECT store_key, ts FROM lookback_polls WHERE in_hours
+    UNION ALL
+    SELECT store_key, ts FROM prior_polls WHERE sequence = 'in_hours'
+)
+GROUP BY store_key;
+
+CREATE OR REPLACE TEMP TABLE poll_spans AS
+WITH stores_with_fallback AS (
+    -- stores that use all their polls for some T of the batch
+    SELECT report_stores.store_key
+    FROM report_stores
+    LEFT JOIN first_in_hours USING (store_key)
+    WHERE first_in_hours.first_in_hours IS NULL
+       OR first_in_hours.first_in_hours > (SELECT min(as_of) FROM report_as_of)
+),
+sequence_polls AS (
+    SELECT store_key, 'in_hours' AS sequence, ts, is_active FROM lookback_polls WHERE in_hours
+    UNION ALL
+    SELECT store_key, 'all' AS sequence, ts, is_active
+    FROM lookback_polls SEMI JOIN stores_with_fallback USING (store_key)
+    UNION ALL
+    SELECT store_key, sequence, ts, is_active
+    FROM prior_polls
+    WHERE sequence = 'in_hours' OR store_key IN (SELECT store_key FROM stores_with_fallback)
+)
+-- the later poll owns the midpoint; the first and last polls own everything before and after
+SELECT
+    store_key,
+    sequence,
+    ts,
+    is_active,
+    coalesce((epoch_us(lag(ts) OVER by_time) + epoch_us(ts)) // 2, -(1::BIGINT << 60))
+        AS span_start_us,
+    coalesce((epoch_us(ts) + epoch_us(lead(ts) OVER by_time)) // 2, 1::BIGINT << 60)
+        AS span_end_us,
+    is_active IS DISTINCT FROM lag(is_active) OVER by_time AS status_changes
+FROM sequence_polls
+WINDOW by_time AS (PARTITION BY store_key, sequence ORDER BY ts);
+
+CREATE OR REPLACE TEMP TABLE business_cumulative AS
+WITH windows_us AS (
+    SELECT store_key, epoch_us(window_start) AS start_us, epoch_us(window_end) AS end_us
+    FROM report_windows
+)
+SELECT
+    store_key,
+    start_us,
+    end_us,
+    coalesce(sum(end_us - start_us) OVER (
+        PARTITION BY store_key ORDER BY start_us
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+    ), 0) AS before_us
+FROM windows_us;
+
+CREATE OR REPLACE TEMP TABLE uptime_cumulative AS
+WITH active_runs AS (
+    -- a run of equal statuses starts at a poll whose status differs from the previous one
+    SELECT store_key, sequence, run_start_us, run_end_us
+    FROM (
+        SELECT
+            store_key,
+            sequence,
+            is_active,
+            span_start_us AS run_start_us,
+            coalesce(
+                lead(span_start_us) OVER (PARTITION BY store_key, sequence ORDER BY span_start_us),
+                1::BIGINT << 60
+            ) AS run_end_us
+        FROM poll_spans
+        WHERE status_changes
+    )
+    WHERE is_active
+),
+uptime_segments AS (
+    -- business time while active: windows cut by active runs (both disjoint per store)
+    SELECT
+        business_cumulative.store_key,
+        active_runs.sequence,
+        greatest(business_cumulative.start_us, active_runs.run_start_us) AS start_us,
+        least(business_cumulative.end_us, active_runs.run_end_us) AS end_us
+    FROM business_cumulative
+    JOIN active_runs
+        ON active_runs.store_key = business_cumulative.store_key
+        AND active_runs.run_start_us < business_cumulative.end_us
+        AND active_runs.run_end_us > business_cumulative.start_us
+)
+SELECT
+    store_key,
+    sequence,
+    start_us,
+    end_us,
+    coalesce(sum(end_us - start_us) OVER (
+        PARTITION BY store_key, sequence ORDER BY start_us
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+    ), 0) AS before_us
+FROM uptime_segments;
