@@ -20,11 +20,11 @@ from storemon_pipeline.defs.metadata import markdown, markdown_table, timestamp
 from storemon_pipeline.defs.partitions import add_report_partitions, report_partitions
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.engine.history import (
+    compute_history,
     partition_as_of,
     partition_hour,
     partition_key,
     partitions_changed_by,
-    save_history,
 )
 from storemon_pipeline.engine.ingest import (
     FileResult,
@@ -34,7 +34,6 @@ from storemon_pipeline.engine.ingest import (
 )
 from storemon_pipeline.engine.report import (
     NoPollsError,
-    compute_reports,
     export_report_csv,
     kept_history,
     latest_poll,
@@ -345,9 +344,8 @@ def uptime_report(
         as_of_by_hour = {
             partition_hour(key): partition_as_of(partition_hour(key), newest_poll) for key in keys
         }
-        compute_reports(con, list(as_of_by_hour.values()))
+        rows = compute_history(con, storemon.history_path, as_of_by_hour, run_id)
         computed = time.perf_counter() - started
-        rows = save_history(con, storemon.history_path, as_of_by_hour, run_id)
         newest_hour = max(as_of_by_hour)
         as_of = as_of_by_hour[newest_hour]
         export_report_csv(con, csv_path, as_of)
@@ -362,8 +360,8 @@ def uptime_report(
         latest_poll=newest_poll,
     )
     context.log.info(
-        f"{len(keys)} partition(s), {rows} rows in {computed:.2f} s; the newest, as of {as_of} "
-        f"UTC: {summary.stores} stores, written to {csv_path}"
+        f"{len(keys)} partition(s), {rows} rows saved in {computed:.2f} s; the newest, as of "
+        f"{as_of} UTC: {summary.stores} stores, written to {csv_path}"
     )
     metadata: dict[str, object] = {
         "partitions": len(keys),

@@ -21,14 +21,18 @@ from storemon_pipeline.engine.db import (
     connect_memory,
     database,
     retry_while_locked,
+    run_script,
     sql,
 )
 from storemon_pipeline.engine.instants import utc_now
-from storemon_pipeline.engine.report import latest_poll
+from storemon_pipeline.engine.report import compute_reports, latest_poll
 from storemon_pipeline.engine.state import read_latest_poll
 from storemon_pipeline.settings import Settings
 
 HOUR = timedelta(hours=1)
+# A pass over many partitions computes this many (partition, store) rows at most: memory follows
+# the pass (about 1 GB per million rows), not the backfill.
+ROWS_PER_PASS = 1_000_000
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
 
@@ -113,7 +117,7 @@ def save_history(
     try:
         con.begin()
         try:
-            con.execute(sql("history_save"), {"run_id": run_id, "computed_at": utc_now()})
+            run_script(con, "history_save", {"run_id": run_id, "computed_at": utc_now()})
             con.commit()
         except BaseException:
             con.rollback()
@@ -123,6 +127,27 @@ def save_history(
     return con.execute(
         "SELECT count(*) FROM report_results SEMI JOIN saved_partitions USING (as_of)"
     ).fetchone()[0]
+
+
+def compute_history(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    as_of_by_hour: dict[datetime, datetime],
+    run_id: str | None = None,
+    rows_per_pass: int = ROWS_PER_PASS,
+) -> int:
+    """Compute the reports of these partitions (hour -> as-of) and save them to the history,
+    oldest first, as many as-of instants per pass as ``rows_per_pass`` allows; returns the rows
+    written. ``report_results`` is left holding the last pass, with the newest partition."""
+    stores = con.execute("SELECT count(*) FROM stores").fetchone()[0]
+    per_pass = max(1, rows_per_pass // max(stores, 1))
+    hours = sorted(as_of_by_hour)
+    written = 0
+    for first in range(0, len(hours), per_pass):
+        chunk = {hour: as_of_by_hour[hour] for hour in hours[first:first + per_pass]}
+        compute_reports(con, list(chunk.values()))
+        written += save_history(con, path, chunk, run_id)
+    return written
 
 
 @dataclass(frozen=True)

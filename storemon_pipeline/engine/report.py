@@ -118,8 +118,9 @@ def compute_reports(
 def _search_before_lookback(
     con: duckdb.DuckDBPyConnection, horizon: datetime, first_week_start: datetime
 ) -> None:
-    """``prior_polls(store_key, ts, is_active, sequence)``: the last in-hours poll ('in_hours')
-    and the last poll ('all') before the horizon of the stores that may need them.
+    """``prior_polls(store_key, ts, is_active, all_polls)``: the last in-hours poll (not
+    all_polls) and the last poll (all_polls) before the horizon of the stores that may need
+    them.
 
     A store needs nothing older if it has an in-hours poll p no later than a margin after the
     first week's start W: whether p is before W or after it, every poll older than the horizon
@@ -134,7 +135,7 @@ def _search_before_lookback(
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE prior_polls (store_key INTEGER, ts TIMESTAMP, "
-        "is_active BOOLEAN, sequence VARCHAR)"
+        "is_active BOOLEAN, all_polls BOOLEAN)"
     )
     con.execute(
         """
@@ -171,17 +172,17 @@ def _search_before_lookback(
         scope_window_stores(con, "SELECT store_key, store_id FROM search_stores")
         build_business_windows(con, chunk_from, chunk_to, "search_windows", zones_ready=True)
         con.execute(sql("report_search"), {"chunk_from": chunk_from, "chunk_to": chunk_to})
-        # the first poll found before the horizon is the last one ('all'); a store is done
+        # the first poll found before the horizon is the last one (all_polls); a store is done
         # when its last in-hours poll is found, or when the chunk reaches down to its first
         # poll or to where an earlier search stopped
         con.execute(
             """
             INSERT INTO prior_polls
-            SELECT store_key, last_ts, last_active, 'all'
+            SELECT store_key, last_ts, last_active, true
             FROM search_found
-            WHERE store_key NOT IN (SELECT store_key FROM prior_polls WHERE sequence = 'all');
+            WHERE store_key NOT IN (SELECT store_key FROM prior_polls WHERE all_polls);
             INSERT INTO prior_polls
-            SELECT store_key, last_in_hours_ts, last_in_hours_active, 'in_hours'
+            SELECT store_key, last_in_hours_ts, last_in_hours_active, false
             FROM search_found
             WHERE last_in_hours_ts IS NOT NULL
             """

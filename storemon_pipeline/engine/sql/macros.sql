@@ -17,7 +17,7 @@ CREATE OR REPLACE TEMP MACRO two_decimals(duration_us, unit_us) AS
 -- joins four readings per row on it, and a single key keeps the planner from joining the
 -- readings with each other.
 CREATE OR REPLACE TEMP MACRO reading_key(store, seq, instant) AS
-    (store::BIGINT << 32) | (instant::BIGINT << 1) | (seq = 'all')::BIGINT;
+    (store::BIGINT << 32) | (instant::BIGINT << 1) | seq::BIGINT;
 
 -- trim() is slow over millions of cells and almost none need it.
 CREATE OR REPLACE TEMP MACRO trim_cell(cell) AS

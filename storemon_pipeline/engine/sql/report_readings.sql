@@ -37,9 +37,9 @@ WITH reported AS (
         report_instants.as_of,
         report_stores.store_key,
         CASE
-            WHEN first_in_hours.first_in_hours <= report_instants.as_of THEN 'in_hours'
-            ELSE 'all'
-        END AS sequence
+            WHEN first_in_hours.first_in_hours <= report_instants.as_of THEN false
+            ELSE true
+        END AS all_polls
     FROM report_instants
     JOIN report_stores ON report_stores.first_poll <= report_instants.as_of
     LEFT JOIN first_in_hours USING (store_key)
@@ -52,7 +52,7 @@ SELECT
 FROM reported
 ASOF JOIN poll_spans
     ON poll_spans.store_key = reported.store_key
-    AND poll_spans.sequence = reported.sequence
+    AND poll_spans.all_polls = reported.all_polls
     AND poll_spans.ts <= reported.as_of;
 
 CREATE OR REPLACE TEMP TABLE grid_readings AS
@@ -63,8 +63,8 @@ WITH batch_instants AS (
     UNION SELECT DISTINCT week_pos, week_us FROM report_instants
 ),
 grid AS (
-    SELECT pairs.store_key, pairs.sequence, batch_instants.position, batch_instants.x_us
-    FROM (SELECT DISTINCT store_key, sequence FROM store_reports) AS pairs
+    SELECT pairs.store_key, pairs.all_polls, batch_instants.position, batch_instants.x_us
+    FROM (SELECT DISTINCT store_key, all_polls FROM store_reports) AS pairs
     CROSS JOIN batch_instants
 ),
 grid_business AS (
@@ -81,7 +81,7 @@ grid_business AS (
         AND business_cumulative.start_us <= grid.x_us
 )
 SELECT
-    reading_key(grid_business.store_key, grid_business.sequence, grid_business.position)
+    reading_key(grid_business.store_key, grid_business.all_polls, grid_business.position)
         AS reading_key,
     grid_business.business_us,
     coalesce(
@@ -92,13 +92,13 @@ SELECT
 FROM grid_business
 ASOF LEFT JOIN uptime_cumulative
     ON uptime_cumulative.store_key = grid_business.store_key
-    AND uptime_cumulative.sequence = grid_business.sequence
+    AND uptime_cumulative.all_polls = grid_business.all_polls
     AND uptime_cumulative.start_us <= grid_business.x_us;
 
 -- C and F where the span of each last poll ends, if that is inside a report's week
 CREATE OR REPLACE TEMP TABLE poll_readings AS
 WITH span_ends AS (
-    SELECT DISTINCT store_reports.store_key, store_reports.sequence, store_reports.last_ts,
+    SELECT DISTINCT store_reports.store_key, store_reports.all_polls, store_reports.last_ts,
            store_reports.last_span_end_us AS x_us
     FROM store_reports
     JOIN report_instants USING (as_of)
@@ -120,7 +120,7 @@ span_end_business AS (
 )
 SELECT
     span_end_business.store_key,
-    span_end_business.sequence,
+    span_end_business.all_polls,
     span_end_business.last_ts,
     span_end_business.business_us,
     coalesce(
@@ -132,5 +132,5 @@ SELECT
 FROM span_end_business
 ASOF LEFT JOIN uptime_cumulative
     ON uptime_cumulative.store_key = span_end_business.store_key
-    AND uptime_cumulative.sequence = span_end_business.sequence
+    AND uptime_cumulative.all_polls = span_end_business.all_polls
     AND uptime_cumulative.start_us <= span_end_business.x_us;

@@ -4,11 +4,12 @@
 --   report_stores(store_key, store_id, first_poll)          stores with a poll <= the last one
 --   report_windows(store_key, window_start, window_end)      merged, from the look-back on
 --   lookback_polls(store_key, ts, is_active, in_hours)       every poll of the look-back
---   prior_polls(store_key, ts, is_active, sequence)          before the look-back: the last
+--   prior_polls(store_key, ts, is_active, all_polls)         before the look-back: the last
 --                                                            in-hours poll and the last poll
 -- A store's usable polls form one of two sequences (§2.7): its in-hours polls, once it has one
 -- at or before T, else all its polls. Over a sequence each poll owns the span between the
--- midpoints with its neighbours (§2.8), and equal neighbours form status runs. For every
+-- midpoints with its neighbours (§2.8), and equal neighbours form status runs. A sequence is
+-- named by all_polls (false: the in-hours polls, true: all polls). For every
 -- (store, sequence), the business time (C) and the business time while active (F) are kept as
 -- prefix sums over time: C(x) and F(x) are read at any instant x with an ASOF join.
 -- All times are integer microseconds since the epoch.
@@ -19,7 +20,7 @@ SELECT store_key, min(ts) AS first_in_hours
 FROM (
     SELECT store_key, ts FROM lookback_polls WHERE in_hours
     UNION ALL
-    SELECT store_key, ts FROM prior_polls WHERE sequence = 'in_hours'
+    SELECT store_key, ts FROM prior_polls WHERE NOT all_polls
 )
 GROUP BY store_key;
 
@@ -33,19 +34,19 @@ WITH stores_with_fallback AS (
        OR first_in_hours.first_in_hours > (SELECT min(as_of) FROM report_as_of)
 ),
 sequence_polls AS (
-    SELECT store_key, 'in_hours' AS sequence, ts, is_active FROM lookback_polls WHERE in_hours
+    SELECT store_key, false AS all_polls, ts, is_active FROM lookback_polls WHERE in_hours
     UNION ALL
-    SELECT store_key, 'all' AS sequence, ts, is_active
+    SELECT store_key, true AS all_polls, ts, is_active
     FROM lookback_polls SEMI JOIN stores_with_fallback USING (store_key)
     UNION ALL
-    SELECT store_key, sequence, ts, is_active
+    SELECT store_key, all_polls, ts, is_active
     FROM prior_polls
-    WHERE sequence = 'in_hours' OR store_key IN (SELECT store_key FROM stores_with_fallback)
+    WHERE NOT all_polls OR store_key IN (SELECT store_key FROM stores_with_fallback)
 )
 -- the later poll owns the midpoint; the first and last polls own everything before and after
 SELECT
     store_key,
-    sequence,
+    all_polls,
     ts,
     is_active,
     coalesce((epoch_us(lag(ts) OVER by_time) + epoch_us(ts)) // 2, -(1::BIGINT << 60))
@@ -54,7 +55,7 @@ SELECT
         AS span_end_us,
     is_active IS DISTINCT FROM lag(is_active) OVER by_time AS status_changes
 FROM sequence_polls
-WINDOW by_time AS (PARTITION BY store_key, sequence ORDER BY ts);
+WINDOW by_time AS (PARTITION BY store_key, all_polls ORDER BY ts);
 
 CREATE OR REPLACE TEMP TABLE business_cumulative AS
 WITH windows_us AS (
@@ -74,15 +75,15 @@ FROM windows_us;
 CREATE OR REPLACE TEMP TABLE uptime_cumulative AS
 WITH active_runs AS (
     -- a run of equal statuses starts at a poll whose status differs from the previous one
-    SELECT store_key, sequence, run_start_us, run_end_us
+    SELECT store_key, all_polls, run_start_us, run_end_us
     FROM (
         SELECT
             store_key,
-            sequence,
+            all_polls,
             is_active,
             span_start_us AS run_start_us,
             coalesce(
-                lead(span_start_us) OVER (PARTITION BY store_key, sequence ORDER BY span_start_us),
+                lead(span_start_us) OVER (PARTITION BY store_key, all_polls ORDER BY span_start_us),
                 1::BIGINT << 60
             ) AS run_end_us
         FROM poll_spans
@@ -94,7 +95,7 @@ uptime_segments AS (
     -- business time while active: windows cut by active runs (both disjoint per store)
     SELECT
         business_cumulative.store_key,
-        active_runs.sequence,
+        active_runs.all_polls,
         greatest(business_cumulative.start_us, active_runs.run_start_us) AS start_us,
         least(business_cumulative.end_us, active_runs.run_end_us) AS end_us
     FROM business_cumulative
@@ -105,11 +106,11 @@ uptime_segments AS (
 )
 SELECT
     store_key,
-    sequence,
+    all_polls,
     start_us,
     end_us,
     coalesce(sum(end_us - start_us) OVER (
-        PARTITION BY store_key, sequence ORDER BY start_us
+        PARTITION BY store_key, all_polls ORDER BY start_us
         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
     ), 0) AS before_us
 FROM uptime_segments;

@@ -33,16 +33,16 @@ WITH readings AS (
     FROM store_reports
     JOIN report_instants USING (as_of)
     JOIN grid_readings AS at_t
-        ON at_t.reading_key = reading_key(store_reports.store_key, sequence, t_pos)
+        ON at_t.reading_key = reading_key(store_reports.store_key, all_polls, t_pos)
     JOIN grid_readings AS at_hour
-        ON at_hour.reading_key = reading_key(store_reports.store_key, sequence, hour_pos)
+        ON at_hour.reading_key = reading_key(store_reports.store_key, all_polls, hour_pos)
     JOIN grid_readings AS at_day
-        ON at_day.reading_key = reading_key(store_reports.store_key, sequence, day_pos)
+        ON at_day.reading_key = reading_key(store_reports.store_key, all_polls, day_pos)
     JOIN grid_readings AS at_week
-        ON at_week.reading_key = reading_key(store_reports.store_key, sequence, week_pos)
+        ON at_week.reading_key = reading_key(store_reports.store_key, all_polls, week_pos)
     LEFT JOIN poll_readings AS at_span_end
         ON at_span_end.store_key = store_reports.store_key
-        AND at_span_end.sequence = store_reports.sequence
+        AND at_span_end.all_polls = store_reports.all_polls
         AND at_span_end.last_ts = store_reports.last_ts
 )
 SELECT
