@@ -236,6 +236,7 @@ def prepare_state(settings: Settings) -> None:
     )
     from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.history import poll_hours
+    from storemon_pipeline.engine.ingest import files_loaded
 
     defs = build_defs(settings)
     with dg.DagsterInstance.get() as instance:
@@ -243,7 +244,7 @@ def prepare_state(settings: Settings) -> None:
         instance.event_log_storage.set_concurrency_slots(DUCKDB_POOL, 1)
 
         with database(settings.duckdb_path, wait_seconds=settings.lock_wait_seconds) as con:
-            files = con.execute("SELECT count(*) FROM ingest_manifest").fetchone()[0]
+            files = files_loaded(con)
         if files == 0:
             started = time.perf_counter()
             log("empty state: ingesting the sample data (data/)")

@@ -95,9 +95,18 @@ def _evaluate(
     )
 
 
-def _nothing_stored(hour: datetime) -> Outcome:
-    """Nothing to check; whether rows are missing is one_row_per_store_with_polls's question."""
-    return Outcome(True, f"partition {partition_key(hour)} has no rows in the history")
+def _stored_outcomes(
+    as_of_by_hour: dict[datetime, datetime | None],
+    findings: dict[datetime, checks.Finding],
+    describe: Callable[[datetime, checks.Finding], Outcome],
+) -> dict[datetime, Outcome]:
+    """Each partition's finding described; a partition without rows has nothing to check
+    (whether rows are missing is one_row_per_store_with_polls's question)."""
+    return {
+        hour: describe(as_of, findings[hour]) if as_of is not None
+        else Outcome(True, f"partition {partition_key(hour)} has no rows in the history")
+        for hour, as_of in as_of_by_hour.items()
+    }
 
 
 @dg.asset_check(**CHECK_KWARGS)
@@ -107,29 +116,25 @@ def uptime_plus_downtime_is_business_time(
     """Before rounding, uptime + downtime = the store's business time in the period, for every
     store and period, to a second; business time recomputed from the business hours."""
 
+    def describe(as_of: datetime, found: checks.Finding) -> Outcome:
+        return Outcome(
+            found.failing == 0,
+            f"{found.failing} of {found.checked} stores: uptime + downtime differs from "
+            f"business time by more than a second (worst {found.worst:.3f} s)"
+            if found.failing
+            else f"all {found.checked} stores add up (largest gap {found.worst:.6f} s)",
+            {
+                "as_of": str(as_of),
+                "stores_checked": found.checked,
+                "stores_failing": found.failing,
+                "largest_gap_seconds": float(found.worst),
+                "failing_stores": markdown(found.sample),
+            },
+        )
+
     def check(con, as_of_by_hour):
         findings = checks.business_time_gaps(con, list(as_of_by_hour), TOLERANCE_SECONDS)
-        outcomes = {}
-        for hour, as_of in as_of_by_hour.items():
-            found = findings[hour]
-            if as_of is None:
-                outcomes[hour] = _nothing_stored(hour)
-                continue
-            outcomes[hour] = Outcome(
-                found.failing == 0,
-                f"{found.failing} of {found.checked} stores: uptime + downtime differs from "
-                f"business time by more than a second (worst {found.worst:.3f} s)"
-                if found.failing
-                else f"all {found.checked} stores add up (largest gap {found.worst:.6f} s)",
-                {
-                    "as_of": str(as_of),
-                    "stores_checked": found.checked,
-                    "stores_failing": found.failing,
-                    "largest_gap_seconds": float(found.worst),
-                    "failing_stores": markdown(found.sample),
-                },
-            )
-        return outcomes
+        return _stored_outcomes(as_of_by_hour, findings, describe)
 
     return _evaluate(context, storemon, check)
 
@@ -140,27 +145,23 @@ def values_within_period(
 ) -> dg.AssetCheckResult:
     """Every uptime and downtime lies in [0, the period's length]: 60 min, 24 h, 168 h."""
 
+    def describe(as_of: datetime, found: checks.Finding) -> Outcome:
+        return Outcome(
+            found.failing == 0,
+            f"{found.failing} of {found.checked} stores have a value outside [0, period] "
+            "(hour: 0-60 min, day: 0-24 h, week: 0-168 h)"
+            if found.failing
+            else f"all values of {found.checked} stores within [0, period]",
+            {
+                "stores_checked": found.checked,
+                "stores_failing": found.failing,
+                "failing_stores": markdown(found.sample),
+            },
+        )
+
     def check(con, as_of_by_hour):
         findings = checks.values_out_of_period(con, list(as_of_by_hour))
-        outcomes = {}
-        for hour, as_of in as_of_by_hour.items():
-            found = findings[hour]
-            if as_of is None:
-                outcomes[hour] = _nothing_stored(hour)
-                continue
-            outcomes[hour] = Outcome(
-                found.failing == 0,
-                f"{found.failing} of {found.checked} stores have a value outside [0, period] "
-                "(hour: 0-60 min, day: 0-24 h, week: 0-168 h)"
-                if found.failing
-                else f"all values of {found.checked} stores within [0, period]",
-                {
-                    "stores_checked": found.checked,
-                    "stores_failing": found.failing,
-                    "failing_stores": markdown(found.sample),
-                },
-            )
-        return outcomes
+        return _stored_outcomes(as_of_by_hour, findings, describe)
 
     return _evaluate(context, storemon, check)
 

@@ -55,6 +55,16 @@ def _register_hours(con: duckdb.DuckDBPyConnection, partition_hours: Sequence[da
     )
 
 
+def _register_as_of(
+    con: duckdb.DuckDBPyConnection, as_of_by_hour: dict[datetime, datetime]
+) -> None:
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE checked_as_of AS "
+        "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
+        [list(as_of_by_hour), list(as_of_by_hour.values())],
+    )
+
+
 @dataclass(frozen=True)
 class Finding:
     """One check's result for one partition hour."""
@@ -203,11 +213,7 @@ def reported_stores_mismatch(
     """Per partition hour: are exactly the stores with a poll at or before its as-of reported,
     each once? (The first poll of each store is read from the polls, not from the bookkeeping
     the report uses.)"""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE checked_as_of AS "
-        "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
-        [list(as_of_by_hour), list(as_of_by_hour.values())],
-    )
+    _register_as_of(con, as_of_by_hour)
     rows = con.execute(
         """
         WITH first_polls AS (
@@ -267,11 +273,7 @@ def newest_polls(
 ) -> dict[datetime, datetime | None]:
     """Per partition hour, the newest poll at or before its as-of, looked for within
     ``horizon`` before it (None: none that recent)."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE checked_as_of AS "
-        "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
-        [list(as_of_by_hour), list(as_of_by_hour.values())],
-    )
+    _register_as_of(con, as_of_by_hour)
     rows = con.execute(
         """
         WITH recent_instants AS (

@@ -269,6 +269,11 @@ def ingest_paths(
     return results
 
 
+def files_loaded(con: duckdb.DuckDBPyConnection) -> int:
+    """How many files were ever loaded (0: an empty state)."""
+    return con.execute("SELECT count(*) FROM ingest_manifest").fetchone()[0]
+
+
 def drop_expired_polls(con: duckdb.DuckDBPyConnection, keep_before_latest: timedelta) -> int:
     """Retention: delete the polls older than ``keep_before_latest`` before the latest poll;
     returns how many. Stores left without polls are forgotten (a report then treats them as

@@ -216,6 +216,16 @@ def _store_id(draw, index: int) -> str:
     return f"store-{index}.{draw(st.sampled_from(['a', 'B', 'x_1', 'z:9']))}"
 
 
+def _store_basics(draw, index: int, t: int, reach: int):
+    """A store's id, zone and hours, and its windows from ``reach`` before T to two days after
+    (relative to T; None: open 24x7)."""
+    store_id = _store_id(draw, index)
+    zone = draw(st.sampled_from(ZONES))
+    hours = draw(hours_strategy())
+    intervals = business_intervals(hours, zone, t - reach, t + 2 * DAY)
+    return store_id, zone, hours, None if intervals is None else intervals - t
+
+
 @st.composite
 def scenarios(draw, *, max_stores: int = 7, near_transition: bool = False):
     anchor = draw(st.sampled_from(ANCHORS))
@@ -227,12 +237,7 @@ def scenarios(draw, *, max_stores: int = 7, near_transition: bool = False):
     n_stores = draw(st.integers(1, max_stores))
     stores = []
     for index in range(n_stores):
-        store_id = _store_id(draw, index)
-        zone = draw(st.sampled_from(ZONES))
-        hours = draw(hours_strategy())
-        intervals = business_intervals(hours, zone, t - 10 * DAY, t + 2 * DAY)
-        if intervals is not None:
-            intervals = intervals - t
+        store_id, zone, hours, intervals = _store_basics(draw, index, t, 10 * DAY)
         patterns = draw(st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3))
         polls = []
         for pattern in patterns:
@@ -571,12 +576,7 @@ def history_scenarios(draw, max_stores: int = 5):
     t = anchor + draw(st.integers(-DAY, 8 * DAY))
     stores, replaced = [], {}
     for index in range(draw(st.integers(1, max_stores))):
-        store_id = _store_id(draw, index)
-        zone = draw(st.sampled_from(ZONES))
-        hours = draw(hours_strategy())
-        intervals = business_intervals(hours, zone, t - 62 * DAY, t + 2 * DAY)
-        if intervals is not None:
-            intervals = intervals - t
+        store_id, zone, hours, intervals = _store_basics(draw, index, t, 62 * DAY)
         polls = []
         for pattern in draw(st.lists(st.sampled_from(HISTORY_PATTERNS), min_size=1, max_size=2)):
             polls += draw(history_polls(intervals, pattern))

@@ -13,6 +13,19 @@ CREATE OR REPLACE TEMP MACRO two_decimals(duration_us, unit_us) AS
         ((duration_us * 100 + unit_us // 2) // unit_us) % 100
     );
 
+-- The six values of the report CSV (docs/semantics.md §2.9-§2.10) from uptime and business
+-- microseconds: minutes for the hour, hours for day and week. unnest() it into columns.
+CREATE OR REPLACE TEMP MACRO csv_values(
+    uptime_hour_us, uptime_day_us, uptime_week_us, business_hour_us, business_day_us, business_week_us
+) AS {
+    'uptime_last_hour': two_decimals(uptime_hour_us, 60000000),
+    'uptime_last_day': two_decimals(uptime_day_us, 3600000000),
+    'uptime_last_week': two_decimals(uptime_week_us, 3600000000),
+    'downtime_last_hour': two_decimals(business_hour_us - uptime_hour_us, 60000000),
+    'downtime_last_day': two_decimals(business_day_us - uptime_day_us, 3600000000),
+    'downtime_last_week': two_decimals(business_week_us - uptime_week_us, 3600000000)
+};
+
 -- One key for a reading of a store's sequence at an instant (report_readings.sql): the report
 -- joins four readings per row on it, and a single key keeps the planner from joining the
 -- readings with each other.

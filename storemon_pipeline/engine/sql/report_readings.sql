@@ -1,7 +1,8 @@
 -- C and F (report_timelines.sql) read where the batch's reports need them, as temp tables:
 -- at the batch's instants (T, T - 1 h, T - 1 day and T - 7 days of every as-of, shared by all
 -- stores: hourly reports share most of them), for every (store, sequence) in use; and where
--- the span of a report's last usable poll ends.
+-- the span of a report's last usable poll ends. Each reading is made once, whatever number of
+-- reports needs it.
 
 CREATE OR REPLACE TEMP TABLE report_instants AS
 WITH as_of_instants AS (
@@ -55,82 +56,65 @@ ASOF JOIN poll_spans
     AND poll_spans.all_polls = reported.all_polls
     AND poll_spans.ts <= reported.as_of;
 
-CREATE OR REPLACE TEMP TABLE grid_readings AS
+-- where C and F are read: every (store, sequence) in use at every instant of the batch (with
+-- the instant's position), and where the span of a report's last poll ends inside its week
+-- (with that poll's instant)
+CREATE OR REPLACE TEMP TABLE reading_points AS
 WITH batch_instants AS (
     SELECT DISTINCT t_pos AS position, t_us AS x_us FROM report_instants
     UNION SELECT DISTINCT hour_pos, hour_us FROM report_instants
     UNION SELECT DISTINCT day_pos, day_us FROM report_instants
     UNION SELECT DISTINCT week_pos, week_us FROM report_instants
-),
-grid AS (
-    SELECT pairs.store_key, pairs.all_polls, batch_instants.position, batch_instants.x_us
-    FROM (SELECT DISTINCT store_key, all_polls FROM store_reports) AS pairs
-    CROSS JOIN batch_instants
-),
-grid_business AS (
-    SELECT
-        grid.*,
-        coalesce(
-            business_cumulative.before_us
-                + least(grid.x_us, business_cumulative.end_us) - business_cumulative.start_us,
-            0
-        ) AS business_us
-    FROM grid
-    ASOF LEFT JOIN business_cumulative
-        ON business_cumulative.store_key = grid.store_key
-        AND business_cumulative.start_us <= grid.x_us
 )
 SELECT
-    reading_key(grid_business.store_key, grid_business.all_polls, grid_business.position)
-        AS reading_key,
-    grid_business.business_us,
-    coalesce(
-        uptime_cumulative.before_us
-            + least(grid_business.x_us, uptime_cumulative.end_us) - uptime_cumulative.start_us,
-        0
-    ) AS uptime_us
-FROM grid_business
-ASOF LEFT JOIN uptime_cumulative
-    ON uptime_cumulative.store_key = grid_business.store_key
-    AND uptime_cumulative.all_polls = grid_business.all_polls
-    AND uptime_cumulative.start_us <= grid_business.x_us;
+    pairs.store_key,
+    pairs.all_polls,
+    batch_instants.x_us,
+    reading_key(pairs.store_key, pairs.all_polls, batch_instants.position) AS reading_key,
+    NULL::TIMESTAMP AS last_ts
+FROM (SELECT DISTINCT store_key, all_polls FROM store_reports) AS pairs
+CROSS JOIN batch_instants
+UNION ALL
+SELECT DISTINCT
+    store_reports.store_key,
+    store_reports.all_polls,
+    store_reports.last_span_end_us,
+    NULL::BIGINT,
+    store_reports.last_ts
+FROM store_reports
+JOIN report_instants USING (as_of)
+WHERE store_reports.last_span_end_us > report_instants.week_us
+  AND store_reports.last_span_end_us < report_instants.t_us;
 
--- C and F where the span of each last poll ends, if that is inside a report's week
-CREATE OR REPLACE TEMP TABLE poll_readings AS
-WITH span_ends AS (
-    SELECT DISTINCT store_reports.store_key, store_reports.all_polls, store_reports.last_ts,
-           store_reports.last_span_end_us AS x_us
-    FROM store_reports
-    JOIN report_instants USING (as_of)
-    WHERE store_reports.last_span_end_us > report_instants.week_us
-      AND store_reports.last_span_end_us < report_instants.t_us
-),
-span_end_business AS (
+CREATE OR REPLACE TEMP TABLE readings AS
+WITH business_readings AS (
     SELECT
-        span_ends.*,
+        reading_points.*,
         coalesce(
             business_cumulative.before_us
-                + least(span_ends.x_us, business_cumulative.end_us) - business_cumulative.start_us,
+                + least(reading_points.x_us, business_cumulative.end_us)
+                - business_cumulative.start_us,
             0
         ) AS business_us
-    FROM span_ends
+    FROM reading_points
     ASOF LEFT JOIN business_cumulative
-        ON business_cumulative.store_key = span_ends.store_key
-        AND business_cumulative.start_us <= span_ends.x_us
+        ON business_cumulative.store_key = reading_points.store_key
+        AND business_cumulative.start_us <= reading_points.x_us
 )
 SELECT
-    span_end_business.store_key,
-    span_end_business.all_polls,
-    span_end_business.last_ts,
-    span_end_business.business_us,
+    business_readings.reading_key,
+    business_readings.store_key,
+    business_readings.all_polls,
+    business_readings.last_ts,
+    business_readings.business_us,
     coalesce(
         uptime_cumulative.before_us
-            + least(span_end_business.x_us, uptime_cumulative.end_us)
+            + least(business_readings.x_us, uptime_cumulative.end_us)
             - uptime_cumulative.start_us,
         0
     ) AS uptime_us
-FROM span_end_business
+FROM business_readings
 ASOF LEFT JOIN uptime_cumulative
-    ON uptime_cumulative.store_key = span_end_business.store_key
-    AND uptime_cumulative.all_polls = span_end_business.all_polls
-    AND uptime_cumulative.start_us <= span_end_business.x_us;
+    ON uptime_cumulative.store_key = business_readings.store_key
+    AND uptime_cumulative.all_polls = business_readings.all_polls
+    AND uptime_cumulative.start_us <= business_readings.x_us;

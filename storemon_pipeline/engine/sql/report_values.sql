@@ -4,15 +4,28 @@
 -- the uptime of [T - P, T) is the active business time up to the end of that poll's span
 -- (F), then the poll's status over the rest of the business time (C).
 CREATE OR REPLACE TEMP TABLE report_results AS
-WITH readings AS (
+WITH report_keys AS (
+    SELECT
+        store_reports.*,
+        report_instants.t_us,
+        report_instants.week_us,
+        reading_key(store_reports.store_key, store_reports.all_polls, t_pos) AS t_key,
+        reading_key(store_reports.store_key, store_reports.all_polls, hour_pos) AS hour_key,
+        reading_key(store_reports.store_key, store_reports.all_polls, day_pos) AS day_key,
+        reading_key(store_reports.store_key, store_reports.all_polls, week_pos) AS week_key
+    FROM store_reports
+    JOIN report_instants USING (as_of)
+),
+read_values AS (
     -- C and F at T (c0, f0), T - 1 h (c1, f1), T - 1 day (c2, f2), T - 7 days (c3, f3), and
     -- at the end of the last poll's span clamped to [T - 7 days, T] (x4: c4, f4)
     SELECT
-        store_reports.as_of,
-        store_reports.store_key,
-        report_instants.t_us,
-        store_reports.last_active::INT AS s,
-        least(greatest(store_reports.last_span_end_us, report_instants.week_us), t_us) AS x4_us,
+        report_keys.as_of,
+        report_keys.store_key,
+        report_keys.t_us,
+        report_keys.last_active::INT AS s,
+        least(greatest(report_keys.last_span_end_us, report_keys.week_us), report_keys.t_us)
+            AS x4_us,
         at_t.business_us AS c0,
         at_hour.business_us AS c1,
         at_day.business_us AS c2,
@@ -21,33 +34,28 @@ WITH readings AS (
         at_day.uptime_us AS f2,
         at_week.uptime_us AS f3,
         CASE
-            WHEN store_reports.last_span_end_us >= t_us THEN at_t.business_us
-            WHEN store_reports.last_span_end_us <= week_us THEN at_week.business_us
+            WHEN report_keys.last_span_end_us >= report_keys.t_us THEN at_t.business_us
+            WHEN report_keys.last_span_end_us <= report_keys.week_us THEN at_week.business_us
             ELSE at_span_end.business_us
         END AS c4,
         CASE
-            WHEN store_reports.last_span_end_us >= t_us THEN at_t.uptime_us
-            WHEN store_reports.last_span_end_us <= week_us THEN at_week.uptime_us
+            WHEN report_keys.last_span_end_us >= report_keys.t_us THEN at_t.uptime_us
+            WHEN report_keys.last_span_end_us <= report_keys.week_us THEN at_week.uptime_us
             ELSE at_span_end.uptime_us
         END AS f4
-    FROM store_reports
-    JOIN report_instants USING (as_of)
-    JOIN grid_readings AS at_t
-        ON at_t.reading_key = reading_key(store_reports.store_key, all_polls, t_pos)
-    JOIN grid_readings AS at_hour
-        ON at_hour.reading_key = reading_key(store_reports.store_key, all_polls, hour_pos)
-    JOIN grid_readings AS at_day
-        ON at_day.reading_key = reading_key(store_reports.store_key, all_polls, day_pos)
-    JOIN grid_readings AS at_week
-        ON at_week.reading_key = reading_key(store_reports.store_key, all_polls, week_pos)
-    LEFT JOIN poll_readings AS at_span_end
-        ON at_span_end.store_key = store_reports.store_key
-        AND at_span_end.all_polls = store_reports.all_polls
-        AND at_span_end.last_ts = store_reports.last_ts
+    FROM report_keys
+    JOIN readings AS at_t ON at_t.reading_key = report_keys.t_key
+    JOIN readings AS at_hour ON at_hour.reading_key = report_keys.hour_key
+    JOIN readings AS at_day ON at_day.reading_key = report_keys.day_key
+    JOIN readings AS at_week ON at_week.reading_key = report_keys.week_key
+    LEFT JOIN readings AS at_span_end
+        ON at_span_end.store_key = report_keys.store_key
+        AND at_span_end.all_polls = report_keys.all_polls
+        AND at_span_end.last_ts = report_keys.last_ts
 )
 SELECT
-    readings.as_of,
-    readings.store_key,
+    read_values.as_of,
+    read_values.store_key,
     report_stores.store_id,
     CASE WHEN x4_us >= t_us - 3600000000 THEN f4 - f1 + s * (c0 - c4)
          ELSE s * (c0 - c1) END::BIGINT AS uptime_hour_us,
@@ -57,5 +65,5 @@ SELECT
     (c0 - c1)::BIGINT AS business_hour_us,
     (c0 - c2)::BIGINT AS business_day_us,
     (c0 - c3)::BIGINT AS business_week_us
-FROM readings
+FROM read_values
 JOIN report_stores USING (store_key);
