@@ -72,10 +72,11 @@ def run_script(
     """Run the statements of ``sql/<name>.sql`` one by one, each with the parameters it names
     (DuckDB binds parameters to one statement at a time)."""
     for statement in re.split(r";\s*\n", sql(name)):
-        if not statement.strip():
+        code = re.sub(r"--[^\n]*", "", statement)
+        if not code.strip():
             continue
-        used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
-        con.execute(statement, used or None)
+        used = {k: v for k, v in (params or {}).items() if re.search(rf"\${k}\b", code)}
+        con.execute(code, used or None)
 
 
 def is_lock_error(exc: BaseException) -> bool:

@@ -198,7 +198,17 @@ def _search_before_lookback(
             {"chunk_from": chunk_from},
         )
         chunk_to = chunk_from
-    run_script(con, "report_search_memo", {"horizon": horizon})
+    run_script(con, "report_search_recall", {"horizon": horizon})
+    if _writable(con):
+        run_script(con, "report_search_remember", {"horizon": horizon})
+
+
+def _writable(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database is open for writing (a read-only reader computes without
+    remembering its search)."""
+    return not con.execute(
+        "SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()[0]
 
 
 def compute_report(

@@ -251,3 +251,20 @@ def test_a_late_poll_older_than_what_a_search_remembered_is_used(tmp_path):
         hours.write_text("store_id,day,start_time_local,end_time_local\ns,0,09:00,12:30\n")
         ingest_paths(con, [hours])
         assert con.execute("SELECT count(*) FROM search_memo").fetchone()[0] == 0
+
+
+def test_a_read_only_reader_computes_the_same_report(sample, tmp_path):
+    """A reader that may not write (the REST API explaining a store) computes the same numbers;
+    it just does not remember its search."""
+    import pandas as pd
+
+    from storemon_pipeline.engine.report import report_frame
+
+    con, written = sample
+    expected = report_frame(con, written.as_of)
+    con.execute("CHECKPOINT")
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(written.path.parent / "storemon.duckdb", copy)
+    with connect(copy, read_only=True) as reader:
+        got = report_frame(reader, written.as_of)
+    pd.testing.assert_frame_equal(got, expected)
