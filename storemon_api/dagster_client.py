@@ -32,6 +32,8 @@ from storemon_pipeline.engine.instants import from_epoch_seconds
 REPORT_ASSET = ("uptime_report",)
 REPORT_PARTITIONS = "report_hours"  # storemon_pipeline.defs.partitions.report_partitions
 PARTITION_TAG = "dagster/partition"
+# The data a triggered report was launched on (storemon_pipeline.engine.ingest.data_version).
+DATA_VERSION_TAG = "storemon/data_version"
 IN_PROGRESS = {"QUEUED", "NOT_STARTED", "MANAGED", "STARTING", "STARTED", "CANCELING"}
 FAILED = {"FAILURE", "CANCELED"}
 
@@ -65,8 +67,13 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class DagsterHealth:
+    """What a trigger needs of Dagster: the code location loaded and reachable, the report job
+    in it, the daemon (which starts queued runs) alive."""
+
     version: str
-    problems: list[str]
+    location_errors: dict[str, str]  # location -> why it cannot be loaded or reached
+    report_job_loaded: bool
+    daemons_down: list[str]
 
 
 _RUN_FIELDS = """
@@ -148,6 +155,16 @@ HEALTH_QUERY = """
 query StoremonHealth {
   version
   instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } }
+  workspaceOrError {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        locationOrLoadError { __typename ... on PythonError { message } }
+      }
+    }
+    ... on PythonError { message }
+  }
   repositoriesOrError {
     __typename
     ... on RepositoryConnection { nodes { name location { name } pipelines { name } } }
@@ -231,11 +248,21 @@ class DagsterClient:
             raise DagsterError(f"Dagster could not read run {run_id}: {result.get('message')}")
         return _run_info(result)
 
-    def runs(self, *, limit: int, run_ids: Sequence[str] | None = None) -> list[RunInfo]:
-        """Newest first: the report job's runs, or the given runs whatever their job."""
+    def runs(
+        self,
+        *,
+        limit: int,
+        run_ids: Sequence[str] | None = None,
+        in_flight_with_tags: Mapping[str, str] | None = None,
+    ) -> list[RunInfo]:
+        """Newest first: the report job's runs (those not finished, with these tags), or the
+        given runs whatever their job."""
         run_filter: dict[str, Any] = (
             {"runIds": list(run_ids)} if run_ids is not None else {"pipelineName": self.report_job}
         )
+        if in_flight_with_tags is not None:
+            run_filter["statuses"] = sorted(IN_PROGRESS - {"CANCELING"})
+            run_filter["tags"] = [{"key": k, "value": v} for k, v in in_flight_with_tags.items()]
         result = self._query(RUNS_QUERY, {"filter": run_filter, "limit": limit})["runsOrError"]
         if result["__typename"] != "Runs":
             raise DagsterError(f"Dagster could not list runs: {result.get('message')}")
@@ -249,29 +276,29 @@ class DagsterClient:
         return failure_message(result["status"], result["eventConnection"]["events"])
 
     def health(self) -> DagsterHealth:
-        """Reachable, the report job loaded, the daemon (which starts queued runs) alive."""
+        """What a trigger needs of Dagster (DagsterUnavailable if it cannot be asked)."""
         data = self._query(HEALTH_QUERY, {})
-        problems: list[str] = []
+        workspace = data["workspaceOrError"]
+        errors = (
+            {
+                entry["name"]: entry["locationOrLoadError"]["message"]
+                for entry in workspace["locationEntries"]
+                if (entry.get("locationOrLoadError") or {}).get("__typename") == "PythonError"
+            }
+            if workspace["__typename"] == "Workspace"
+            else {"workspace": str(workspace.get("message"))}
+        )
         repos = data["repositoriesOrError"]
-        jobs = {
-            job["name"]
-            for node in repos.get("nodes", [])
-            for job in node["pipelines"]
-        }
-        if repos["__typename"] != "RepositoryConnection":
-            problems.append(f"Dagster could not load the code location: {repos.get('message')}")
-        elif self.report_job not in jobs:
-            problems.append(
-                f"Dagster has no job {self.report_job!r}: is the storemon code location loaded?"
-            )
+        jobs = {job["name"] for node in repos.get("nodes", []) for job in node["pipelines"]}
         statuses = data["instance"]["daemonHealth"]["allDaemonStatuses"]
-        down = [s["daemonType"] for s in statuses if s["required"] and not s["healthy"]]
-        if down:
-            problems.append(
-                "the Dagster daemon is not running (unhealthy: " + ", ".join(sorted(down))
-                + "): queued reports will not start"
-            )
-        return DagsterHealth(version=data["version"], problems=problems)
+        return DagsterHealth(
+            version=data["version"],
+            location_errors=errors,
+            report_job_loaded=self.report_job in jobs,
+            daemons_down=sorted(
+                s["daemonType"] for s in statuses if s["required"] and not s["healthy"]
+            ),
+        )
 
     def _query(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
         try:

@@ -47,15 +47,24 @@ StoresDep = Annotated[StoreService, Depends(get_stores)]
 bearer = HTTPBearer(auto_error=False, description="STOREMON_API_TOKEN, when the server sets one.")
 
 
-def require_token(request: Request, settings: ApiSettingsDep) -> None:
-    """Passes when no token is configured or the right one is sent."""
+def token_accepted(request: Request, settings: ApiSettingsDep) -> bool:
+    """Whether the request may see everything: no token is configured, or the right one is
+    sent."""
     expected = settings.token
     if expected is None:
-        return
+        return True
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(
+    return scheme.lower() == "bearer" and secrets.compare_digest(
         given.strip().encode(), expected.encode()
-    ):
+    )
+
+
+TokenAcceptedDep = Annotated[bool, Depends(token_accepted)]
+
+
+def require_token(accepted: TokenAcceptedDep) -> None:
+    """Passes when no token is configured or the right one is sent."""
+    if not accepted:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="a valid bearer token is required (Authorization: Bearer <STOREMON_API_TOKEN>)",

@@ -3,17 +3,28 @@
 The Dagster run writes the CSV (atomically), then the sidecar: a sidecar next to its CSV means
 the report is complete and will never change. So these files are served without asking
 Dagster, which keeps finished reports downloadable while Dagster is down.
+
+A report id may also be an alias (``reports/aliases/<id>.json``) of another report: the answer
+to a trigger when the data has not changed since a finished report, or while an equivalent one
+is running. The alias stays as long as the state folder does.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from storemon_api.ids import parse_report_id
-from storemon_pipeline.engine.files import read_json
+from storemon_pipeline.engine.files import read_json, write_json_atomically
+from storemon_pipeline.engine.instants import as_aware_utc, iso, parse_iso, utc_now
 from storemon_pipeline.engine.state import report_csv_path, report_sidecar_path
+
+ALIASES = "aliases"
+# How many of the newest finished reports a trigger looks through for one it can answer with.
+RECENT_FOR_REUSE = 20
 
 
 @dataclass(frozen=True)
@@ -61,3 +72,51 @@ class ReportFiles:
         return [report for report in found if report is not None][:limit]
 
 
+
+    def matching(self, partition: str, data_version: str) -> FinishedReport | None:
+        """The newest finished report of this partition made under this data version."""
+        for report in self.recent(RECENT_FOR_REUSE):
+            sidecar = report.sidecar
+            if sidecar.get("partition") == partition and sidecar.get("data_version") == (
+                data_version
+            ):
+                return report
+        return None
+
+    def recent_aliases(self, limit: int) -> list[tuple[str, str, datetime | None]]:
+        """(alias, the report it stands for, when it was made) of the newest aliases."""
+        folder = self.reports_dir / ALIASES
+        if not folder.is_dir():
+            return []
+        paths = sorted(folder.glob("*.json"), key=_mtime, reverse=True)[:limit]
+        found = []
+        for path in paths:
+            alias = read_json(path)
+            if alias is not None and "target" in alias:
+                created = parse_iso(alias.get("created"))
+                found.append((alias["report_id"], alias["target"], as_aware_utc(created)))
+        return found
+
+    def alias_target(self, report_id: str) -> str | None:
+        """The report an alias stands for; None if the id is not an alias."""
+        found = read_json(self._alias_path(report_id))
+        return None if found is None else parse_report_id(found.get("target"))
+
+    def write_alias(self, target: str, why: str) -> str:
+        """A new report id standing for ``target``."""
+        alias = str(uuid.uuid4())
+        write_json_atomically(
+            self._alias_path(alias),
+            {"report_id": alias, "target": target, "why": why, "created": iso(utc_now())},
+        )
+        return alias
+
+    def _alias_path(self, report_id: str) -> Path:
+        return self.reports_dir / ALIASES / f"{parse_report_id(report_id)}.json"
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -1,49 +1,123 @@
-"""What /health reports: is everything a trigger needs there?"""
+"""What /health reports: can a report be triggered now, and if not, why?
+
+Every check gives a reason in words for anyone (no paths, versions, addresses or stack traces)
+and a detail for operators (shown with the token). What a trigger needs: the Dagster webserver
+answering, the code location loaded and reachable with the report job in it, the daemon that
+starts queued runs, a writable state folder, and, under `storemon up`, every supervised process
+running.
+"""
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
 
 from storemon_api.dagster_client import DagsterClient
-from storemon_api.models import ComponentHealth, Health
-from storemon_pipeline.engine.instants import as_aware_utc
+from storemon_api.models import ComponentHealth, Health, HealthDetails
+from storemon_pipeline.engine.files import read_json
+from storemon_pipeline.engine.instants import as_aware_utc, parse_iso, utc_now
 from storemon_pipeline.engine.state import read_latest_poll
 from storemon_pipeline.settings import Settings
 
+# How many missed heartbeats of the supervisor make it "not watching" any more.
+MISSED_HEARTBEATS = 4
 
-def check_health(dagster: DagsterClient, state: Settings) -> Health:
-    reasons: list[str] = []
-    try:
-        found = dagster.health()
-        reasons += found.problems
-        dagster_health = ComponentHealth(
-            ok=not found.problems,
-            detail="; ".join(found.problems) or f"Dagster {found.version} at {dagster.url}",
-        )
-    except Exception as exc:  # unreachable, or answering nonsense: either way not healthy
-        reasons.append(str(exc))
-        dagster_health = ComponentHealth(ok=False, detail=str(exc))
+
+@dataclass
+class Check:
+    ok: bool
+    detail: str  # for operators
+    reasons: list[str]  # for anyone: words only
+
+
+def check_health(dagster: DagsterClient, state: Settings, *, with_details: bool) -> Health:
+    dagster_check = _dagster(dagster)
     folder = _writable(state)
-    if not folder.ok:
-        reasons.append(folder.detail)
+    services = _services(state)
+    reasons = dagster_check.reasons + folder.reasons + services.reasons
     try:
         latest = read_latest_poll(state.state_dir)
     except (ValueError, OSError):
         latest = None
+    details = HealthDetails(
+        dagster=ComponentHealth(ok=dagster_check.ok, detail=dagster_check.detail),
+        state_folder=ComponentHealth(ok=folder.ok, detail=folder.detail),
+        services=ComponentHealth(ok=services.ok, detail=services.detail),
+        latest_poll=as_aware_utc(latest),
+    )
     return Health(
         status="unavailable" if reasons else "ok",
-        dagster=dagster_health,
-        state_folder=folder,
-        latest_poll=as_aware_utc(latest),
         reasons=reasons,
+        details=details if with_details else None,
     )
 
 
-def _writable(state: Settings) -> ComponentHealth:
+def _dagster(dagster: DagsterClient) -> Check:
+    try:
+        found = dagster.health()
+    except Exception as exc:  # unreachable, or answering nonsense: either way not healthy
+        return Check(False, str(exc), ["the Dagster webserver is unreachable"])
+    reasons, details = [], []
+    if found.location_errors:
+        reasons.append("the code location cannot be loaded or reached: reports cannot start")
+        details += [f"{name}: {message}" for name, message in found.location_errors.items()]
+    elif not found.report_job_loaded:
+        reasons.append("the report job is not loaded yet (the code location may be loading)")
+        details.append(f"no job {dagster.report_job!r} in the code locations")
+    if found.daemons_down:
+        reasons.append("the Dagster daemon is not running: queued reports will not start")
+        details.append("unhealthy daemons: " + ", ".join(found.daemons_down))
+    return Check(
+        not reasons,
+        "; ".join(details) or f"Dagster {found.version} at {dagster.url}",
+        reasons,
+    )
+
+
+def _writable(state: Settings) -> Check:
     folder = state.state_dir
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".health."):
             pass
     except OSError as exc:
-        return ComponentHealth(ok=False, detail=f"state folder {folder} is not writable: {exc}")
-    return ComponentHealth(ok=True, detail=f"{folder} is writable")
+        return Check(
+            False,
+            f"state folder {folder} is not writable: {exc}",
+            ["the state folder is not writable"],
+        )
+    return Check(True, f"{folder} is writable", [])
+
+
+def _services(state: Settings) -> Check:
+    """The processes `storemon up` supervises, from its state file (none: not under it)."""
+    found = read_json(state.services_path)
+    if found is None:
+        return Check(True, "not run by `storemon up`: no supervised processes", [])
+    updated = parse_iso(found.get("updated"))
+    beat = timedelta(seconds=float(found.get("heartbeat_seconds", 5)) * MISSED_HEARTBEATS)
+    services = found.get("services", {})
+    if all(s.get("state") == "stopped" for s in services.values()):
+        return Check(True, "storemon up has stopped its processes", [])
+    if updated is None or utc_now() - updated > beat:
+        return Check(
+            False,
+            f"no heartbeat from storemon up since {updated}",
+            ["storemon up is no longer watching its processes"],
+        )
+    reasons, details = [], []
+    for name, service in sorted(services.items()):
+        details.append(
+            f"{name}: {service.get('state')} (pid {service.get('pid')}, "
+            f"{service.get('restarts', 0)} restarts, last exit {service.get('last_exit')})"
+        )
+        if service.get("state") == "running":
+            continue
+        crashes = int(service.get("quick_crashes") or 0)
+        reasons.append(
+            f"the {name} keeps crashing ({crashes} quick crashes): it is restarted, waiting "
+            "longer each time"
+            if crashes > 2
+            else f"the {name} stopped and is being restarted"
+        )
+    return Check(not reasons, "; ".join(details), reasons)

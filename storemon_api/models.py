@@ -25,7 +25,10 @@ class Problem(BaseModel):
 
 class TriggerResponse(BaseModel):
     model_config = _example(report_id=EXAMPLE_REPORT_ID)
-    report_id: str = Field(description="The Dagster run id; pass it to /get_report.")
+    report_id: str = Field(
+        description="Pass it to /get_report: a Dagster run id, or a new id standing for an "
+        "equivalent report (unchanged data, or one already running)."
+    )
 
 
 class RunningResponse(BaseModel):
@@ -134,21 +137,36 @@ class ComponentHealth(BaseModel):
     detail: str
 
 
-class Health(BaseModel):
-    model_config = _example(
-        status="ok",
-        dagster={"ok": True, "detail": "Dagster 1.13.27 at http://127.0.0.1:3000"},
-        state_folder={"ok": True, "detail": "/srv/storemon/var is writable"},
-        latest_poll="2023-01-25T18:13:22.479510Z",
-        reasons=[],
-    )
-    status: Literal["ok", "unavailable"]
+class HealthDetails(BaseModel):
     dagster: ComponentHealth
     state_folder: ComponentHealth
-    latest_poll: datetime | None = Field(
-        description="Newest poll after the last ingest through Dagster (null: none yet)."
+    services: ComponentHealth = Field(
+        description="The processes `storemon up` watches (when it runs the API)."
     )
-    reasons: list[str] = Field(description="Why the status is unavailable.")
+    latest_poll: datetime | None = Field(
+        description="Newest poll after the last ingest (null: none yet)."
+    )
+
+
+class Health(BaseModel):
+    """Whether a report can be triggered now, and if not why, in words. The details (where,
+    which versions, what failed exactly) only with the token, when one is set."""
+
+    model_config = _example(
+        status="unavailable",
+        reasons=["the code server stopped and is being restarted"],
+        details={
+            "dagster": {"ok": True, "detail": "Dagster 1.13.27 at http://127.0.0.1:3000"},
+            "state_folder": {"ok": True, "detail": "/srv/storemon/var is writable"},
+            "services": {"ok": False, "detail": "code-server: waiting (2 quick crashes)"},
+            "latest_poll": "2023-01-25T18:13:22.479510Z",
+        },
+    )
+    status: Literal["ok", "unavailable"]
+    reasons: list[str] = Field(description="Why the status is unavailable, in words.")
+    details: HealthDetails | None = Field(
+        default=None, description="With the token (or when none is set)."
+    )
 
 
 class HistoryRow(BaseModel):

@@ -9,14 +9,17 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
 from storemon_api.dagster_client import (
+    DATA_VERSION_TAG,
     FAILED,
     IN_PROGRESS,
+    PARTITION_TAG,
     DagsterClient,
     DagsterUnavailable,
     RunInfo,
@@ -27,6 +30,7 @@ from storemon_api.ids import parse_report_id
 from storemon_api.models import ReportLinks, ReportStatus
 from storemon_pipeline.engine.history import latest_report_partition_key
 from storemon_pipeline.engine.instants import as_aware_utc, parse_iso
+from storemon_pipeline.engine.state import read_data_version
 from storemon_pipeline.settings import Settings
 
 COMPLETE_CACHE_SIZE = 10_000
@@ -39,24 +43,51 @@ class ReportService:
         self.files = ReportFiles(state.reports_dir)
         # A Complete report never changes: repeated downloads need not ask Dagster again.
         self._complete: dict[str, ReportStatus] = {}
+        self._deciding = threading.Lock()
 
-    def trigger(self, tags: dict[str, str]) -> str:
-        """Launch the report of the latest poll's partition; returns the report (run) id."""
+    def trigger(self, tags: dict[str, str], fresh: bool = False) -> str:
+        """A report as of the latest poll; returns its report id.
+
+        If the data has not changed since a finished report of the latest partition, a new id
+        standing for that report (an alias) answers at once; while an equivalent report is
+        queued or running, a new id joins it; otherwise (or with ``fresh``) a Dagster run is
+        launched and its id is the report's. One trigger at a time decides, so simultaneous
+        triggers share one run.
+        """
         # Normally read from latest_poll.json; the DuckDB fallback must not hold a request long.
         quick = self.state.model_copy(
             update={"lock_wait_seconds": min(self.state.lock_wait_seconds, 5.0)}
         )
-        try:
-            partition = latest_report_partition_key(quick)
-        except duckdb.IOException as exc:
-            raise Unavailable(
-                "the database is busy and no latest_poll.json is there yet; retry in a few seconds"
-            ) from exc
-        return self.dagster.launch_report(partition, tags=tags)
+        with self._deciding:
+            try:
+                partition = latest_report_partition_key(quick)
+            except duckdb.IOException as exc:
+                raise Unavailable(
+                    "the database is busy and no latest_poll.json is there yet; retry in a few "
+                    "seconds"
+                ) from exc
+            version = read_data_version(self.state.state_dir)
+            if version is not None and not fresh:
+                finished = self.files.matching(partition, version)
+                if finished is not None:
+                    return self.files.write_alias(finished.report_id, "the data has not changed")
+                running = self.dagster.runs(
+                    limit=1,
+                    in_flight_with_tags={PARTITION_TAG: partition, DATA_VERSION_TAG: version},
+                )
+                if running:
+                    return self.files.write_alias(running[0].run_id, "joined a running report")
+            version_tag = {DATA_VERSION_TAG: version} if version is not None else {}
+            return self.dagster.launch_report(partition, tags={**tags, **version_tag})
 
     def status(self, report_id: str | None) -> tuple[ReportStatus, FinishedReport | None]:
-        """The report's status, and its files when it is Complete."""
+        """The report's status, and its files when it is Complete (an alias answers as the
+        report it stands for does)."""
         report_id = parse_report_id(report_id)
+        target = self.files.alias_target(report_id)
+        if target is not None:
+            status, finished = self.status(target)
+            return self._as_alias(report_id, status), finished
         finished = self.files.finished(report_id)
         if finished is not None and report_id in self._complete:
             return self._complete[report_id], finished
@@ -95,11 +126,29 @@ class ReportService:
             runs |= {run.run_id: run for run in self.dagster.runs(limit=limit, run_ids=others)}
         ids = set(runs) | set(finished)
         # Without failure reasons: one more query per failed run; /reports/{id} has the reason.
-        described = [
-            self._describe(i, runs.get(i), finished.get(i), with_reason=False) for i in ids
+        described = {
+            i: self._describe(i, runs.get(i), finished.get(i), with_reason=False) for i in ids
+        }
+        aliases = [
+            self._as_alias(alias, described[target], requested)
+            for alias, target, requested in self.files.recent_aliases(limit)
+            if target in described
         ]
-        described.sort(key=lambda r: (r.requested or r.created or _EPOCH, r.report_id))
-        return described[::-1][:limit]
+        every = [*described.values(), *aliases]
+        every.sort(key=lambda r: (r.requested or r.created or _EPOCH, r.report_id))
+        return every[::-1][:limit]
+
+    def _as_alias(
+        self, alias: str, target_status: ReportStatus, requested: datetime | None = None
+    ) -> ReportStatus:
+        """An alias answers as the report it stands for, under its own id."""
+        return target_status.model_copy(
+            update={
+                "report_id": alias,
+                "links": self._links(alias, target_status),
+                "requested": requested or target_status.requested,
+            }
+        )
 
     def _describe(
         self,
@@ -126,7 +175,6 @@ class ReportService:
             )
         else:
             status, error = "Failed", f"unexpected Dagster run status {run.status}"
-        base = f"/reports/{report_id}"
         return ReportStatus(
             report_id=report_id,
             status=status,
@@ -137,13 +185,17 @@ class ReportService:
             requested=None if run is None else run.created,
             created=_parse(sidecar.get("created")),
             stores=sidecar.get("stores"),
-            links=ReportLinks(
-                self=base,
-                csv=f"{base}/csv",
-                summary=f"{base}/summary",
-                dagster=None if run is None else self.dagster.run_url(report_id),
-            ),
+            links=self._links(report_id, run),
         )
+
+    def _links(self, report_id: str, run: RunInfo | ReportStatus | None) -> ReportLinks:
+        """Where to find the report (by this id) and the Dagster run that made it."""
+        base = f"/reports/{report_id}"
+        if isinstance(run, ReportStatus):
+            dagster = run.links.dagster
+        else:
+            dagster = None if run is None else self.dagster.run_url(run.run_id)
+        return ReportLinks(self=base, csv=f"{base}/csv", summary=f"{base}/summary", dagster=dagster)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

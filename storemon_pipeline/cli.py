@@ -22,19 +22,22 @@ def _instant(text: str) -> datetime:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from storemon_pipeline.engine.db import database
-    from storemon_pipeline.engine.ingest import drop_expired_polls, ingest_paths
+    from storemon_pipeline.engine.ingest import data_version, drop_expired_polls, ingest_paths
     from storemon_pipeline.engine.report import kept_history, latest_poll
     from storemon_pipeline.engine.state import write_latest_poll
 
     settings = get_settings()
     started = time.perf_counter()
     with database(settings.duckdb_path, wait_seconds=args.wait) as con:
-        results = ingest_paths(con, args.paths, progress=lambda r: print(r.summary(), flush=True))
+        results = ingest_paths(
+            con, args.paths, progress=lambda r: print(r.summary(), flush=True),
+            guards=settings.ingest_guards,
+        )
         if settings.retention_days:
             expired = drop_expired_polls(con, kept_history(settings.retention_days))
             print(f"retention ({settings.retention_days} days): {expired} older polls dropped")
         # the REST API and the sensors read it instead of opening DuckDB
-        write_latest_poll(settings.state_dir, latest_poll(con))
+        write_latest_poll(settings.state_dir, latest_poll(con), data_version(con))
     refused = [r for r in results if r.status == "refused"]
     print(
         f"{len(results)} file(s) in {time.perf_counter() - started:.2f} s into "
@@ -44,11 +47,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.db import database, ensure_spill_room
     from storemon_pipeline.engine.report import NoPollsError, result_summary, write_report_csv
 
     settings = get_settings()
     started = time.perf_counter()
+    ensure_spill_room(settings.state_dir, settings.duckdb_limits)
     with database(settings.duckdb_path, wait_seconds=args.wait) as con:
         out = args.out or settings.reports_dir / "latest.csv"
         try:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storemon_pipeline.engine.db import ResourceLimits
+from storemon_pipeline.engine.files import free_disk_bytes
+
+if TYPE_CHECKING:
+    from storemon_pipeline.engine.ingest import IngestGuards
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = PROJECT_ROOT / "data"
@@ -52,20 +57,40 @@ class Settings(BaseSettings):
         ge=16,
         description="Memory one DuckDB connection may use (default 60 % of the machine's).",
     )
-    duckdb_temp_limit_gb: float = Field(
-        default=20.0,
+    duckdb_temp_limit_gb: float | None = Field(
+        default=None,
         gt=0,
-        description="Disk one DuckDB connection may fill with spill files (<db>.tmp/).",
+        description="Disk one DuckDB connection may fill with spill files (<db>.tmp/); by "
+        "default 20 GB, or half the free space of the state folder's disk if that is less.",
     )
     duckdb_threads: int | None = Field(
         default=None, ge=1, description="Threads per DuckDB connection (default: one per core)."
     )
 
+    # Ingest guards (engine/ingest.py).
+    max_file_mb: float = Field(
+        default=4096, gt=0, description="Refuse to ingest a file larger than this."
+    )
+    min_free_disk_mb: float = Field(
+        default=512,
+        ge=0,
+        description="Refuse to ingest while the state folder's disk has less free space.",
+    )
+
+    @property
+    def ingest_guards(self) -> IngestGuards:
+        from storemon_pipeline.engine.ingest import IngestGuards
+
+        return IngestGuards(
+            int(self.max_file_mb * 2**20), int(self.min_free_disk_mb * 2**20), self.state_dir
+        )
+
     @property
     def duckdb_limits(self) -> ResourceLimits:
-        return ResourceLimits(
-            self.duckdb_memory_limit_mb, self.duckdb_temp_limit_gb, self.duckdb_threads
-        )
+        temp_gb = self.duckdb_temp_limit_gb
+        if temp_gb is None:
+            temp_gb = min(20.0, max(free_disk_bytes(self.state_dir) / 2**31, 0.1))
+        return ResourceLimits(self.duckdb_memory_limit_mb, temp_gb, self.duckdb_threads)
 
     @property
     def state_dir(self) -> Path:
@@ -79,6 +104,11 @@ class Settings(BaseSettings):
     def history_path(self) -> Path:
         """The report history (engine/history.py), beside the main database."""
         return self.state_dir / "history.duckdb"
+
+    @property
+    def services_path(self) -> Path:
+        """What `storemon up` knows of its processes, for /health (supervisor.py)."""
+        return self.state_dir / "services.json"
 
     @property
     def reports_dir(self) -> Path:

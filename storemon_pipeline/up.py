@@ -1,153 +1,49 @@
 """`storemon up`: the whole product on one machine, state in one folder, nothing to install.
 
 1. Dagster's instance lives in ``$STOREMON_HOME/dagster`` (DAGSTER_HOME), configured by the
-   repository's ``dagster.yaml``; SQLite storage, beside the DuckDB file.
-2. On an empty state folder the sample data in ``data/`` is ingested; then, if the latest poll's
-   report partition has never been materialized, the graph is (business windows and that
-   report). Both are ordinary Dagster runs, executed here before the services start.
-3. The services start as child processes: ``dagster dev`` (webserver and daemon) on 127.0.0.1;
-   more can be added to ``services()`` (the REST API under uvicorn). They are started together
-   and stopped together: Ctrl-C, SIGTERM, or any of them exiting stops them all.
+   repository's ``dagster.yaml``; SQLite storage, beside the DuckDB files.
+2. On an empty state folder the sample data in ``data/`` is ingested; every hour that holds polls
+   gets its report partition, and the partitions never materialized are, in one run per
+   contiguous range. These are ordinary Dagster runs, executed here before the services start.
+3. The services run as child processes on 127.0.0.1, each watched by a supervisor
+   (``supervisor.py``): the code server (``dagster api grpc``), the Dagster webserver and
+   daemon (which reach the code server through a workspace file written here), and the REST
+   API under uvicorn. A child that dies is started again, with a back-off when it keeps dying;
+   after the code server comes back the webserver reloads the code location. A run whose worker
+   process is gone is marked failed, so the run queue never waits on it. Ctrl-C or SIGTERM stops
+   everything.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psutil
 
 from storemon_pipeline.settings import PROJECT_ROOT, Settings, get_settings
+from storemon_pipeline.supervisor import Service, Supervisor, probe_url
 
 HOST = "127.0.0.1"
-WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
+LOCATION = "storemon"
 INSTANCE_FILE = PROJECT_ROOT / "dagster.yaml"
 READY_TIMEOUT_SECONDS = 180.0
-STOP_TIMEOUT_SECONDS = 30.0
+# A STARTED run whose worker process has been gone this long is marked failed.
+ORPHAN_GRACE_SECONDS = 10.0
+SENTINEL_EVERY_SECONDS = 10.0
 # Quiet in-process runs: `up` prints its own one-line summaries.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+BIN = Path(sys.executable).parent
 
 
 def log(message: str) -> None:
     print(f"storemon up: {message}", flush=True)
-
-
-# --- child processes -------------------------------------------------------------------------
-
-
-@dataclass
-class Service:
-    """A child process of `storemon up`, ready when ``ready_url`` answers."""
-
-    name: str
-    args: Sequence[str]
-    url: str
-    ready_url: str
-    cwd: Path | None = None
-    process: subprocess.Popen | None = field(default=None, repr=False)
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-
-class ServiceGroup:
-    """Child processes started together and stopped together.
-
-    Each child gets its own session, so a terminal's Ctrl-C reaches only `storemon up`, which
-    then stops each child by its pid: SIGINT (a graceful stop for dagster dev and uvicorn), then
-    SIGTERM, then SIGKILL; descendants a child leaves behind are ended by pid too.
-    """
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.services: list[Service] = []
-
-    def start(self, service: Service) -> None:
-        log(f"starting {service.name}: {' '.join(service.args[:4])} ...")
-        service.process = subprocess.Popen(
-            list(service.args), cwd=service.cwd, env=self.env, start_new_session=True
-        )
-        self.services.append(service)
-
-    def wait_ready(self, service: Service, timeout: float = READY_TIMEOUT_SECONDS) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not service.running():
-                raise RuntimeError(f"{service.name} exited during start-up")
-            try:
-                with urllib.request.urlopen(service.ready_url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"{service.name} not ready after {timeout:.0f} s")
-
-    def watch(self) -> int:
-        """Until Ctrl-C / SIGTERM (returns 0) or a child exits (returns its code)."""
-        try:
-            while True:
-                for service in self.services:
-                    if not service.running():
-                        code = service.process.returncode if service.process else 1
-                        log(f"{service.name} exited with code {code}; stopping the others")
-                        return code or 1
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            log("stopping")
-            return 0
-
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-        """Stop every child, last started first, and whatever they left running."""
-        for service in reversed(self.services):
-            process = service.process
-            if process is None:
-                continue
-            descendants = _descendants(process.pid)
-            for sig, wait in (
-                (signal.SIGINT, timeout),
-                (signal.SIGTERM, 5.0),
-                (signal.SIGKILL, 5.0),
-            ):
-                if process.poll() is not None:
-                    break
-                process.send_signal(sig)
-                try:
-                    process.wait(wait)
-                except subprocess.TimeoutExpired:
-                    log(f"{service.name} did not stop on {sig.name}")
-            descendants += _descendants(process.pid)
-            _end_processes(descendants)
-        self.services.clear()
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _end_processes(processes: list[psutil.Process]) -> None:
-    alive = [p for p in processes if p.is_running()]
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, still = psutil.wait_procs(alive, timeout=5)
-    for process in still:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
 
 
 def port_is_free(port: int) -> bool:
@@ -161,44 +57,177 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def dagster_service(settings: Settings, port: int) -> Service:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def port_answers(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((HOST, port)) == 0
+
+
+# --- the services ----------------------------------------------------------------------------
+
+
+def code_server_service(port: int) -> Service:
+    """The code location in its own process: the webserver, the daemon and the runs they
+    launch all use it, and it can be restarted without them."""
     return Service(
-        name="dagster",
+        name="code-server",
         args=[
-            sys.executable, "-m", "dagster", "dev",
-            "--workspace", str(WORKSPACE_FILE),
-            "--host", HOST,
-            "--port", str(port),
+            sys.executable, "-m", "dagster", "api", "grpc",
+            "--module-name", "storemon_pipeline.definitions", "--attribute", "defs",
+            "--location-name", LOCATION, "--host", HOST, "--port", str(port),
+            "--use-python-environment-entry-point",
         ],
-        url=f"http://{HOST}:{port}",
-        ready_url=f"http://{HOST}:{port}/server_info",
-        # dagster dev warns about a dagster.yaml in its working folder that is not DAGSTER_HOME
+        ready=lambda: port_answers(port),
+    )
+
+
+def webserver_service(settings: Settings, port: int, workspace: Path) -> Service:
+    url = f"http://{HOST}:{port}"
+    return Service(
+        name="webserver",
+        args=[str(BIN / "dagster-webserver"), "-h", HOST, "-p", str(port), "-w", str(workspace)],
+        ready=lambda: probe_url(f"{url}/server_info"),
+        url=url,
+        cwd=settings.dagster_home,
+    )
+
+
+def daemon_service(settings: Settings, workspace: Path) -> Service:
+    """The run queue, the sensors and the schedule; ready when it has written a heartbeat."""
+    started = time.time()
+    return Service(
+        name="daemon",
+        args=[str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
+        ready=lambda: _daemon_heartbeat_after(settings, started),
         cwd=settings.dagster_home,
     )
 
 
 def api_service(port: int, dagster_url: str) -> Service:
     """The REST API and web page (storemon_api) under uvicorn, talking to the Dagster webserver."""
+    url = f"http://{HOST}:{port}"
     return Service(
         name="api",
         args=[
             sys.executable, "-m", "storemon_api",
-            "--host", HOST,
-            "--port", str(port),
-            "--dagster-url", dagster_url,
+            "--host", HOST, "--port", str(port), "--dagster-url", dagster_url,
         ],
-        url=f"http://{HOST}:{port}",
         # not /health: that answers 503 until the Dagster daemon's first heartbeat
-        ready_url=f"http://{HOST}:{port}/openapi.json",
+        ready=lambda: probe_url(f"{url}/openapi.json"),
+        url=url,
     )
 
 
-def services(settings: Settings, dagster_port: int, api_port: int) -> list[Service]:
-    """What `storemon up` runs, started and stopped together."""
-    return [
-        dagster_service(settings, dagster_port),
-        api_service(api_port, f"http://{HOST}:{dagster_port}"),
+def _daemon_heartbeat_after(settings: Settings, since: float) -> bool:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        beats = instance.get_daemon_heartbeats()
+    return any(beat.timestamp > since for beat in beats.values())
+
+
+def reload_code_location(dagster_url: str) -> None:
+    """Ask the webserver to load the code location again now (its watcher would, later)."""
+    answer = httpx.post(
+        f"{dagster_url}/graphql",
+        json={
+            "query": "mutation Reload($name: String!) { reloadRepositoryLocation("
+            "repositoryLocationName: $name) { __typename } }",
+            "variables": {"name": LOCATION},
+        },
+        timeout=30,
+    )
+    answer.raise_for_status()
+    log("code location reloaded in the webserver")
+
+
+def write_workspace(settings: Settings, code_server_port: int) -> Path:
+    """The webserver's and the daemon's workspace: the code server on its port."""
+    path = settings.dagster_home / "workspace.yaml"
+    path.write_text(
+        "# Written by `storemon up`: the code location is served by its own process.\n"
+        "load_from:\n"
+        "  - grpc_server:\n"
+        f"      host: {HOST}\n"
+        f"      port: {code_server_port}\n"
+        f"      location_name: {LOCATION}\n"
+    )
+    return path
+
+
+class RunSentinel:
+    """Marks failed the runs whose worker process is gone.
+
+    Dagster's default run launcher cannot tell whether a run's worker is alive, so a run whose
+    worker was killed (or died with its host) would stay STARTED forever and hold the DuckDB
+    pool. The worker records its pid when it starts ("Started process for run"); a STARTED run
+    whose worker has been gone for ORPHAN_GRACE_SECONDS is reported failed, which frees the
+    queue.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.gone_since: dict[str, float] = {}
+
+    def __call__(self) -> None:
+        import dagster as dg
+
+        now = time.monotonic()
+        with dg.DagsterInstance.from_config(str(self.settings.dagster_home)) as instance:
+            started = instance.get_run_records(
+                dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+            )
+            seen = set()
+            for record in started:
+                run = record.dagster_run
+                seen.add(run.run_id)
+                if _worker_alive(instance, run.run_id):
+                    self.gone_since.pop(run.run_id, None)
+                    continue
+                since = self.gone_since.setdefault(run.run_id, now)
+                if now - since < ORPHAN_GRACE_SECONDS:
+                    continue
+                current = instance.get_run_by_id(run.run_id)
+                if current is not None and current.status == dg.DagsterRunStatus.STARTED:
+                    message = (
+                        "the run's worker process is gone (killed, or died with its host); "
+                        "storemon up marked the run as failed so that the queue goes on"
+                    )
+                    instance.report_run_failed(current, message)
+                    log(f"run {run.run_id}: {message}")
+                self.gone_since.pop(run.run_id, None)
+            for run_id in set(self.gone_since) - seen:
+                del self.gone_since[run_id]
+
+
+def _worker_alive(instance, run_id: str) -> bool:
+    """Whether the process that announced itself as the run's worker is still running."""
+    import dagster as dg
+
+    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+    pids = [
+        (int(event.dagster_event.engine_event_data.metadata["pid"].value), event.timestamp)
+        for event in events
+        if event.dagster_event is not None
+        and event.dagster_event.engine_event_data is not None
+        and "pid" in event.dagster_event.engine_event_data.metadata
+        and event.message.startswith("Started process for run")
     ]
+    if not pids:
+        return True  # not announced yet: the start timeout of run monitoring covers it
+    pid, announced = pids[-1]
+    try:
+        process = psutil.Process(pid)
+        # a pid reused by another process started after the announcement is not the worker
+        return process.is_running() and process.create_time() <= announced + 1
+    except psutil.NoSuchProcess:
+        return False
 
 
 # --- state -----------------------------------------------------------------------------------
@@ -311,19 +340,31 @@ def run_up(dagster_port: int = 3000, api_port: int = 8000) -> int:
     log(f"state folder {settings.state_dir}")
 
     _install_stop_signals()
-    group = ServiceGroup(env)
+    dagster_url = f"http://{HOST}:{dagster_port}"
+    supervisor = Supervisor(
+        env,
+        settings.services_path,
+        log,
+        chores=[(SENTINEL_EVERY_SECONDS, RunSentinel(settings))],
+    )
     try:
         prepare_state(settings)
         _install_stop_signals()
-        for service in services(settings, dagster_port, api_port):
-            group.start(service)
-        for service in group.services:
-            group.wait_ready(service)
-            log(f"{service.name} ready at {service.url}")
-        dagster, api = group.services
-        log(f"up in {time.perf_counter() - started:.1f} s. Dagster UI: {dagster.url}  "
-            f"REST API and page: {api.url} (docs {api.url}/docs). Ctrl-C to stop.")
-        return group.watch()
+        code_port = free_port()
+        workspace = write_workspace(settings, code_port)
+        code_server = code_server_service(code_port)
+        code_server.after_restart = lambda: reload_code_location(dagster_url)
+        for service in (
+            code_server,
+            webserver_service(settings, dagster_port, workspace),
+            daemon_service(settings, workspace),
+            api_service(api_port, dagster_url),
+        ):
+            supervisor.start(service, READY_TIMEOUT_SECONDS)
+        log(f"up in {time.perf_counter() - started:.1f} s. Dagster UI: {dagster_url}  "
+            f"REST API and page: http://{HOST}:{api_port} (docs http://{HOST}:{api_port}/docs). "
+            "Ctrl-C to stop.")
+        return supervisor.watch()
     except KeyboardInterrupt:
         log("stopping")
         return 0
@@ -331,5 +372,5 @@ def run_up(dagster_port: int = 3000, api_port: int = 8000) -> int:
         log(f"failed: {exc}")
         return 1
     finally:
-        group.stop()
+        supervisor.stop()
         log("stopped")

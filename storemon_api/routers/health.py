@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from storemon_api.deps import DagsterDep, StateDep
+from storemon_api.deps import DagsterDep, StateDep, TokenAcceptedDep
 from storemon_api.health import check_health
 from storemon_api.models import Health
 
@@ -16,9 +16,12 @@ router = APIRouter(prefix="/health", tags=["health"])
     "",
     response_model=Health,
     responses={503: {"model": Health, "description": "Something the API needs is not ready."}},
-    summary="Dagster reachable, state folder writable, latest poll",
+    summary="Can a report be triggered now? The details with the token",
 )
-def health(dagster: DagsterDep, state: StateDep) -> JSONResponse:
-    body = check_health(dagster, state)
+def health(dagster: DagsterDep, state: StateDep, with_details: TokenAcceptedDep) -> JSONResponse:
+    """200 `ok`, or 503 `unavailable` with the reasons in words. With the token (or when none is
+    set), the details: Dagster's version and address, the state folder, the processes `storemon
+    up` watches, the latest poll."""
+    body = check_health(dagster, state, with_details=with_details)
     code = 200 if body.status == "ok" else 503
     return JSONResponse(body.model_dump(mode="json"), status_code=code)

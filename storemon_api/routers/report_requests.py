@@ -26,14 +26,24 @@ router = APIRouter(tags=["reports"], dependencies=TOKEN_REQUIRED)
     responses={**ERRORS, 502: {"model": Problem, "description": "Dagster refused the run."}},
     summary="Start a report as of the latest poll",
 )
-def trigger_report(response: Response, reports: ReportsDep) -> TriggerResponse:
-    """Launch the `uptime_report` materialization for the partition holding the latest poll.
+def trigger_report(
+    response: Response,
+    reports: ReportsDep,
+    fresh: Annotated[
+        bool, Query(description="Compute again even if the data has not changed.")
+    ] = False,
+) -> TriggerResponse:
+    """A report of the partition holding the latest poll; answers at once with its id (poll
+    `/get_report` with it).
 
-    Answers at once with the report id (the Dagster run id); poll `/get_report` with it.
+    If the data has not changed since a finished report of that partition, the new id stands
+    for that report and is already Complete; while an equivalent report is queued or running,
+    it joins it; otherwise a Dagster run of `uptime_report` is launched (its run id is the
+    report id). `?fresh=true` always launches a run.
     """
-    run_id = reports.trigger(tags={"storemon/source": "api"})
-    response.headers["Location"] = f"/reports/{run_id}"
-    return TriggerResponse(report_id=run_id)
+    report_id = reports.trigger(tags={"storemon/source": "api"}, fresh=fresh)
+    response.headers["Location"] = f"/reports/{report_id}"
+    return TriggerResponse(report_id=report_id)
 
 
 @router.get(

@@ -77,7 +77,8 @@ async function showHealth() {
     const response = await fetch("/health", { headers: { Accept: "application/json" } });
     const body = await response.json();
     line.dataset.status = body.status;
-    const poll = body.latest_poll ? ` · latest poll ${when(body.latest_poll)} UTC` : "";
+    const latest = body.details && body.details.latest_poll;
+    const poll = latest ? ` · latest poll ${when(latest)} UTC` : "";
     line.textContent = body.status === "ok"
       ? `Service ready${poll}`
       : `Service degraded: ${body.reasons.join("; ")}${poll}`;

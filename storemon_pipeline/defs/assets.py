@@ -19,6 +19,7 @@ from pydantic import Field
 from storemon_pipeline.defs.metadata import markdown, markdown_table, timestamp
 from storemon_pipeline.defs.partitions import add_report_partitions, report_partitions
 from storemon_pipeline.defs.resources import StoremonState
+from storemon_pipeline.engine.db import ensure_spill_room
 from storemon_pipeline.engine.history import (
     compute_history,
     partition_as_of,
@@ -28,6 +29,7 @@ from storemon_pipeline.engine.history import (
 )
 from storemon_pipeline.engine.ingest import (
     FileResult,
+    data_version,
     drop_expired_polls,
     feed_tables,
     ingest_paths,
@@ -128,14 +130,20 @@ def ingest(
     started = time.perf_counter()
     with storemon.connect() as con:
         previous_latest = latest_poll(con)
-        results = ingest_paths(con, paths, progress=lambda r: _log_file_result(context, r))
+        results = ingest_paths(
+            con,
+            paths,
+            progress=lambda r: _log_file_result(context, r),
+            guards=storemon.settings.ingest_guards,
+        )
         expired = 0
         if storemon.retention_days:
             expired = drop_expired_polls(con, kept_history(storemon.retention_days))
             context.log.info(f"retention: {expired} polls older than the kept history dropped")
         metadata = _ingest_metadata(con, results, expired)
         newest_poll = latest_poll(con)
-    write_latest_poll(storemon.state_dir, newest_poll)
+        version = data_version(con)
+    write_latest_poll(storemon.state_dir, newest_poll, version)
     context.log.info(f"ingested {len(results)} file(s) in {time.perf_counter() - started:.2f} s")
 
     new_hours = sorted({hour for r in results for hour in r.poll_hours})
@@ -337,6 +345,7 @@ def uptime_report(
     keys = sorted(context.partition_keys)
     run_id = context.run.run_id
     csv_path = report_csv_path(storemon.reports_dir, run_id)
+    ensure_spill_room(storemon.state_dir, storemon.settings.duckdb_limits)
     with storemon.connect() as con:
         newest_poll = latest_poll(con)
         if newest_poll is None:
@@ -351,6 +360,7 @@ def uptime_report(
         export_report_csv(con, csv_path, as_of)
         summary = result_summary(con, as_of)
         top = most_downtime(con, as_of)
+        version = data_version(con)
     sidecar = write_report_sidecar(
         storemon.reports_dir,
         run_id,
@@ -358,6 +368,7 @@ def uptime_report(
         stores=summary.stores,
         partition=partition_key(newest_hour),
         latest_poll=newest_poll,
+        data_version=version,
     )
     context.log.info(
         f"{len(keys)} partition(s), {rows} rows saved in {computed:.2f} s; the newest, as of "

@@ -14,6 +14,8 @@ from typing import TypeVar
 
 import duckdb
 
+from storemon_pipeline.engine.files import free_disk_bytes
+
 T = TypeVar("T")
 
 
@@ -77,6 +79,18 @@ def run_script(
             continue
         used = {k: v for k, v in (params or {}).items() if re.search(rf"\${k}\b", code)}
         con.execute(code, used or None)
+
+
+def ensure_spill_room(folder: Path, limits: ResourceLimits) -> None:
+    """A report does not start when the disk cannot give it the spill space it may use: it
+    would fail late, or fill the disk."""
+    free = free_disk_bytes(folder)
+    if free < limits.temp_gb * 2**30:
+        raise ResourceLimitError(
+            f"the state folder's disk has {free / 2**30:.1f} GB free, less than the "
+            f"{limits.temp_gb:g} GB a report may spill (STOREMON_DUCKDB_TEMP_LIMIT_GB): free "
+            "some space, or lower the limit"
+        )
 
 
 def is_lock_error(exc: BaseException) -> bool:

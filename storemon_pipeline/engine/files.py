@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +36,13 @@ def write_json_atomically(path: Path, payload: Mapping[str, Any]) -> Path:
     with atomic_target(path) as temporary:
         temporary.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     return path
+
+
+def free_disk_bytes(path: Path) -> int:
+    """Free space of the disk holding ``path`` (or its nearest existing parent)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from storemon_pipeline.engine.db import sql
+from storemon_pipeline.engine.files import free_disk_bytes
 from storemon_pipeline.engine.instants import utc_now
 
 POLLS, HOURS, TIMEZONES = "polls", "business_hours", "timezones"
@@ -190,9 +191,39 @@ def _load_checked_rows(con: duckdb.DuckDBPyConnection, feed: str) -> int:
     return con.execute("SELECT count(*) FROM timezones").fetchone()[0]
 
 
-def ingest_file(con: duckdb.DuckDBPyConnection, path: Path) -> FileResult:
+@dataclass(frozen=True)
+class IngestGuards:
+    """Files refused whole, before anything of them is read: too large, or too little room."""
+
+    max_file_bytes: int
+    min_free_bytes: int
+    disk_of: Path  # the folder whose disk must keep min_free_bytes free
+
+    def refusal(self, path: Path) -> str | None:
+        size = path.stat().st_size
+        if size > self.max_file_bytes:
+            return (
+                f"the file has {size / 2**20:,.0f} MB, more than STOREMON_MAX_FILE_MB="
+                f"{self.max_file_bytes / 2**20:.10g}: split it, or raise the limit"
+            )
+        free = free_disk_bytes(self.disk_of)
+        if free < self.min_free_bytes + size:
+            margin = self.min_free_bytes / 2**20
+            return (
+                f"the state folder's disk has {free / 2**20:,.0f} MB free, less than this file "
+                f"and the margin STOREMON_MIN_FREE_DISK_MB={margin:.10g}: free some space first"
+            )
+        return None
+
+
+def ingest_file(
+    con: duckdb.DuckDBPyConnection, path: Path, guards: IngestGuards | None = None
+) -> FileResult:
     """Load one file in one transaction: its valid rows, its rejected rows and its manifest row."""
     name = str(path)
+    refusal = None if guards is None else guards.refusal(path)
+    if refusal is not None:
+        return FileResult(name, None, "refused", message=refusal)
     try:
         feed, positions = recognise_feed(read_header(path))
     except UnknownFeedError as exc:
@@ -258,15 +289,25 @@ def ingest_paths(
     con: duckdb.DuckDBPyConnection,
     paths: Iterable[Path | str],
     progress: Callable[[FileResult], None] | None = None,
+    guards: IngestGuards | None = None,
 ) -> list[FileResult]:
     """Ingest files and folders in order; a refused file loads nothing and the others still load."""
     results = []
     for path in csv_files(paths):
-        result = ingest_file(con, path)
+        result = ingest_file(con, path, guards)
         if progress is not None:
             progress(result)
         results.append(result)
     return results
+
+
+def data_version(con: duckdb.DuckDBPyConnection) -> str:
+    """Names what is loaded: it changes with every file that loads (and only then), so two
+    reports for the same as-of made under the same version are the same report."""
+    count, last = con.execute(
+        "SELECT count(*), max(loaded_at) FROM ingest_manifest"
+    ).fetchone()
+    return hashlib.sha256(f"{count}|{last}".encode()).hexdigest()[:16]
 
 
 def files_loaded(con: duckdb.DuckDBPyConnection) -> int:

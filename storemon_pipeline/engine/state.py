@@ -4,7 +4,7 @@ DuckDB lets one process hold the file, and runs write it for seconds at a time; 
 and the Dagster sensors must answer meanwhile. So each run that changes what they need to know
 leaves it in a JSON file, written to a temporary name and renamed (never seen half-written):
 
-- ``latest_poll.json``: the newest poll instant after the last ingest (``{"latest_poll": ...}``);
+- ``latest_poll.json``: the newest poll instant and the data version after the last ingest;
 - ``reports/<run id>.json``: beside each ``reports/<run id>.csv``, what that report is.
 """
 
@@ -20,17 +20,25 @@ from storemon_pipeline.engine.instants import iso, parse_iso, utc_now
 LATEST_POLL_FILE = "latest_poll.json"
 
 
-def write_latest_poll(state_dir: Path, latest_poll: datetime | None) -> Path:
+def write_latest_poll(
+    state_dir: Path, latest_poll: datetime | None, data_version: str | None = None
+) -> Path:
     return write_json_atomically(
         state_dir / LATEST_POLL_FILE,
-        {"latest_poll": iso(latest_poll), "updated": iso(utc_now())},
+        {"latest_poll": iso(latest_poll), "data_version": data_version, "updated": iso(utc_now())},
     )
 
 
 def read_latest_poll(state_dir: Path) -> datetime | None:
-    """The newest poll as of the last ingest through Dagster; None if unknown."""
+    """The newest poll as of the last ingest; None if unknown."""
     payload = read_json(state_dir / LATEST_POLL_FILE)
     return None if payload is None else parse_iso(payload.get("latest_poll"))
+
+
+def read_data_version(state_dir: Path) -> str | None:
+    """The data version (ingest.data_version) as of the last ingest; None if unknown."""
+    payload = read_json(state_dir / LATEST_POLL_FILE)
+    return None if payload is None else payload.get("data_version")
 
 
 def report_csv_path(reports_dir: Path, run_id: str) -> Path:
@@ -49,6 +57,7 @@ def write_report_sidecar(
     stores: int,
     partition: str | None,
     latest_poll: datetime | None,
+    data_version: str | None = None,
 ) -> Path:
     """Written after the CSV: its presence means the CSV is complete."""
     return write_json_atomically(
@@ -60,6 +69,7 @@ def write_report_sidecar(
             "stores": stores,
             "partition": partition,
             "latest_poll": iso(latest_poll),
+            "data_version": data_version,
             "created": iso(utc_now()),
         },
     )

@@ -10,7 +10,9 @@ import json
 import re
 import socket
 import time
+import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,7 +68,7 @@ class FakeDagster:
         self.runs_by_id: dict[str, RunInfo] = {}
         self.launched: list[tuple[str, dict]] = []
         self.reasons: dict[str, str] = {}
-        self.problems: list[str] = []
+        self.daemons_down: list[str] = []
 
     def add(self, run_id: str, status: str, job: str = "uptime_report_job", **kw) -> None:
         self.runs_by_id[run_id] = RunInfo(
@@ -76,8 +78,11 @@ class FakeDagster:
     def run(self, run_id: str) -> RunInfo | None:
         return self.runs_by_id.get(run_id)
 
-    def runs(self, *, limit: int, run_ids=None) -> list[RunInfo]:
+    def runs(self, *, limit: int, run_ids=None, in_flight_with_tags=None) -> list[RunInfo]:
         runs = [r for r in self.runs_by_id.values() if run_ids is None or r.run_id in run_ids]
+        if in_flight_with_tags is not None:
+            runs = [r for r in runs if r.status in ("QUEUED", "STARTED") and all(
+                r.tags.get(k) == v for k, v in in_flight_with_tags.items())]
         return runs[::-1][:limit]
 
     def failure_reason(self, run_id: str) -> str:
@@ -85,11 +90,12 @@ class FakeDagster:
 
     def launch_report(self, partition: str, tags=None) -> str:
         self.launched.append((partition, dict(tags or {})))
-        self.add(RID, "QUEUED", tags={"dagster/partition": partition})
-        return RID
+        run_id = RID if len(self.launched) == 1 else str(uuid.uuid4())
+        self.add(run_id, "QUEUED", tags={**(tags or {}), "dagster/partition": partition})
+        return run_id
 
     def health(self) -> DagsterHealth:
-        return DagsterHealth("1.13.27", list(self.problems))
+        return DagsterHealth("1.13.27", {}, True, list(self.daemons_down))
 
     def run_url(self, run_id: str) -> str:
         return f"{self.url}/runs/{run_id}"
@@ -289,6 +295,45 @@ def test_trigger_launches_the_latest_partition(client, dagster, state):
     assert client.get(f"/get_report?report_id={RID}").json() == {"status": "Running"}
 
 
+def test_unchanged_data_answers_at_once_with_a_new_id(client, dagster, state):
+    """A finished report of the latest partition made on the same data: the trigger answers
+    with a new id standing for it, already Complete; nothing is launched. ?fresh=true launches
+    anyway. Every id keeps answering."""
+    write_latest_poll(state.state_dir, AS_OF, "v1")
+    finish(state)  # RID: partition 2023-01-25-18:00 ...
+    write_report_sidecar(state.reports_dir, RID, as_of=AS_OF, stores=5,
+                         partition="2023-01-25-18:00", latest_poll=AS_OF, data_version="v1")
+    dagster.add(RID, "SUCCESS", tags={"dagster/partition": "2023-01-25-18:00"})
+    ids = [client.post("/trigger_report").json()["report_id"] for _ in range(3)]
+    assert dagster.launched == [] and len(set(ids)) == 3 and RID not in ids
+    for alias in ids:
+        assert client.get(f"/get_report?report_id={alias}").content == CSV.encode()
+        status = client.get(f"/reports/{alias}").json()
+        assert status["report_id"] == alias and status["status"] == "Complete"
+        assert status["links"]["self"] == f"/reports/{alias}"
+        assert status["links"]["dagster"].endswith(RID)
+    fresh = client.post("/trigger_report", params={"fresh": "true"}).json()["report_id"]
+    assert len(dagster.launched) == 1 and fresh not in ids
+    assert dagster.launched[0][1]["storemon/data_version"] == "v1"
+    # new data: a new run, not the old report
+    write_latest_poll(state.state_dir, AS_OF, "v2")
+    assert client.post("/trigger_report").json()["report_id"] not in ids
+    assert len(dagster.launched) == 2
+
+
+def test_simultaneous_triggers_share_one_run(client, dagster, state):
+    write_latest_poll(state.state_dir, AS_OF, "v1")
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: client.post("/trigger_report"), range(10)))
+    ids = [answer.json()["report_id"] for answer in answers]
+    assert len(dagster.launched) == 1 and len(set(ids)) == 10
+    statuses = {client.get(f"/reports/{i}").json()["status"] for i in ids}
+    assert statuses == {"Running"}
+    dagster.add(RID, "SUCCESS", tags={"dagster/partition": "2023-01-25-18:00"})
+    finish(state)
+    assert {client.get(f"/get_report?report_id={i}").content for i in ids} == {CSV.encode()}
+
+
 # --- Dagster down --------------------------------------------------------------------------
 
 
@@ -306,8 +351,11 @@ def test_dagster_down_is_503_everywhere_but_finished_reports(down, state):
     assert down.get(f"/reports/{RID}").json()["status"] == "Complete"
     health = down.get("/health")
     assert health.status_code == 503
-    assert health.json()["status"] == "unavailable" and not health.json()["dagster"]["ok"]
-    assert health.json()["latest_poll"] == "2023-01-25T18:13:22.479510Z"
+    assert health.json()["status"] == "unavailable"
+    assert health.json()["reasons"] == ["the Dagster webserver is unreachable"]
+    details = health.json()["details"]  # no token set: the details are there
+    assert not details["dagster"]["ok"] and "127.0.0.1:" in details["dagster"]["detail"]
+    assert details["latest_poll"] == "2023-01-25T18:13:22.479510Z"
 
 
 def test_a_dagster_that_hangs_is_503_after_the_timeout(state):
@@ -413,18 +461,42 @@ def test_health_ok(client, dagster, state):
     write_latest_poll(state.state_dir, AS_OF)
     answer = client.get("/health")
     assert answer.status_code == 200, answer.text
-    assert answer.json()["status"] == "ok"
-    assert answer.json()["latest_poll"] == "2023-01-25T18:13:22.479510Z"
+    assert answer.json()["status"] == "ok" and answer.json()["reasons"] == []
+    assert answer.json()["details"]["latest_poll"] == "2023-01-25T18:13:22.479510Z"
 
 
 def test_health_names_what_is_wrong(client, dagster, state):
-    dagster.problems.append("the Dagster daemon is not running")
+    dagster.daemons_down.append("QUEUED_RUN_COORDINATOR")
     state.state_dir.rename(state.state_dir.with_name("moved"))
     answer = client.get("/health")
     assert answer.status_code == 503
     body = answer.json()
-    assert body["status"] == "unavailable" and body["latest_poll"] is None
-    assert "daemon" in body["reasons"][0] and "not writable" in body["reasons"][1]
+    assert body["status"] == "unavailable" and body["details"]["latest_poll"] is None
+    assert body["reasons"] == [
+        "the Dagster daemon is not running: queued reports will not start",
+        "the state folder is not writable",
+    ]
+    assert "QUEUED_RUN_COORDINATOR" in body["details"]["dagster"]["detail"]
+
+
+def test_health_without_the_token_leaks_nothing(state, dagster):
+    """With a token set, anyone still learns ok / not ok and why, in words; only the token
+    shows where the state folder is, which versions run, and what exactly failed."""
+    dagster.daemons_down.append("QUEUED_RUN_COORDINATOR")
+    with client_for(state, dagster, api_token="s3cret") as client:
+        anonymous = client.get("/health")
+        assert anonymous.status_code == 503
+        assert anonymous.json() == {
+            "status": "unavailable",
+            "reasons": ["the Dagster daemon is not running: queued reports will not start"],
+            "details": None,
+        }
+        for leak in (str(state.state_dir), "1.13", "127.0.0.1", "Traceback", "QUEUED_RUN"):
+            assert leak not in anonymous.text
+        known = client.get("/health", headers={"Authorization": "Bearer s3cret"}).json()
+        assert str(state.state_dir) in known["details"]["state_folder"]["detail"]
+        assert "1.13.27" not in known["details"]["dagster"]["detail"]  # a problem, not a version
+        assert "QUEUED_RUN_COORDINATOR" in known["details"]["dagster"]["detail"]
 
 
 def test_summary_distribution_and_worst_stores(client, dagster, state):

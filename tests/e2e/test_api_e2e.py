@@ -58,8 +58,9 @@ def test_health_is_ok_with_the_latest_poll(api_stack, api):
     assert health.status_code == 200, health.text
     body = health.json()
     assert body["status"] == "ok" and body["reasons"] == []
-    assert body["dagster"]["ok"] and body["state_folder"]["ok"]
-    assert body["latest_poll"].startswith("2023-01-")
+    details = body["details"]
+    assert details["dagster"]["ok"] and details["state_folder"]["ok"]
+    assert details["latest_poll"].startswith("2023-01-")
 
 
 def test_report_csv_is_byte_identical_to_the_cli(api_stack, api, first_report, tmp_path):
@@ -96,10 +97,41 @@ def test_store_history_holds_the_reported_partition(api, first_report):
     assert api.get("/stores/%20bad/history").status_code == 422
 
 
-def test_ten_simultaneous_triggers_all_complete(api, first_report):
+def test_unchanged_data_is_answered_at_once(api, first_report):
+    """The data has not changed since the first report: a trigger's id is Complete at once (no
+    Dagster run), unique, and serves that report's CSV."""
+    started = time.monotonic()
+    answer = api.post("/trigger_report")
+    got = api.get("/get_report", params={"report_id": answer.json()["report_id"]})
+    LATENCIES["unchanged data, trigger -> Complete"] = time.monotonic() - started
+    assert answer.json()["report_id"] != first_report["id"]
+    assert got.headers["x-report-status"] == "Complete"
+    assert got.content == first_report["response"].content
+
+
+def test_a_trigger_joins_an_equivalent_report_in_flight(api_stack, api, first_report):
+    """New data (a poll file loaded): the first trigger launches a run, the next one, while it
+    is queued or running, joins it instead of queueing another."""
+    feed = api_stack.home / "late.csv"
+    feed.write_text("store_id,status,timestamp_utc\njoiner,active,2023-01-26 00:10:00 UTC\n")
+    subprocess.run([str(BIN / "storemon"), "ingest", str(feed)], env=api_stack.env(), cwd=ROOT,
+                   check=True, capture_output=True, timeout=300)
+    first = api.post("/trigger_report").json()["report_id"]
+    second = api.post("/trigger_report").json()["report_id"]
+    assert first != second
+    statuses = [wait_for_report(api, i) for i in (first, second)]
+    assert [s["status"] for s in statuses] == ["Complete", "Complete"]
+    assert statuses[1]["links"]["dagster"] == statuses[0]["links"]["dagster"]  # one run
+    assert statuses[0]["partition"] == "2023-01-26-00:00"
+    csvs = [api.get(f"/reports/{i}/csv").content for i in (first, second)]
+    assert csvs[0] == csvs[1] and b"joiner" in csvs[0]
+
+
+def test_ten_simultaneous_fresh_triggers_all_complete(api, first_report):
+    """?fresh=true: ten real runs through the queue, one after another."""
     started = time.monotonic()
     with ThreadPoolExecutor(10) as pool:
-        answers = list(pool.map(lambda _: api.post("/trigger_report"), range(10)))
+        answers = list(pool.map(lambda _: api.post("/trigger_report?fresh=true"), range(10)))
     assert [a.status_code for a in answers] == [202] * 10, [a.text for a in answers]
     ids = [a.json()["report_id"] for a in answers]
     assert len(set(ids)) == 10
@@ -109,9 +141,8 @@ def test_ten_simultaneous_triggers_all_complete(api, first_report):
     LATENCIES["ten at once, all Complete"] = time.monotonic() - started
     print(f"\nten simultaneous triggers -> all Complete: {time.monotonic() - started:.1f} s")
     assert [f["status"] for f in finals] == ["Complete"] * 10, [f.get("error") for f in finals]
-    expected = first_report["response"].content  # same data, same partition: the same report
-    for report_id in ids:
-        assert api.get(f"/reports/{report_id}/csv").content == expected
+    contents = {api.get(f"/reports/{report_id}/csv").content for report_id in ids}
+    assert len(contents) == 1  # the same data, the same partition: the same report
 
 
 def test_list_and_summary(api, first_report):
@@ -239,7 +270,7 @@ def test_dagster_down_gives_503_but_finished_reports_still_download(api_stack, a
     api_stack.stop_webserver()
     report_id = first_report["id"]
     for method, path in (
-        ("POST", "/trigger_report"),
+        ("POST", "/trigger_report?fresh=true"),
         ("GET", "/reports"),
         ("GET", "/get_report?report_id=3f0c2a8e-5b1d-4c7e-9a2f-6d8b1e4c0a97"),
         ("GET", "/reports/3f0c2a8e-5b1d-4c7e-9a2f-6d8b1e4c0a97"),
@@ -257,6 +288,12 @@ def test_dagster_down_gives_503_but_finished_reports_still_download(api_stack, a
     assert api.get(f"/reports/{report_id}/csv").content == got.content
     assert api.get(f"/reports/{report_id}").json()["status"] == "Complete"
     assert api.get(f"/reports/{report_id}/summary").status_code == 200
+    # the data has not changed since the last report: a trigger is answered from the files
+    unchanged = api.post("/trigger_report")
+    assert unchanged.status_code == 202, unchanged.text
+    again = api.get("/get_report", params={"report_id": unchanged.json()["report_id"]})
+    assert again.headers["x-report-status"] == "Complete"
+    assert b"joiner" in again.content  # the newest data (loaded by the join test)
 
 
 def test_print_latencies():

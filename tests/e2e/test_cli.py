@@ -75,3 +75,30 @@ def test_a_report_over_its_limits_fails_clearly_and_leaves_no_spill_files(tmp_pa
     assert leftovers == []
     assert list((home / "reports").glob("*")) == []  # no CSV, not even a temporary one
     assert storemon(home, "report").returncode == 0
+
+
+def test_ingest_refuses_a_file_too_large_or_a_disk_too_full(tmp_path):
+    """Refused whole with a clear message, nothing of the file loaded; the other files load."""
+    home = tmp_path / "state"
+    big = tmp_path / "big_polls.csv"
+    row = "s,active,2023-01-22 12:00:00 UTC\n"
+    big.write_text("store_id,status,timestamp_utc\n" + row * 40_000)
+    small = tmp_path / "small_polls.csv"
+    small.write_text("store_id,status,timestamp_utc\nt,active,2023-01-22 12:00:00 UTC\n")
+    result = storemon(home, "ingest", str(big), str(small), STOREMON_MAX_FILE_MB="1")
+    assert result.returncode == 1
+    assert "big_polls.csv: refused" in result.stdout and "STOREMON_MAX_FILE_MB=1" in result.stdout
+    assert "small_polls.csv: polls: 1 rows, 1 loaded" in result.stdout
+    full = storemon(home, "ingest", str(big), STOREMON_MIN_FREE_DISK_MB="100000000")
+    assert full.returncode == 1 and "STOREMON_MIN_FREE_DISK_MB=100000000" in full.stdout
+    report = storemon(home, "report")
+    assert report.returncode == 0 and "1 stores" in report.stdout  # only t: big never loaded
+
+
+def test_a_report_does_not_start_without_room_to_spill(tmp_path):
+    home = tmp_path / "state"
+    assert storemon(home, "ingest", str(SAMPLE_DATA_DIR)).returncode == 0
+    refused = storemon(home, "report", STOREMON_DUCKDB_TEMP_LIMIT_GB="1000000")
+    assert refused.returncode == 1
+    assert "STOREMON_DUCKDB_TEMP_LIMIT_GB" in refused.stderr and "free" in refused.stderr
+    assert not (home / "reports" / "latest.csv").exists()
