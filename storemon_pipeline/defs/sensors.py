@@ -29,18 +29,21 @@ def _file_state(path: Path, known: dict | None) -> dict:
 def incoming_files(
     context: dg.SensorEvaluationContext, storemon: StoremonState
 ) -> dg.SensorResult:
-    """Ingest new or changed CSV files of `$STOREMON_HOME/incoming/`, each content once.
+    """Ingest new or changed CSV files of `$STOREMON_HOME/incoming/`, each content once, and
+    again if the run that was to ingest it failed (its process killed, say): nothing is lost.
 
-    The cursor remembers each file's content hash: a file seen before with the same content is
-    not requested again, a changed one is. All files that are new at one tick go into one run;
-    the run key (hash of names, contents and mtimes) makes a repeated request a no-op.
+    The cursor remembers each file's state (size, mtime, content hash) and the requests whose
+    runs have not succeeded yet. All files that are new at one tick go into one run; the run
+    key (hash of names, contents, mtimes and the attempt) makes a repeated request a no-op.
     """
-    seen: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    seen: dict[str, dict] = cursor.get("files", {})
+    pending: list[dict] = cursor.get("pending", [])
     folder = storemon.incoming_dir
     folder.mkdir(parents=True, exist_ok=True)
     now = time.time()
     current: dict[str, dict] = {}
-    changed: list[tuple[Path, dict]] = []
+    changed: list[str] = []
     for path in csv_files([folder]):
         known = seen.get(path.name)
         if now - path.stat().st_mtime < SETTLE_SECONDS:
@@ -50,25 +53,58 @@ def incoming_files(
         state = _file_state(path, known)
         current[path.name] = state
         if known is None or known["sha256"] != state["sha256"]:
-            changed.append((path, state))
-    cursor = json.dumps(current, sort_keys=True)
-    if not changed:
-        return dg.SensorResult(skip_reason="no new or changed files in incoming/", cursor=cursor)
-    identity = "|".join(f"{p.name}@{s['sha256']}@{s['mtime_ns']}" for p, s in changed)
-    run_key = hashlib.sha256(identity.encode()).hexdigest()[:32]
-    context.log.info(f"new or changed: {', '.join(p.name for p, _ in changed)}")
-    return dg.SensorResult(
-        run_requests=[
+            changed.append(path.name)
+
+    requests: list[dict] = [{"files": changed, "attempt": 0}] if changed else []
+    still_pending = []
+    for request in pending:
+        status = _run_status(context.instance, request["run_key"])
+        if status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+            files = [name for name in request["files"] if name in current]
+            if files:
+                context.log.warning(f"ingest run failed for {', '.join(files)}: asking again")
+                requests.append({"files": files, "attempt": request["attempt"] + 1})
+        elif status != dg.DagsterRunStatus.SUCCESS:
+            still_pending.append(request)  # queued, running, or not created yet
+    run_requests = []
+    for request in requests:
+        identity = "|".join(
+            f"{name}@{current[name]['sha256']}@{current[name]['mtime_ns']}"
+            for name in request["files"]
+        )
+        request["run_key"] = hashlib.sha256(
+            f"{identity}#{request['attempt']}".encode()
+        ).hexdigest()[:32]
+        still_pending.append(request)
+        run_requests.append(
             dg.RunRequest(
-                run_key=run_key,
+                run_key=request["run_key"],
                 run_config=dg.RunConfig(
-                    ops={"ingest": IngestConfig(paths=[str(p) for p, _ in changed])}
+                    ops={"ingest": IngestConfig(paths=[str(folder / n) for n in request["files"]])}
                 ),
-                tags={"storemon/trigger": "incoming_files", "storemon/files": str(len(changed))},
+                tags={
+                    "storemon/trigger": "incoming_files",
+                    "storemon/files": str(len(request["files"])),
+                    "storemon/attempt": str(request["attempt"]),
+                },
             )
-        ],
-        cursor=cursor,
+        )
+    new_cursor = json.dumps({"files": current, "pending": still_pending}, sort_keys=True)
+    if not run_requests:
+        return dg.SensorResult(
+            skip_reason="no new or changed files in incoming/", cursor=new_cursor
+        )
+    if changed:
+        context.log.info(f"new or changed: {', '.join(changed)}")
+    return dg.SensorResult(run_requests=run_requests, cursor=new_cursor)
+
+
+def _run_status(instance: dg.DagsterInstance, run_key: str) -> dg.DagsterRunStatus | None:
+    """The status of the newest run a sensor request with this key created (None: none yet)."""
+    records = instance.get_run_records(
+        dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1
     )
+    return records[0].dagster_run.status if records else None
 
 
 def report_after_ingest(

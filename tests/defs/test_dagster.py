@@ -12,8 +12,6 @@ import csv
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,8 +23,8 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import psutil
 import pytest
+from support.up import Up
 
 from storemon_pipeline.cli import main as storemon_main
 from storemon_pipeline.definitions import build_defs
@@ -460,9 +458,13 @@ def test_incoming_sensor_requests_each_content_once(
 
     # the requested run ingests the file and adds the partition of its hour; the follow-up
     # sensor asks for that partition's report
-    run = defs.resolve_job_def("ingest_job").execute_in_process(
-        instance=graph.instance, run_config=request.run_config, tags=request.tags
-    )
+    def run_as_the_daemon_would(request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        return defs.resolve_job_def("ingest_job").execute_in_process(
+            instance=graph.instance, run_config=request.run_config,
+            tags={**request.tags, "dagster/run_key": request.run_key},
+        )
+
+    run = run_as_the_daemon_would(request)
     assert run.success
     polls = _materializations(run)["polls"]
     assert polls["rows_loaded"].value == 1
@@ -483,79 +485,25 @@ def test_incoming_sensor_requests_each_content_once(
     changed = evaluate(again.cursor)
     assert len(changed.run_requests) == 1
     assert changed.run_requests[0].run_key != request.run_key
-    assert not evaluate(changed.cursor).run_requests
+    # its run fails (killed, say): the next tick asks again, once; then it succeeds
+    doomed = changed.run_requests[0]
+    killed = graph.instance.create_run_for_job(
+        defs.resolve_job_def("ingest_job"), run_config=doomed.run_config,
+        tags={**doomed.tags, "dagster/run_key": doomed.run_key},
+    )
+    graph.instance.report_run_failed(killed, "the run worker was killed")
+    retry = evaluate(changed.cursor)
+    (retried,) = retry.run_requests
+    assert retried.run_key != doomed.run_key and retried.tags["storemon/attempt"] == "1"
+    assert retried.run_config == doomed.run_config
+    assert run_as_the_daemon_would(retried).success
+    assert not evaluate(retry.cursor).run_requests
     # a file still being written is left for the next tick
     (settings.incoming_dir / "landing.csv").write_text(header)
-    assert not evaluate(changed.cursor).run_requests
+    assert not evaluate(retry.cursor).run_requests
 
 
 # --- `storemon up`: real processes, the run queue, restart -------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Up:
-    """`storemon up` as a subprocess; every process it starts is ended by the fixture."""
-
-    def __init__(self, home: Path, log: Path) -> None:
-        self.home = home
-        self.port = _free_port()
-        self.log = log
-        env = {
-            **os.environ,
-            "STOREMON_HOME": str(home),
-            "STOREMON_SENSOR_INTERVAL_SECONDS": "2",
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("DAGSTER_HOME", None)
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "storemon_pipeline.cli", "up",
-                 "--dagster-port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
-            )
-        self.started = time.monotonic()
-        self.seen: dict[int, psutil.Process] = {}
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def remember_children(self) -> None:
-        try:
-            for child in psutil.Process(self.process.pid).children(recursive=True):
-                self.seen[child.pid] = child
-        except psutil.NoSuchProcess:
-            pass
-
-    def wait_ready(self, timeout: float = 240) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.remember_children()
-            if "Dagster UI:" in self.text():
-                return time.monotonic() - self.started
-            assert self.process.poll() is None, self.text()[-3000:]
-            time.sleep(0.5)
-        raise AssertionError(f"storemon up not ready:\n{self.text()[-3000:]}")
-
-    def stop(self) -> int:
-        """SIGINT, as Ctrl-C; then anything left of what it started is ended, by pid."""
-        self.remember_children()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(90)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        leftovers = [p for p in self.seen.values() if p.is_running()]
-        for process in leftovers:
-            process.kill()
-        assert not leftovers, [p.pid for p in leftovers]
-        return self.process.returncode
 
 
 @pytest.fixture(scope="module")
