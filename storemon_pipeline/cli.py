@@ -131,6 +131,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if all(r["passed"] for r in results if r["kind"] == "bar") else 1
 
 
+def cmd_soak(args: argparse.Namespace) -> int:
+    from storemon_pipeline.tools.soak import run_soak
+
+    return run_soak(
+        minutes=args.minutes, chaos=args.chaos, hour_seconds=args.hour_seconds,
+        kill_every=args.kill_every, home=args.home,
+    )
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from storemon_pipeline.up import run_up
 
@@ -184,6 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
         "report with the last 8-day run",
     )
     bench.set_defaults(func=cmd_bench)
+
+    soak = commands.add_parser(
+        "soak", help="the product under a live feed and triggers, processes killed with --chaos"
+    )
+    soak.add_argument("--minutes", type=float, default=2.0)
+    soak.add_argument("--chaos", action="store_true", help="SIGKILL a random process regularly")
+    soak.add_argument("--hour-seconds", type=float, default=5.0,
+                      help="real seconds per hour of the simulated feed")
+    soak.add_argument("--kill-every", type=float, default=15.0, help="seconds between kills")
+    soak.add_argument("--home", type=Path, help="state folder (default: a new temporary one)")
+    soak.set_defaults(func=cmd_soak)
 
     up = commands.add_parser(
         "up",

@@ -1,0 +1,21 @@
+"""`storemon soak --chaos`, short: a live feed, triggers all the time, processes killed at random;
+then every poll stored exactly once, every report ended, every CSV equal to `storemon report`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_a_short_chaos_soak_passes_its_checks(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "storemon_pipeline.cli", "soak", "--minutes", "2", "--chaos",
+         "--kill-every", "12", "--home", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=900,
+    )
+    print(result.stdout[-3000:])
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    assert "checks: all passed" in result.stdout
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("soak of "))
+    assert "with chaos" in summary and "Complete" in summary
+    assert "kills: " in result.stdout
