@@ -7,9 +7,13 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storemon_pipeline.engine.instants import parse_instant
-from storemon_pipeline.settings import SAMPLE_DATA_DIR, get_settings
+from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings, get_settings
+
+if TYPE_CHECKING:
+    from storemon_pipeline.engine.report import ReportSummary
 
 
 def _instant(text: str) -> datetime:
@@ -28,6 +32,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     started = time.perf_counter()
+    if settings.shards > 1:
+        return _ingest_shards(settings, args.paths, started)
     with database(settings.duckdb_path, wait_seconds=args.wait) as con:
         results = ingest_paths(
             con, args.paths, progress=lambda r: print(r.summary(), flush=True),
@@ -46,6 +52,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
+def _ingest_shards(settings: Settings, paths: list[Path], started: float) -> int:
+    """The steps Dagster runs one per shard, one after another."""
+    from storemon_pipeline.engine.ingest import merge_shard_results
+    from storemon_pipeline.engine.sharded import finish_ingest, ingest_shard
+
+    parts = [ingest_shard(settings, k, paths) for k in range(settings.shards)]
+    results = merge_shard_results([part.results for part in parts])
+    for result in results:
+        print(result.summary(), flush=True)
+    if settings.retention_days:
+        expired = sum(part.expired for part in parts)
+        print(f"retention ({settings.retention_days} days): {expired} older polls dropped")
+    finish_ingest(settings)
+    refused = [r for r in results if r.status == "refused"]
+    print(
+        f"{len(results)} file(s) in {time.perf_counter() - started:.2f} s into "
+        f"{settings.shards} shards" + (f"; {len(refused)} refused" if refused else "")
+    )
+    return 1 if refused else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from storemon_pipeline.engine.db import database, ensure_spill_room
     from storemon_pipeline.engine.report import NoPollsError, result_summary, write_report_csv
@@ -53,20 +80,54 @@ def cmd_report(args: argparse.Namespace) -> int:
     settings = get_settings()
     started = time.perf_counter()
     ensure_spill_room(settings.state_dir, settings.duckdb_limits)
-    with database(settings.duckdb_path, wait_seconds=args.wait) as con:
-        out = args.out or settings.reports_dir / "latest.csv"
-        try:
-            written = write_report_csv(con, out, as_of=args.as_of)
-        except NoPollsError as exc:
-            print(f"storemon report: {exc}", file=sys.stderr)
-            return 1
-        summary = result_summary(con)
+    out = args.out or settings.reports_dir / "latest.csv"
+    try:
+        if settings.shards > 1:
+            as_of, summary = _report_shards(settings, args.as_of, out)
+        else:
+            with database(settings.duckdb_path, wait_seconds=args.wait) as con:
+                as_of = write_report_csv(con, out, as_of=args.as_of).as_of
+                summary = result_summary(con)
+    except NoPollsError as exc:
+        print(f"storemon report: {exc}", file=sys.stderr)
+        return 1
     share = summary.uptime_share_last_week
     print(
-        f"report as of {written.as_of.isoformat(sep=' ')} UTC: {written.stores} stores, "
+        f"report as of {as_of.isoformat(sep=' ')} UTC: {summary.stores} stores, "
         f"{summary.stores_with_downtime_last_week} with downtime last week, uptime last week "
         + ("n/a" if share is None else f"{100 * share:.2f} %")
-        + f" of business time\nwritten to {written.path} in {time.perf_counter() - started:.2f} s"
+        + f" of business time\nwritten to {out} in {time.perf_counter() - started:.2f} s"
+    )
+    return 0
+
+
+def _report_shards(
+    settings: Settings, as_of: datetime | None, out: Path
+) -> tuple[datetime, ReportSummary]:
+    """One report over the shards: their steps one after another, then assembled."""
+    import uuid
+
+    from storemon_pipeline.engine.history import partition_hour_of
+    from storemon_pipeline.engine.instants import as_naive_utc
+    from storemon_pipeline.engine.sharded import assemble_report, newest_poll, report_shard
+
+    instant = as_naive_utc(as_of) if as_of else newest_poll(settings)
+    wanted = {partition_hour_of(instant): instant}
+    run_id = f"cli-{uuid.uuid4()}"
+    files = [f for k in range(settings.shards) for f in report_shard(settings, k, run_id, wanted)]
+    assembled = assemble_report(settings, run_id, files, wanted, out, save_history=False)
+    return assembled.as_of, assembled.summary
+
+
+def cmd_reshard(args: argparse.Namespace) -> int:
+    from storemon_pipeline.engine.shards import reshard
+
+    settings = get_settings()
+    started = time.perf_counter()
+    before = reshard(settings.state_dir, args.shards, settings.duckdb_limits)
+    print(
+        f"{before} shard(s) -> {args.shards} in {time.perf_counter() - started:.2f} s; set "
+        f"STOREMON_SHARDS={args.shards} for every process of this state folder"
     )
     return 0
 
@@ -204,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--kill-every", type=float, default=15.0, help="seconds between kills")
     soak.add_argument("--home", type=Path, help="state folder (default: a new temporary one)")
     soak.set_defaults(func=cmd_soak)
+
+    reshard = commands.add_parser(
+        "reshard", help="split the stores anew into N shard files (STOREMON_SHARDS)"
+    )
+    reshard.add_argument("shards", type=int, help="the new number of shards (1: one file)")
+    reshard.set_defaults(func=cmd_reshard)
 
     up = commands.add_parser(
         "up",

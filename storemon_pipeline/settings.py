@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storemon_pipeline.engine.db import ResourceLimits
 from storemon_pipeline.engine.files import free_disk_bytes
+from storemon_pipeline.engine.shards import shard_db_paths
 
 if TYPE_CHECKING:
     from storemon_pipeline.engine.ingest import IngestGuards
@@ -49,6 +50,14 @@ class Settings(BaseSettings):
     )
     rejected_share_limit: float = Field(
         default=0.01, ge=0, le=1, description="Warn when more of an ingest's rows are rejected."
+    )
+
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="How many DuckDB files the stores are split into (docs/semantics.md §2.14); "
+        "changing it needs `storemon reshard N`.",
     )
 
     # Every DuckDB connection (engine/db.py).
@@ -99,6 +108,16 @@ class Settings(BaseSettings):
     @property
     def duckdb_path(self) -> Path:
         return self.state_dir / "storemon.duckdb"
+
+    @property
+    def shard_paths(self) -> list[Path]:
+        """The feeds' DuckDB files: ``storemon.duckdb`` alone with one shard."""
+        return shard_db_paths(self.state_dir, self.shards)
+
+    @property
+    def shard_results_dir(self) -> Path:
+        """Where the shards of a report run leave their rows for the step that assembles them."""
+        return self.state_dir / "shard_results"
 
     @property
     def history_path(self) -> Path:

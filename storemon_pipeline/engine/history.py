@@ -9,7 +9,7 @@ long run. Values are kept unrounded, as integer microseconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ from storemon_pipeline.engine.db import (
     run_script,
     sql,
 )
+from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import utc_now
 from storemon_pipeline.engine.report import compute_reports, latest_poll
 from storemon_pipeline.engine.state import read_latest_poll
@@ -36,9 +37,14 @@ ROWS_PER_PASS = 1_000_000
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
 
-def partition_key(hour: datetime) -> str:
+def partition_hour_of(instant: datetime) -> datetime:
+    """The hour of the report partition holding a (naive UTC) instant."""
+    return instant.replace(minute=0, second=0, microsecond=0)
+
+
+def partition_key(instant: datetime) -> str:
     """The key of the report partition holding a (naive UTC) instant."""
-    return hour.replace(minute=0, second=0, microsecond=0).strftime(PARTITION_KEY_FORMAT)
+    return partition_hour_of(instant).strftime(PARTITION_KEY_FORMAT)
 
 
 def partition_hour(key: str) -> datetime:
@@ -75,7 +81,7 @@ def partitions_changed_by(
     report they had: backfill them to account for it."""
     changed = set(new_poll_hours)
     if previous_latest is not None and latest is not None and latest > previous_latest:
-        changed.add(previous_latest.replace(minute=0, second=0, microsecond=0))
+        changed.add(partition_hour_of(previous_latest))
     return sorted(changed)
 
 
@@ -129,6 +135,28 @@ def save_history(
     ).fetchone()[0]
 
 
+def _passes(
+    as_of_by_hour: dict[datetime, datetime], per_pass: int
+) -> Iterator[dict[datetime, datetime]]:
+    hours = sorted(as_of_by_hour)
+    for first in range(0, len(hours), per_pass):
+        yield {hour: as_of_by_hour[hour] for hour in hours[first:first + per_pass]}
+
+
+def report_passes(
+    con: duckdb.DuckDBPyConnection,
+    as_of_by_hour: dict[datetime, datetime],
+    rows_per_pass: int = ROWS_PER_PASS,
+) -> Iterator[dict[datetime, datetime]]:
+    """Compute the reports of these partitions (hour -> as-of), oldest first, as many as-of
+    instants per pass as ``rows_per_pass`` allows; yields each pass's partitions while
+    ``report_results`` holds them (after the last, the newest partition)."""
+    stores = con.execute("SELECT count(*) FROM stores").fetchone()[0]
+    for chunk in _passes(as_of_by_hour, max(1, rows_per_pass // max(stores, 1))):
+        compute_reports(con, list(chunk.values()))
+        yield chunk
+
+
 def compute_history(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -136,16 +164,66 @@ def compute_history(
     run_id: str | None = None,
     rows_per_pass: int = ROWS_PER_PASS,
 ) -> int:
-    """Compute the reports of these partitions (hour -> as-of) and save them to the history,
-    oldest first, as many as-of instants per pass as ``rows_per_pass`` allows; returns the rows
-    written. ``report_results`` is left holding the last pass, with the newest partition."""
-    stores = con.execute("SELECT count(*) FROM stores").fetchone()[0]
-    per_pass = max(1, rows_per_pass // max(stores, 1))
-    hours = sorted(as_of_by_hour)
+    """Compute the reports of these partitions and save them to the history; returns the rows
+    written."""
+    return sum(
+        save_history(con, path, chunk, run_id)
+        for chunk in report_passes(con, as_of_by_hour, rows_per_pass)
+    )
+
+
+def compute_shard_results(
+    con: duckdb.DuckDBPyConnection,
+    out_dir: Path,
+    shard_index: int,
+    as_of_by_hour: dict[datetime, datetime],
+    rows_per_pass: int = ROWS_PER_PASS,
+) -> list[Path]:
+    """One shard's rows of these partitions' reports, pass by pass, as Parquet files
+    ``<out_dir>/<shard>-<pass>.parquet`` (what ``load_shard_results`` assembles); returns them.
+    Computing again replaces them: a retried step counts nothing twice."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(f"{shard_index}-*.parquet"):
+        stale.unlink()
+    files = []
+    for number, _ in enumerate(report_passes(con, as_of_by_hour, rows_per_pass)):
+        path = out_dir / f"{shard_index}-{number}.parquet"
+        with atomic_target(path) as temporary:
+            con.execute(f"COPY report_results TO '{temporary}' (FORMAT parquet)")
+        files.append(path)
+    return files
+
+
+def load_shard_results(
+    con: duckdb.DuckDBPyConnection, files: Sequence[Path], as_ofs: Sequence[datetime]
+) -> None:
+    """``report_results`` of these as-of instants from the shards' files: the rows of the whole
+    reports (each store is in one shard)."""
+    listed = ", ".join(f"'{path}'" for path in files)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE report_results AS SELECT * FROM read_parquet([{listed}]) "
+        "WHERE as_of IN (SELECT unnest($as_ofs::TIMESTAMP[]))",
+        {"as_ofs": list(as_ofs)},
+    )
+
+
+def assemble_history(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[Path],
+    path: Path,
+    as_of_by_hour: dict[datetime, datetime],
+    run_id: str | None = None,
+    rows_per_pass: int = ROWS_PER_PASS,
+) -> int:
+    """Save the shards' rows of these partitions to the history, as many partitions at once as
+    ``rows_per_pass`` allows; ``report_results`` is left holding the newest. Returns the rows
+    written."""
+    listed = ", ".join(f"'{file}'" for file in files)
+    total = con.execute(f"SELECT count(*) FROM read_parquet([{listed}])").fetchone()[0]
+    per_pass = max(1, rows_per_pass * len(as_of_by_hour) // max(total, 1))
     written = 0
-    for first in range(0, len(hours), per_pass):
-        chunk = {hour: as_of_by_hour[hour] for hour in hours[first:first + per_pass]}
-        compute_reports(con, list(chunk.values()))
+    for chunk in _passes(as_of_by_hour, per_pass):
+        load_shard_results(con, files, list(chunk.values()))
         written += save_history(con, path, chunk, run_id)
     return written
 

@@ -11,7 +11,7 @@ import gzip
 import hashlib
 import re
 import zoneinfo
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +22,7 @@ import pandas as pd
 from storemon_pipeline.engine.db import sql
 from storemon_pipeline.engine.files import free_disk_bytes
 from storemon_pipeline.engine.instants import utc_now
+from storemon_pipeline.engine.shards import Shard
 
 POLLS, HOURS, TIMEZONES = "polls", "business_hours", "timezones"
 
@@ -217,9 +218,16 @@ class IngestGuards:
 
 
 def ingest_file(
-    con: duckdb.DuckDBPyConnection, path: Path, guards: IngestGuards | None = None
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    guards: IngestGuards | None = None,
+    shard: Shard | None = None,
 ) -> FileResult:
-    """Load one file in one transaction: its valid rows, its rejected rows and its manifest row."""
+    """Load one file in one transaction: its valid rows, its rejected rows and its manifest row.
+
+    With ``shard``, only that shard's rows of the file (docs/semantics.md §2.14): each shard's
+    file records the file as loaded for its part, so every shard loads every file once.
+    """
     name = str(path)
     refusal = None if guards is None else guards.refusal(path)
     if refusal is not None:
@@ -242,6 +250,11 @@ def ingest_file(
     except duckdb.InvalidInputException as exc:
         reason = str(exc).strip().splitlines()[0]
         return FileResult(name, feed, "refused", message=f"cannot be read as CSV text: {reason}")
+    if shard is not None:
+        con.execute(
+            sql("ingest_keep_shard"),
+            {"shard": shard.index, "shards": shard.count, "file_sha256": sha},
+        )
     rows_read, rows_valid = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE reason IS NULL) FROM ingest_checked"
     ).fetchone()
@@ -290,15 +303,43 @@ def ingest_paths(
     paths: Iterable[Path | str],
     progress: Callable[[FileResult], None] | None = None,
     guards: IngestGuards | None = None,
+    shard: Shard | None = None,
 ) -> list[FileResult]:
     """Ingest files and folders in order; a refused file loads nothing and the others still load."""
     results = []
     for path in csv_files(paths):
-        result = ingest_file(con, path, guards)
+        result = ingest_file(con, path, guards, shard)
         if progress is not None:
             progress(result)
         results.append(result)
     return results
+
+
+def merge_shard_results(per_shard: Sequence[Sequence[FileResult]]) -> list[FileResult]:
+    """One result per file from the results of every shard (each loaded its part of the same
+    files, in the same order): the counts added up, as if one database had loaded them."""
+    merged = []
+    for parts in zip(*per_shard, strict=True):
+        statuses = {part.status for part in parts}
+        status = next(s for s in ("refused", "loaded", "skipped") if s in statuses)
+        rejected: dict[str, int] = {}
+        for part in parts:
+            for reason, n in part.rejected.items():
+                rejected[reason] = rejected.get(reason, 0) + n
+        merged.append(
+            FileResult(
+                parts[0].file,
+                next((p.feed for p in parts if p.feed), None),
+                status,
+                sum(p.rows_read for p in parts),
+                sum(p.rows_loaded for p in parts),
+                sum(p.rows_duplicate for p in parts),
+                dict(sorted(rejected.items())),
+                next((p.message for p in parts if p.status == status), ""),
+                sorted({hour for p in parts for hour in p.poll_hours}),
+            )
+        )
+    return merged
 
 
 def data_version(con: duckdb.DuckDBPyConnection) -> str:

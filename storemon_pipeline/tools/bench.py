@@ -197,13 +197,17 @@ def phase_week(db_path: str, history_path: str) -> dict:
     """The 168 hourly reports of the week before the latest poll, in one pass, saved to a report
     history: what a single-run backfill of a week of partitions computes."""
     from storemon_pipeline.engine.db import database
-    from storemon_pipeline.engine.history import compute_history, partition_as_of
+    from storemon_pipeline.engine.history import (
+        compute_history,
+        partition_as_of,
+        partition_hour_of,
+    )
     from storemon_pipeline.engine.report import latest_poll
 
     with database(db_path) as con:
         began = time.perf_counter()
         latest = latest_poll(con)
-        newest_hour = latest.replace(minute=0, second=0, microsecond=0)
+        newest_hour = partition_hour_of(latest)
         hours = [newest_hour - timedelta(hours=h) for h in range(168)]
         as_of_by_hour = {hour: partition_as_of(hour, latest) for hour in hours}
         rows = compute_history(con, Path(history_path), as_of_by_hour)

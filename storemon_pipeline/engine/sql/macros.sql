@@ -81,3 +81,8 @@ CREATE OR REPLACE TEMP MACRO csv_lines(csv_path, text_encoding) AS TABLE
             )
         END AS cells
     FROM split_lines;
+
+-- The shard of a key (docs/semantics.md §2.14): the first 32 bits of its MD5, modulo the number
+-- of shards. engine/shards.py computes the same in Python.
+CREATE OR REPLACE TEMP MACRO shard_of(key, shards) AS
+    ('0x' || left(md5(key), 8))::UBIGINT % shards;

@@ -1,0 +1,186 @@
+"""Shards (docs/semantics.md §2.14): every store in exactly one shard, the shards' report equal
+to the one-file report byte for byte, a re-shard that changes nothing of the reports."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import duckdb
+import pytest
+from engine.test_oracle import COMMON, scenarios
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.oracle import from_unix, write_feeds
+
+from storemon_pipeline.engine.db import database
+from storemon_pipeline.engine.history import (
+    compute_history,
+    partition_as_of,
+    partition_hour_of,
+    poll_hours,
+)
+from storemon_pipeline.engine.ingest import STORE_ID_PATTERN, ingest_paths, merge_shard_results
+from storemon_pipeline.engine.report import latest_poll, write_report_csv
+from storemon_pipeline.engine.sharded import (
+    assemble_report,
+    finish_ingest,
+    ingest_shard,
+    newest_poll,
+    report_plan,
+    report_shard,
+)
+from storemon_pipeline.engine.shards import (
+    ShardLayoutError,
+    reshard,
+    shard_of,
+    stored_shards,
+)
+from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings
+
+STORE_IDS = st.from_regex(rf"\A{STORE_ID_PATTERN}\Z")
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(STORE_IDS, min_size=1, max_size=40, unique=True), shards=st.integers(1, 7))
+def test_the_rule_is_the_same_in_sql_and_python(ids, shards):
+    con = duckdb.connect()
+    con.execute((SAMPLE_DATA_DIR.parent / "storemon_pipeline/engine/sql/macros.sql").read_text())
+    in_sql = con.execute(
+        "SELECT shard_of(id, $n) FROM unnest($ids::VARCHAR[]) AS t(id)", {"n": shards, "ids": ids}
+    ).fetchall()
+    assert [row[0] for row in in_sql] == [shard_of(i, shards) for i in ids]
+
+
+def sharded_settings(home: Path, shards: int) -> Settings:
+    return Settings(home=home, shards=shards, lock_wait_seconds=5)
+
+
+def ingest_sharded(settings: Settings, paths: list[Path]):
+    parts = [ingest_shard(settings, k, paths) for k in range(settings.shards)]
+    finish_ingest(settings)
+    return merge_shard_results([part.results for part in parts])
+
+
+def report_sharded(
+    settings: Settings, as_of_by_hour, out: Path, run_id: str = "run", save_history: bool = True
+):
+    files = [
+        file for k in range(settings.shards)
+        for file in report_shard(settings, k, run_id, as_of_by_hour)
+    ]
+    return assemble_report(
+        settings, run_id, files, as_of_by_hour, out, save_history=save_history
+    )
+
+
+def shard_stores(settings: Settings) -> list[set[str]]:
+    found = []
+    for path in settings.shard_paths:
+        with database(path, read_only=True) as con:
+            found.append({row[0] for row in con.execute("SELECT store_id FROM stores").fetchall()})
+    return found
+
+
+@settings(max_examples=20, **COMMON)
+@given(scenario=scenarios(), shards=st.integers(1, 7), data=st.data())
+def test_sharded_report_equals_the_one_file_report(scenario, shards, data):
+    """For the oracle's random stores and N in 1..7: every store lands in exactly one shard, the
+    one its id names, and the assembled report (CSV and history rows) is the one-file report."""
+    stores, t = scenario
+    with tempfile.TemporaryDirectory(prefix="storemon-shards-") as folder:
+        folder = Path(folder)
+        paths = write_feeds(stores, folder / "feeds", poll_files=data.draw(st.integers(1, 3)))
+        files = [p for feed in ("polls", "hours", "timezones") for p in paths[feed]]
+
+        with database(folder / "one.duckdb") as con:
+            one_results = ingest_paths(con, files)
+            newest = latest_poll(con)
+            if newest is None:
+                return
+            hours = poll_hours(con)[-3:]
+            as_of_by_hour = {hour: partition_as_of(hour, newest) for hour in hours}
+            compute_history(con, folder / "one_history.duckdb", as_of_by_hour)
+            write_report_csv(con, folder / "one.csv", from_unix(t).replace(tzinfo=None))
+            write_report_csv(con, folder / "one_latest.csv")
+            polled = {row[0] for row in con.execute("SELECT store_id FROM stores").fetchall()}
+
+        settings_n = sharded_settings(folder / "state", shards)
+        merged = ingest_sharded(settings_n, files)
+        assert [(r.status, r.rows_read, r.rows_loaded, r.rows_duplicate, r.rejected)
+                for r in merged] == [
+            (r.status, r.rows_read, r.rows_loaded, r.rows_duplicate, r.rejected)
+            for r in one_results]
+
+        by_shard = shard_stores(settings_n)
+        assert set().union(*by_shard) == polled
+        for k, ids in enumerate(by_shard):
+            assert all(shard_of(i, shards) == k for i in ids)
+
+        assert report_plan(settings_n, hours) == as_of_by_hour
+        assembled = report_sharded(settings_n, as_of_by_hour, folder / "n_latest.csv")
+        assert assembled.as_of == newest
+        assert (folder / "n_latest.csv").read_bytes() == (folder / "one_latest.csv").read_bytes()
+        at_t = {hours[-1]: from_unix(t).replace(tzinfo=None)}
+        report_sharded(settings_n, at_t, folder / "n.csv", run_id="at-t", save_history=False)
+        assert (folder / "n.csv").read_bytes() == (folder / "one.csv").read_bytes()
+        assert not list(settings_n.shard_results_dir.glob("**/*.parquet"))
+
+        assert saved_rows(folder / "one_history.duckdb") == saved_rows(settings_n.history_path)
+
+
+def saved_rows(history_path: Path) -> list[tuple]:
+    with database(history_path, read_only=True) as con:
+        return con.execute(
+            "SELECT * EXCLUDE (computed_at, run_id) FROM uptime_report_partitions ORDER BY ALL"
+        ).fetchall() + con.execute("SELECT * FROM uptime_report ORDER BY ALL").fetchall()
+
+
+@pytest.fixture(scope="module")
+def sample_report(tmp_path_factory) -> tuple[Path, bytes]:
+    """The sample data in one file, and its report."""
+    home = tmp_path_factory.mktemp("one")
+    with database(home / "storemon.duckdb") as con:
+        ingest_paths(con, [SAMPLE_DATA_DIR])
+        write_report_csv(con, home / "report.csv")
+    return home, (home / "report.csv").read_bytes()
+
+
+def test_reshard_keeps_every_report(sample_report, tmp_path):
+    """1 -> 4 -> 3 -> 1 shards: the same report each time, the same files known as loaded."""
+    source, expected = sample_report
+    home = tmp_path / "state"
+    shutil.copytree(source, home)
+    one = sharded_settings(home, 1)
+    four = sharded_settings(home, 4)
+
+    with pytest.raises(ShardLayoutError, match="storemon reshard 4"):
+        report_plan(four, [])
+    assert reshard(home, 4) == 1
+    assert stored_shards(home) == 4
+    assert not (home / "storemon.duckdb").exists()
+
+    def report(settings: Settings, name: str) -> bytes:
+        plan = report_plan(settings, [partition_hour_of(newest_poll(settings))])
+        report_sharded(settings, plan, tmp_path / name)
+        return (tmp_path / name).read_bytes()
+
+    assert report(four, "four.csv") == expected
+    again = ingest_sharded(four, [SAMPLE_DATA_DIR])
+    assert {r.status for r in again} == {"skipped"}, "a re-shard forgets no loaded file"
+
+    assert reshard(home, 3) == 4
+    three = sharded_settings(home, 3)
+    assert report(three, "three.csv") == expected
+    stores = shard_stores(three)
+    assert sum(map(len, stores)) == len(set().union(*stores)) == 1500
+
+    assert reshard(home, 1) == 3
+    assert not (home / "shards").exists()
+    with database(home / "storemon.duckdb") as con:
+        write_report_csv(con, tmp_path / "back.csv")
+        assert {r.status for r in ingest_paths(con, [SAMPLE_DATA_DIR])} == {"skipped"}
+    assert (tmp_path / "back.csv").read_bytes() == expected
+    assert report(one, "one.csv") == expected
+
