@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import psutil
 from pydantic import Field
@@ -58,6 +58,17 @@ class Settings(BaseSettings):
         le=256,
         description="How many DuckDB files the stores are split into (docs/semantics.md §2.14); "
         "changing it needs `storemon reshard N`.",
+    )
+
+    executor: Literal["in_process", "celery"] = Field(
+        default="in_process",
+        description="Where a run's steps execute: in the run's process, or on Celery workers "
+        "(storemon up --executor celery).",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="The Celery executor's broker and result backend; `storemon up --executor "
+        "celery` starts a Redis server on 127.0.0.1 and sets it when unset.",
     )
 
     # Every DuckDB connection (engine/db.py).

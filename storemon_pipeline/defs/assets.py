@@ -9,6 +9,7 @@ DuckDB, set-based; nothing but small summaries passes through Python.
 import time
 import warnings
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -35,6 +36,7 @@ from storemon_pipeline.engine.ingest import (
     ingest_paths,
 )
 from storemon_pipeline.engine.report import (
+    FinishedReport,
     NoPollsError,
     export_report_csv,
     kept_history,
@@ -58,6 +60,7 @@ POLLS = dg.AssetKey("polls")
 BUSINESS_HOURS = dg.AssetKey("business_hours")
 TIMEZONES = dg.AssetKey("timezones")
 QUARANTINE = dg.AssetKey("quarantine")
+REPORT = dg.AssetKey("uptime_report")
 
 REJECTED_SHARE_CHECK = "rejected_rows_share"
 FILES_RECOGNISED_CHECK = "files_recognised"
@@ -133,14 +136,13 @@ def ingest(
         results = ingest_paths(
             con,
             paths,
-            progress=lambda r: _log_file_result(context, r),
+            progress=lambda r: log_file_result(context, r),
             guards=storemon.settings.ingest_guards,
         )
         expired = 0
         if storemon.retention_days:
             expired = drop_expired_polls(con, kept_history(storemon.retention_days))
             context.log.info(f"retention: {expired} polls older than the kept history dropped")
-        metadata = _ingest_metadata(con, results, expired)
         newest_poll = latest_poll(con)
         version = data_version(con)
     write_latest_poll(storemon.state_dir, newest_poll, version)
@@ -149,21 +151,32 @@ def ingest(
     new_hours = sorted({hour for r in results for hour in r.poll_hours})
     added = add_report_partitions(context.instance, new_hours)
     changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
+    for key, metadata in ingest_metadata_results(storemon, results, expired, added, changed):
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+    yield from ingest_check_results(results, storemon.rejected_share_limit)
+
+
+def ingest_metadata_results(
+    storemon: StoremonState,
+    results: list[FileResult],
+    expired: int,
+    added: list[str],
+    changed: list[datetime],
+) -> Iterator[tuple[dg.AssetKey, dict[str, object]]]:
+    """Each feed asset's metadata after an ingest: what its table holds now, what this ingest
+    added, the files."""
+    with storemon.connect() as con:
+        metadata = _ingest_metadata(con, results, expired)
     metadata["polls"] |= {
         "new_report_partitions": len(added),
         "report_partitions_to_refresh": dg.MetadataValue.json([partition_key(h) for h in changed]),
     }
-
-    files = _files_table(results)
+    files = dg.MetadataValue.md(_files_table(results))
     for key in (POLLS, BUSINESS_HOURS, TIMEZONES, QUARANTINE):
-        yield dg.MaterializeResult(
-            asset_key=key,
-            metadata={**metadata[key.path[-1]], "files": dg.MetadataValue.md(files)},
-        )
-    yield from _ingest_check_results(results, storemon.rejected_share_limit)
+        yield key, {**metadata[key.path[-1]], "files": files}
 
 
-def _log_file_result(context: dg.AssetExecutionContext, result: FileResult) -> None:
+def log_file_result(context: dg.AssetExecutionContext, result: FileResult) -> None:
     if result.status == "refused":
         context.log.error(result.summary())
     else:
@@ -245,7 +258,7 @@ def _ingest_metadata(
     }
 
 
-def _ingest_check_results(
+def ingest_check_results(
     results: list[FileResult], limit: float
 ) -> Iterator[dg.AssetCheckResult]:
     rows_read = sum(r.rows_read for r in results)
@@ -354,40 +367,55 @@ def uptime_report(
             partition_hour(key): partition_as_of(partition_hour(key), newest_poll) for key in keys
         }
         rows = compute_history(con, storemon.history_path, as_of_by_hour, run_id)
-        computed = time.perf_counter() - started
-        newest_hour = max(as_of_by_hour)
-        as_of = as_of_by_hour[newest_hour]
+        as_of = as_of_by_hour[max(as_of_by_hour)]
         export_report_csv(con, csv_path, as_of)
-        summary = result_summary(con, as_of)
-        top = most_downtime(con, as_of)
-        version = data_version(con)
+        report = FinishedReport(
+            rows, as_of, result_summary(con, as_of), most_downtime(con, as_of), newest_poll,
+            data_version(con),
+        )
+    return finish_report(context, storemon, keys, report, time.perf_counter() - started)
+
+
+def finish_report(
+    context: dg.OpExecutionContext,
+    storemon: StoremonState,
+    keys: list[str],
+    report: FinishedReport,
+    seconds: float,
+) -> dg.MaterializeResult:
+    """The report's sidecar (its CSV is written: the REST facade may serve it now), a log line
+    and the materialization's metadata."""
+    run_id = context.run.run_id
+    csv_path = report_csv_path(storemon.reports_dir, run_id)
+    newest_hour = max(partition_hour(key) for key in keys)
     sidecar = write_report_sidecar(
         storemon.reports_dir,
         run_id,
-        as_of=as_of,
-        stores=summary.stores,
+        as_of=report.as_of,
+        stores=report.summary.stores,
         partition=partition_key(newest_hour),
-        latest_poll=newest_poll,
-        data_version=version,
+        latest_poll=report.latest_poll,
+        data_version=report.data_version,
     )
     context.log.info(
-        f"{len(keys)} partition(s), {rows} rows saved in {computed:.2f} s; the newest, as of "
-        f"{as_of} UTC: {summary.stores} stores, written to {csv_path}"
+        f"{len(keys)} partition(s), {report.rows} rows saved in {seconds:.2f} s; the newest, "
+        f"as of {report.as_of} UTC: {report.summary.stores} stores, written to {csv_path}"
     )
     metadata: dict[str, object] = {
         "partitions": len(keys),
         "first_partition": keys[0],
         "last_partition": keys[-1],
-        "history_rows": rows,
-        "as_of": timestamp(as_of),
-        "latest_poll": timestamp(newest_poll),
-        "stores": summary.stores,
-        "stores_with_downtime_last_week": summary.stores_with_downtime_last_week,
-        "most_downtime_last_week": markdown(top),
+        "history_rows": report.rows,
+        "as_of": timestamp(report.as_of),
+        "latest_poll": timestamp(report.latest_poll),
+        "stores": report.summary.stores,
+        "stores_with_downtime_last_week": report.summary.stores_with_downtime_last_week,
+        "most_downtime_last_week": markdown(report.most_downtime),
         "csv": dg.MetadataValue.path(str(csv_path)),
         "sidecar": dg.MetadataValue.path(str(sidecar)),
-        "compute_seconds": round(computed, 3),
+        "compute_seconds": round(seconds, 3),
     }
-    if summary.uptime_share_last_week is not None:
-        metadata["uptime_share_last_week"] = round(summary.uptime_share_last_week, 6)
+    share = report.summary.uptime_share_last_week
+    if share is not None:
+        metadata["uptime_share_last_week"] = round(share, 6)
     return dg.MaterializeResult(metadata=metadata)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import dagster as dg
 import duckdb
 
-from storemon_pipeline.defs.assets import DUCKDB_POOL, uptime_report
+from storemon_pipeline.defs.assets import DUCKDB_POOL, REPORT
 from storemon_pipeline.defs.metadata import markdown
 from storemon_pipeline.defs.partitions import report_partitions
 from storemon_pipeline.defs.resources import StoremonState
@@ -35,7 +35,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partiti
 TOLERANCE_SECONDS = 1.0
 
 CHECK_KWARGS = dict(
-    asset=uptime_report,
+    asset=REPORT,
     partitions_def=report_partitions,
     pool=DUCKDB_POOL,
 )
@@ -76,7 +76,7 @@ def _evaluate(
     for hour, outcome in outcomes.items():
         context.op_execution_context.log_event(
             dg.AssetCheckEvaluation(
-                asset_key=uptime_report.key,
+                asset_key=REPORT,
                 check_name=name,
                 passed=outcome.passed,
                 severity=severity,

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import dagster as dg
 
-from storemon_pipeline.defs.assets import business_windows, ingest, uptime_report
+from storemon_pipeline.defs.assets import BUSINESS_HOURS, POLLS, QUARANTINE, REPORT, TIMEZONES
+
+# Selected by key: with shards, the same keys are graph-backed assets (defs/sharded.py).
+INGEST_KEYS = (POLLS, BUSINESS_HOURS, TIMEZONES, QUARANTINE)
+WINDOWS = dg.AssetKey("business_windows")
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.assets(ingest),
+    selection=dg.AssetSelection.assets(*INGEST_KEYS),
     description="Load CSV files into the feed tables (config: paths; default data/ + incoming/).",
 )
 
 uptime_report_job = dg.define_asset_job(
     "uptime_report_job",
-    selection=dg.AssetSelection.assets(uptime_report),
+    selection=dg.AssetSelection.assets(REPORT),
     description="The uptime report of one hourly partition, its checks, and its CSV file "
     "reports/<run id>.csv. The REST facade launches it for the latest poll's partition.",
 )
 
 refresh_job = dg.define_asset_job(
     "refresh_job",
-    selection=dg.AssetSelection.assets(business_windows, uptime_report),
+    selection=dg.AssetSelection.assets(WINDOWS, REPORT),
     description="Rebuild the business windows, then the report of one partition: what follows "
     "an ingest.",
 )

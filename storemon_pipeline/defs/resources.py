@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 
 from storemon_pipeline.engine.db import connect, is_lock_error, resource_errors
+from storemon_pipeline.engine.shards import ensure_layout, union_connection
 from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings
 
 # How often a step that found the DuckDB file locked past the wait is retried.
@@ -28,6 +29,7 @@ class StoremonState(dg.ConfigurableResource):
     freshness_limit_hours: float = 2.0
     rejected_share_limit: float = 0.01
     retention_days: int | None = None
+    shards: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoremonState:
@@ -37,11 +39,17 @@ class StoremonState(dg.ConfigurableResource):
             freshness_limit_hours=settings.freshness_limit_hours,
             rejected_share_limit=settings.rejected_share_limit,
             retention_days=settings.retention_days,
+            shards=settings.shards,
         )
 
     @property
     def settings(self) -> Settings:
-        return Settings(home=Path(self.home))
+        return Settings(
+            home=Path(self.home),
+            lock_wait_seconds=self.lock_wait_seconds,
+            retention_days=self.retention_days,
+            shards=self.shards,
+        )
 
     @property
     def state_dir(self) -> Path:
@@ -71,11 +79,16 @@ class StoremonState(dg.ConfigurableResource):
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The DuckDB file, waiting while another process holds it; past the wait the step is
-        retried later (only a lock is retried: other errors fail the run at once)."""
+        retried later (only a lock is retried: other errors fail the run at once). With shards,
+        every shard's file read-only, seen as one (the shards' own steps write them)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         limits = self.settings.duckdb_limits
+        ensure_layout(self.state_dir, self.shards)
         try:
-            con = connect(self.duckdb_path, wait_seconds=self.lock_wait_seconds, limits=limits)
+            if self.shards > 1:
+                con = union_connection(self.settings.shard_paths, limits)
+            else:
+                con = connect(self.duckdb_path, wait_seconds=self.lock_wait_seconds, limits=limits)
         except duckdb.IOException as exc:
             if not is_lock_error(exc):
                 raise

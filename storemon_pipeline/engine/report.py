@@ -294,6 +294,18 @@ def most_downtime(
 
 
 @dataclass(frozen=True)
+class FinishedReport:
+    """What a report run did: the history rows it wrote and its CSV's report."""
+
+    rows: int  # written to the history
+    as_of: datetime  # of the CSV: the newest partition's
+    summary: ReportSummary
+    most_downtime: pd.DataFrame
+    latest_poll: datetime | None
+    data_version: str
+
+
+@dataclass(frozen=True)
 class WrittenReport:
     path: Path
     as_of: datetime

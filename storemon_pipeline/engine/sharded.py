@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
-
 from storemon_pipeline.engine.db import database
 from storemon_pipeline.engine.history import (
     assemble_history,
@@ -26,8 +24,8 @@ from storemon_pipeline.engine.ingest import (
     ingest_paths,
 )
 from storemon_pipeline.engine.report import (
+    FinishedReport,
     NoPollsError,
-    ReportSummary,
     export_report_csv,
     kept_history,
     latest_poll,
@@ -111,16 +109,6 @@ def report_shard(
         )
 
 
-@dataclass(frozen=True)
-class AssembledReport:
-    rows: int  # written to the history (0 without history)
-    as_of: datetime  # of the CSV: the newest partition's
-    summary: ReportSummary
-    most_downtime: pd.DataFrame
-    latest_poll: datetime | None
-    data_version: str
-
-
 def assemble_report(
     settings: Settings,
     run_id: str,
@@ -129,7 +117,7 @@ def assemble_report(
     csv_path: Path,
     *,
     save_history: bool = True,
-) -> AssembledReport:
+) -> FinishedReport:
     """The shards' rows as one report: the history rows of every partition (with
     ``save_history``) and the CSV of the newest, byte-identical to the one-file report. The
     shards' files are removed once assembled."""
@@ -143,7 +131,7 @@ def assemble_report(
             rows = 0
             load_shard_results(con, files, [as_of])
         export_report_csv(con, csv_path, as_of)
-        assembled = AssembledReport(
+        assembled = FinishedReport(
             rows, as_of, result_summary(con, as_of), most_downtime(con, as_of),
             latest_poll(con), data_version(con),
         )

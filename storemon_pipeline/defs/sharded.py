@@ -1,0 +1,204 @@
+"""The ingest and the report with several shards (STOREMON_SHARDS > 1): graph-backed assets of
+the same keys, with one step per shard and one step that assembles.
+
+A static fan-out (one op per shard, named after it) rather than dynamic outputs: the number of
+shards is fixed for a code location, and each shard's step then has a name and a pool of its
+own (``shard_<k>``, limit 1), so two steps never write one shard file at once, across all runs.
+Under the Celery executor the shard steps run on any worker; in-process, one after another.
+"""
+
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+
+from storemon_pipeline.defs.assets import (
+    BUSINESS_HOURS,
+    POLLS,
+    QUARANTINE,
+    TIMEZONES,
+    IngestConfig,
+    business_windows,
+    finish_report,
+    ingest_check_results,
+    ingest_metadata_results,
+    log_file_result,
+)
+from storemon_pipeline.defs.partitions import add_report_partitions, report_partitions
+from storemon_pipeline.defs.resources import StoremonState
+from storemon_pipeline.engine.db import ensure_spill_room
+from storemon_pipeline.engine.history import partition_hour, partitions_changed_by
+from storemon_pipeline.engine.ingest import csv_files, merge_shard_results
+from storemon_pipeline.engine.sharded import (
+    ShardIngest,
+    assemble_report,
+    finish_ingest,
+    ingest_shard,
+    report_plan,
+    report_shard,
+)
+from storemon_pipeline.engine.state import read_latest_poll, report_csv_path
+
+# A shard step that died with its worker (or found its file locked) is run again: it loads or
+# computes in one transaction per file, so running it twice counts nothing twice.
+SHARD_RETRY = dg.RetryPolicy(max_retries=2, delay=5)
+INGEST_OUTPUTS = {
+    "polls": POLLS,
+    "business_hours": BUSINESS_HOURS,
+    "timezones": TIMEZONES,
+    "quarantine": QUARANTINE,
+}
+
+
+def shard_pool(index: int) -> str:
+    return f"shard_{index}"
+
+
+# --- ingest ------------------------------------------------------------------------------------
+
+
+@dg.op(description="The CSV files to load (config: paths; default data/ + incoming/).")
+def ingest_files(config: IngestConfig, storemon: StoremonState) -> list[str]:
+    paths = [Path(p) for p in config.paths] or storemon.default_ingest_paths()
+    return [str(path) for path in csv_files(paths)]
+
+
+def _ingest_shard_op(index: int) -> dg.OpDefinition:
+    @dg.op(
+        name=f"ingest_shard_{index}",
+        pool=shard_pool(index),
+        retry_policy=SHARD_RETRY,
+        description=f"Load shard {index}'s rows of the files into its DuckDB file.",
+    )
+    def ingest_one_shard(
+        context: dg.OpExecutionContext, files: list[str], storemon: StoremonState
+    ) -> ShardIngest:
+        return ingest_shard(
+            storemon.settings, index, [Path(f) for f in files],
+            progress=lambda result: context.log.info(result.summary()),
+        )
+
+    return ingest_one_shard
+
+
+@dg.op(
+    out={name: dg.Out(dg.Nothing) for name in INGEST_OUTPUTS},
+    description="What the shards loaded, as one ingest: the newest poll, the report partitions "
+    "of the hours the polls fall in, the metadata.",
+)
+def assemble_ingest(
+    context: dg.OpExecutionContext, storemon: StoremonState, parts: list[ShardIngest]
+):
+    previous_latest = read_latest_poll(storemon.state_dir)
+    results = merge_shard_results([part.results for part in parts])
+    for result in results:
+        log_file_result(context, result)
+    newest_poll, _ = finish_ingest(storemon.settings)
+    new_hours = sorted({hour for r in results for hour in r.poll_hours})
+    added = add_report_partitions(context.instance, new_hours)
+    changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
+    expired = sum(part.expired for part in parts)
+    for key, metadata in ingest_metadata_results(storemon, results, expired, added, changed):
+        yield dg.Output(None, output_name=key.path[-1], metadata=metadata)
+    # the ingest checks' verdicts, as metadata of the quarantine (a graph-backed asset cannot
+    # report asset checks from an inner op in this Dagster version)
+    for check in ingest_check_results(results, storemon.rejected_share_limit):
+        context.log.info(f"{check.check_name}: {'passed' if check.passed else 'FAILED'}: "
+                         f"{check.description}")
+
+
+def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
+    shard_ops = [_ingest_shard_op(k) for k in range(shards)]
+
+    @dg.graph_multi_asset(
+        name="ingest",
+        outs={
+            name: dg.AssetOut(key=key, group_name="ingest", kinds={"duckdb"})
+            for name, key in INGEST_OUTPUTS.items()
+        },
+        config=dg.ConfigMapping(
+            config_fn=lambda config: {"ingest_files": {"config": config}},
+            config_schema=IngestConfig.to_config_schema(),
+        ),
+    )
+    def ingest():
+        files = ingest_files()
+        return assemble_ingest([shard_op(files) for shard_op in shard_ops])
+
+    return ingest
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+@dg.op(
+    ins={"windows": dg.In(dg.Nothing)},
+    description="The as-of of each partition of the run, from the newest poll of all shards.",
+)
+def plan_report(
+    context: dg.OpExecutionContext, storemon: StoremonState
+) -> dict[datetime, datetime]:
+    ensure_spill_room(storemon.state_dir, storemon.settings.duckdb_limits)
+    return report_plan(storemon.settings, [partition_hour(k) for k in context.partition_keys])
+
+
+def _report_shard_op(index: int) -> dg.OpDefinition:
+    @dg.op(
+        name=f"report_shard_{index}",
+        pool=shard_pool(index),
+        retry_policy=SHARD_RETRY,
+        description=f"Shard {index}'s rows of the run's reports, left as Parquet files.",
+    )
+    def report_one_shard(
+        context: dg.OpExecutionContext, plan: dict[datetime, datetime], storemon: StoremonState
+    ) -> list[str]:
+        started = time.perf_counter()
+        files = report_shard(storemon.settings, index, context.run_id, plan)
+        context.log.info(
+            f"shard {index}: {len(plan)} partition(s) in {time.perf_counter() - started:.2f} s"
+        )
+        return [str(file) for file in files]
+
+    return report_one_shard
+
+
+@dg.op(description="The shards' rows as one report: history rows, the CSV and its sidecar.")
+def assemble_shard_reports(
+    context: dg.OpExecutionContext,
+    storemon: StoremonState,
+    plan: dict[datetime, datetime],
+    parts: list[list[str]],
+) -> dg.Output[None]:
+    started = time.perf_counter()
+    report = assemble_report(
+        storemon.settings,
+        context.run_id,
+        [Path(file) for part in parts for file in part],
+        plan,
+        report_csv_path(storemon.reports_dir, context.run_id),
+    )
+    keys = sorted(context.partition_keys)
+    done = finish_report(context, storemon, keys, report, time.perf_counter() - started)
+    return dg.Output(None, metadata=done.metadata)
+
+
+def build_sharded_report(shards: int) -> dg.AssetsDefinition:
+    shard_ops = [_report_shard_op(k) for k in range(shards)]
+
+    @dg.graph_asset(
+        name="uptime_report",
+        group_name="reports",
+        partitions_def=report_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"duckdb", "csv"},
+        ins={"windows": dg.AssetIn(business_windows.key, dagster_type=dg.Nothing)},
+        description="The uptime/downtime report per store for the last hour, day and week, one "
+        "step per shard (see the one-file asset of the same key).",
+    )
+    def uptime_report(windows):
+        plan = plan_report(windows)
+        return assemble_shard_reports(plan, [shard_op(plan) for shard_op in shard_ops])
+
+    return uptime_report
