@@ -3,8 +3,8 @@
 Every check gives a reason in words for anyone (no paths, versions, addresses or stack traces)
 and a detail for operators (shown with the token). What a trigger needs: the Dagster webserver
 answering, the code location loaded and reachable with the report job in it, the daemon that
-starts queued runs, a writable state folder, and, under `storemon up`, every supervised process
-running.
+starts queued runs, a writable state folder, under `storemon up` every supervised process
+running, and with the Celery executor its broker answering.
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ def check_health(dagster: DagsterClient, state: Settings, *, with_details: bool)
     dagster_check = _dagster(dagster)
     folder = _writable(state)
     services = _services(state)
+    broker = _broker(state)
     reasons = dagster_check.reasons + folder.reasons + services.reasons
+    if broker is not None:
+        reasons += broker.reasons
     try:
         latest = read_latest_poll(state.state_dir)
     except (ValueError, OSError):
@@ -44,6 +47,7 @@ def check_health(dagster: DagsterClient, state: Settings, *, with_details: bool)
         dagster=ComponentHealth(ok=dagster_check.ok, detail=dagster_check.detail),
         state_folder=ComponentHealth(ok=folder.ok, detail=folder.detail),
         services=ComponentHealth(ok=services.ok, detail=services.detail),
+        broker=None if broker is None else ComponentHealth(ok=broker.ok, detail=broker.detail),
         latest_poll=as_aware_utc(latest),
     )
     return Health(
@@ -87,6 +91,27 @@ def _writable(state: Settings) -> Check:
             ["the state folder is not writable"],
         )
     return Check(True, f"{folder} is writable", [])
+
+
+def _broker(state: Settings) -> Check | None:
+    """The Celery executor's Redis answering (None with the in-process executor)."""
+    if state.executor != "celery":
+        return None
+    import redis
+
+    try:
+        client = redis.Redis.from_url(
+            state.redis_url or "", socket_timeout=1, socket_connect_timeout=1
+        )
+        with client:
+            client.ping()
+    except (redis.RedisError, ValueError) as exc:
+        return Check(
+            False,
+            f"the broker {state.redis_url} does not answer: {exc}",
+            ["the Celery broker (Redis) is unreachable: reports cannot run"],
+        )
+    return Check(True, f"Redis at {state.redis_url} answers", [])
 
 
 def _services(state: Settings) -> Check:

@@ -143,6 +143,9 @@ class HealthDetails(BaseModel):
     services: ComponentHealth = Field(
         description="The processes `storemon up` watches (when it runs the API)."
     )
+    broker: ComponentHealth | None = Field(
+        default=None, description="The Celery executor's Redis (null: in-process executor)."
+    )
     latest_poll: datetime | None = Field(
         description="Newest poll after the last ingest (null: none yet)."
     )

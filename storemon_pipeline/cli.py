@@ -204,7 +204,10 @@ def cmd_soak(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from storemon_pipeline.up import run_up
 
-    return run_up(dagster_port=args.dagster_port, api_port=args.api_port)
+    return run_up(
+        dagster_port=args.dagster_port, api_port=args.api_port, executor=args.executor,
+        workers=args.workers,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--dagster-port", type=int, default=3000, help="Dagster UI port on 127.0.0.1")
     up.add_argument("--api-port", type=int, default=8000, help="REST API port on 127.0.0.1")
+    up.add_argument(
+        "--executor", choices=("in_process", "celery"),
+        help="where run steps execute (default STOREMON_EXECUTOR, in_process); celery also "
+        "starts Redis (unless STOREMON_REDIS_URL is set) and the workers",
+    )
+    up.add_argument(
+        "--workers", type=int, default=2, help="Celery workers (with --executor celery)"
+    )
     up.set_defaults(func=cmd_up)
 
     for sub in (ingest, report, demo):

@@ -7,16 +7,32 @@ the code location's executor and the workers agree on the broker.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from storemon_pipeline.settings import Settings
 
-# A step whose worker dies is delivered again to another worker (acknowledged only when done,
-# requeued when its worker is lost), and a worker takes one step at a time.
+# The Celery queue dagster-celery routes steps to.
+QUEUE = "dagster"
+# A step is acknowledged only when done: when the process running it dies, it is requeued at
+# once and runs again; when its whole worker (or machine) dies, Redis hands it to another worker
+# once VISIBILITY_TIMEOUT_SECONDS have passed. That must exceed the longest step, or a step still
+# running would be handed out again. A worker takes one step at a time.
+VISIBILITY_TIMEOUT_SECONDS = 600
 CELERY_OPTIONS: dict[str, Any] = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,
     "worker_prefetch_multiplier": 1,
+    # replaces dagster-celery's defaults as a whole: its keys are repeated
+    "broker_transport_options": {
+        "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+        "max_retries": 3,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.5,
+    },
 }
 
 
@@ -36,3 +52,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "backend": settings.redis_url,
         "config_source": CELERY_OPTIONS,
     }
+
+
+def worker_config_dir(settings: Settings) -> Path:
+    """A folder holding the workers' Celery configuration (the module dagster-celery's worker
+    reads, written by dagster-celery itself from the executor's configuration); put it on the
+    workers' PYTHONPATH."""
+    import yaml
+    from dagster_celery.cli import get_config_dir
+
+    executor_yaml = settings.dagster_home / "celery_executor.yaml"
+    executor_yaml.write_text(yaml.safe_dump({"execution": {"config": celery_config(settings)}}))
+    return Path(get_config_dir(str(executor_yaml)))

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from storemon_pipeline.distributed import QUEUE, worker_config_dir
 from storemon_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from storemon_pipeline.supervisor import Service, Supervisor, probe_url
 
@@ -84,6 +85,29 @@ def code_server_service(port: int) -> Service:
             "--use-python-environment-entry-point",
         ],
         ready=lambda: port_answers(port),
+    )
+
+
+def redis_service(server: str, port: int) -> Service:
+    """The Celery executor's broker and result backend: a Redis on 127.0.0.1 that keeps nothing
+    on disk (a queued step lost with it fails its run, which can be launched again)."""
+    return Service(
+        name="redis",
+        args=[server, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no"],
+        ready=lambda: port_answers(port),
+    )
+
+
+def worker_service(index: int) -> Service:
+    """A Celery worker that executes one step at a time (standing in for one machine)."""
+    return Service(
+        name=f"worker-{index}",
+        args=[
+            str(BIN / "celery"), "-A", "dagster_celery.app", "worker",
+            "--concurrency", "1", "--prefetch-multiplier", "1", "--loglevel", "WARNING",
+            "--queues", QUEUE, "--hostname", f"storemon-{index}@%h",
+        ],
+        ready=lambda: True,
     )
 
 
@@ -263,16 +287,20 @@ def prepare_state(settings: Settings) -> None:
         range_tags,
         unmaterialized_partitions,
     )
-    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.defs.resources import StoremonState
+    from storemon_pipeline.defs.sharded import shard_pool
     from storemon_pipeline.engine.history import poll_hours
     from storemon_pipeline.engine.ingest import files_loaded
 
     defs = build_defs(settings)
+    state = StoremonState.from_settings(settings)
     with dg.DagsterInstance.get() as instance:
-        # Declare the pool's limit up front: the run queue enforces a limit it knows of.
-        instance.event_log_storage.set_concurrency_slots(DUCKDB_POOL, 1)
+        # Declare the pools' limits up front: the run queue enforces a limit it knows of.
+        shard_pools = [shard_pool(k) for k in range(settings.shards)] if settings.shards > 1 else []
+        for pool in [DUCKDB_POOL, *shard_pools]:
+            instance.event_log_storage.set_concurrency_slots(pool, 1)
 
-        with database(settings.duckdb_path, wait_seconds=settings.lock_wait_seconds) as con:
+        with state.connect() as con:
             files = files_loaded(con)
         if files == 0:
             started = time.perf_counter()
@@ -285,7 +313,7 @@ def prepare_state(settings: Settings) -> None:
                 f"{'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f} s")
 
         # Data loaded with `storemon ingest` has no partitions yet.
-        with database(settings.duckdb_path, wait_seconds=settings.lock_wait_seconds) as con:
+        with state.connect() as con:
             added = add_report_partitions(instance, poll_hours(con))
         if added:
             log(f"{len(added)} report partitions added for the hours that hold polls")
@@ -327,17 +355,53 @@ def _install_stop_signals() -> None:
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
 
-def run_up(dagster_port: int = 3000, api_port: int = 8000) -> int:
+def celery_services(settings: Settings, workers: int) -> list[Service] | None:
+    """Redis (unless STOREMON_REDIS_URL names one) and the workers, with the settings that make
+    every process use them in this process's environment; None (and why) when Redis is
+    missing."""
+    before: list[Service] = []
+    if not settings.redis_url:
+        server = shutil.which("redis-server")
+        if server is None:
+            log("the Celery executor needs Redis, and redis-server is not installed: install it "
+                "(Debian, Ubuntu: `apt-get install redis-server`), or set STOREMON_REDIS_URL to "
+                "a Redis you run")
+            return None
+        port = free_port()
+        os.environ["STOREMON_REDIS_URL"] = f"redis://{HOST}:{port}/0"
+        before.append(redis_service(server, port))
+    os.environ["STOREMON_EXECUTOR"] = "celery"
+    config_dir = worker_config_dir(get_settings())
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(config_dir), os.environ.get("PYTHONPATH")])
+    )
+    return before + [worker_service(k + 1) for k in range(workers)]
+
+
+def run_up(
+    dagster_port: int = 3000, api_port: int = 8000, executor: str | None = None, workers: int = 2
+) -> int:
     settings = get_settings()
     for port, option in ((dagster_port, "--dagster-port"), (api_port, "--api-port")):
         if not port_is_free(port):
             log(f"port {port} on {HOST} is in use: choose another with {option}")
             return 2
     started = time.perf_counter()
-    env = service_env(settings)
-    os.environ.update({"STOREMON_HOME": env["STOREMON_HOME"], "DAGSTER_HOME": env["DAGSTER_HOME"]})
+    os.environ.update({
+        "STOREMON_HOME": str(settings.state_dir), "DAGSTER_HOME": str(settings.dagster_home)
+    })
     install_instance_config(settings)
-    log(f"state folder {settings.state_dir}")
+    log(f"state folder {settings.state_dir}" + (
+        f", {settings.shards} shards" if settings.shards > 1 else ""))
+    distributed: list[Service] = []
+    if (executor or settings.executor) == "celery":
+        found = celery_services(settings, workers)
+        if found is None:
+            return 2
+        distributed = found
+        settings = get_settings()
+        log(f"Celery executor: broker {settings.redis_url}, {workers} worker(s)")
+    env = service_env(settings)
 
     _install_stop_signals()
     dagster_url = f"http://{HOST}:{dagster_port}"
@@ -354,10 +418,14 @@ def run_up(dagster_port: int = 3000, api_port: int = 8000) -> int:
         workspace = write_workspace(settings, code_port)
         code_server = code_server_service(code_port)
         code_server.after_restart = lambda: reload_code_location(dagster_url)
+        redis = [service for service in distributed if service.name == "redis"]
+        workers_ = [service for service in distributed if service.name != "redis"]
         for service in (
+            *redis,
             code_server,
             webserver_service(settings, dagster_port, workspace),
             daemon_service(settings, workspace),
+            *workers_,
             api_service(api_port, dagster_url),
         ):
             supervisor.start(service, READY_TIMEOUT_SECONDS)

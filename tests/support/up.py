@@ -23,7 +23,9 @@ from support.processes import free_port
 class Up:
     """`storemon up` as a subprocess; every process it starts is ended by the fixture."""
 
-    def __init__(self, home: Path, log: Path) -> None:
+    def __init__(
+        self, home: Path, log: Path, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> None:
         self.home = home
         self.port = free_port()
         self.api_port = free_port()
@@ -33,12 +35,13 @@ class Up:
             "STOREMON_HOME": str(home),
             "STOREMON_SENSOR_INTERVAL_SECONDS": "2",
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         env.pop("DAGSTER_HOME", None)
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "storemon_pipeline.cli", "up",
-                 "--dagster-port", str(self.port), "--api-port", str(self.api_port)],
+                 "--dagster-port", str(self.port), "--api-port", str(self.api_port), *args],
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
             )
         self.started = time.monotonic()
