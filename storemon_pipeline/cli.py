@@ -53,18 +53,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _ingest_shards(settings: Settings, paths: list[Path], started: float) -> int:
-    """The steps Dagster runs one per shard, one after another."""
-    from storemon_pipeline.engine.ingest import merge_shard_results
-    from storemon_pipeline.engine.sharded import finish_ingest, ingest_shard
+    """The steps Dagster runs one per file and one per shard, one after another."""
+    from storemon_pipeline.engine.sharded import ingest_one_after_another
 
-    parts = [ingest_shard(settings, k, paths) for k in range(settings.shards)]
-    results = merge_shard_results([part.results for part in parts])
+    results, expired = ingest_one_after_another(settings, paths)
     for result in results:
         print(result.summary(), flush=True)
     if settings.retention_days:
-        expired = sum(part.expired for part in parts)
         print(f"retention ({settings.retention_days} days): {expired} older polls dropped")
-    finish_ingest(settings)
     refused = [r for r in results if r.status == "refused"]
     print(
         f"{len(results)} file(s) in {time.perf_counter() - started:.2f} s into "
@@ -186,6 +182,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from storemon_pipeline.tools.bench import run_bench
 
+    if args.shards:
+        from storemon_pipeline.tools.bench_shards import run_shard_bench
+
+        bars = run_shard_bench(
+            args.shards, args.workers, scale=args.scale, cache_dir=args.cache_dir
+        )
+        return 0 if all(bar["passed"] for bar in bars) else 1
+
     results = run_bench(
         scale=args.scale, cache_dir=args.cache_dir, history_days=args.history_days
     )
@@ -256,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="poll the same stores for this many days (a live feed's history) and compare the "
         "report with the last 8-day run",
     )
+    bench.add_argument(
+        "--shards", type=int,
+        help="measure N shards (their steps in child processes, --workers at a time) against "
+        "one file",
+    )
+    bench.add_argument("--workers", type=int, default=2, help="with --shards: steps at a time")
     bench.set_defaults(func=cmd_bench)
 
     soak = commands.add_parser(

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         return shard_db_paths(self.state_dir, self.shards)
 
     @property
+    def staging_dir(self) -> Path:
+        """Where a sharded ingest leaves each file's rows split by shard, until loaded."""
+        return self.state_dir / "staging"
+
+    @property
     def shard_results_dir(self) -> Path:
         """Where the shards of a report run leave their rows for the step that assembles them."""
         return self.state_dir / "shard_results"

@@ -30,14 +30,16 @@ from storemon_pipeline.defs.partitions import add_report_partitions, report_part
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.engine.db import ensure_spill_room
 from storemon_pipeline.engine.history import partition_hour, partitions_changed_by
-from storemon_pipeline.engine.ingest import csv_files, merge_shard_results
+from storemon_pipeline.engine.ingest import StagedFile, csv_files, merge_shard_results
 from storemon_pipeline.engine.sharded import (
     ShardIngest,
     assemble_report,
     finish_ingest,
     ingest_shard,
+    remove_staged,
     report_plan,
     report_shard,
+    stage_files,
 )
 from storemon_pipeline.engine.state import read_latest_poll, report_csv_path
 
@@ -59,10 +61,26 @@ def shard_pool(index: int) -> str:
 # --- ingest ------------------------------------------------------------------------------------
 
 
-@dg.op(description="The CSV files to load (config: paths; default data/ + incoming/).")
-def ingest_files(config: IngestConfig, storemon: StoremonState) -> list[str]:
+@dg.op(
+    out=dg.DynamicOut(str),
+    description="The CSV files to load (config: paths; default data/ + incoming/), one by one.",
+)
+def ingest_files(config: IngestConfig, storemon: StoremonState):
     paths = [Path(p) for p in config.paths] or storemon.default_ingest_paths()
-    return [str(path) for path in csv_files(paths)]
+    for number, path in enumerate(csv_files(paths)):
+        yield dg.DynamicOutput(str(path), mapping_key=f"file_{number}")
+
+
+@dg.op(
+    name="stage_file",
+    retry_policy=SHARD_RETRY,
+    description="Check one file once and leave its rows split by shard, for the shards' steps.",
+)
+def stage_one_file(
+    context: dg.OpExecutionContext, storemon: StoremonState, path: str
+) -> StagedFile:
+    order = int(context.get_mapping_key().removeprefix("file_"))
+    return stage_files(storemon.settings, [Path(path)], first=order)[0]
 
 
 def _ingest_shard_op(index: int) -> dg.OpDefinition:
@@ -70,17 +88,22 @@ def _ingest_shard_op(index: int) -> dg.OpDefinition:
         name=f"ingest_shard_{index}",
         pool=shard_pool(index),
         retry_policy=SHARD_RETRY,
-        description=f"Load shard {index}'s rows of the files into its DuckDB file.",
+        description=f"Load shard {index}'s rows of the staged files into its DuckDB file.",
     )
     def ingest_one_shard(
-        context: dg.OpExecutionContext, files: list[str], storemon: StoremonState
+        context: dg.OpExecutionContext, staged: list[StagedFile], storemon: StoremonState
     ) -> ShardIngest:
         return ingest_shard(
-            storemon.settings, index, [Path(f) for f in files],
+            storemon.settings, index, _in_file_order(staged),
             progress=lambda result: context.log.info(result.summary()),
         )
 
     return ingest_one_shard
+
+
+def _in_file_order(staged: list[StagedFile]) -> list[StagedFile]:
+    """The staged files in the order they were listed (a later snapshot wins)."""
+    return sorted(staged, key=lambda file: file.order)
 
 
 @dg.op(
@@ -89,13 +112,17 @@ def _ingest_shard_op(index: int) -> dg.OpDefinition:
     "of the hours the polls fall in, the metadata.",
 )
 def assemble_ingest(
-    context: dg.OpExecutionContext, storemon: StoremonState, parts: list[ShardIngest]
+    context: dg.OpExecutionContext,
+    storemon: StoremonState,
+    parts: list[ShardIngest],
+    staged: list[StagedFile],
 ):
     previous_latest = read_latest_poll(storemon.state_dir)
     results = merge_shard_results([part.results for part in parts])
     for result in results:
         log_file_result(context, result)
     newest_poll, _ = finish_ingest(storemon.settings)
+    remove_staged(staged)
     new_hours = sorted({hour for r in results for hour in r.poll_hours})
     added = add_report_partitions(context.instance, new_hours)
     changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
@@ -124,8 +151,8 @@ def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
         ),
     )
     def ingest():
-        files = ingest_files()
-        return assemble_ingest([shard_op(files) for shard_op in shard_ops])
+        staged = ingest_files().map(stage_one_file).collect()
+        return assemble_ingest([shard_op(staged) for shard_op in shard_ops], staged)
 
     return ingest
 

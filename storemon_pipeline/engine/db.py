@@ -37,6 +37,7 @@ class ResourceLimits:
         return get_settings().duckdb_limits
 
     def apply(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("SET enable_progress_bar = false")
         con.execute(f"SET memory_limit = '{int(self.memory_mb)}MiB'")
         con.execute(f"SET max_temp_directory_size = '{int(self.temp_gb * 1024)}MiB'")
         if self.threads is not None:

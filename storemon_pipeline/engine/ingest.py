@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from storemon_pipeline.engine.db import sql
-from storemon_pipeline.engine.files import free_disk_bytes
+from storemon_pipeline.engine.files import atomic_target, free_disk_bytes
 from storemon_pipeline.engine.instants import utc_now
 from storemon_pipeline.engine.shards import Shard
 
@@ -217,17 +217,19 @@ class IngestGuards:
         return None
 
 
-def ingest_file(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    guards: IngestGuards | None = None,
-    shard: Shard | None = None,
-) -> FileResult:
-    """Load one file in one transaction: its valid rows, its rejected rows and its manifest row.
+@dataclass(frozen=True)
+class RecognisedFile:
+    """A file whose feed is known, by name and content."""
 
-    With ``shard``, only that shard's rows of the file (docs/semantics.md §2.14): each shard's
-    file records the file as loaded for its part, so every shard loads every file once.
-    """
+    path: str
+    feed: str
+    sha256: str
+    positions: dict[str, int]
+
+
+def recognise_file(path: Path, guards: IngestGuards | None = None) -> RecognisedFile | FileResult:
+    """The file's feed, or the result of refusing it (too large, no room, unknown header,
+    unreadable)."""
     name = str(path)
     refusal = None if guards is None else guards.refusal(path)
     if refusal is not None:
@@ -238,23 +240,28 @@ def ingest_file(
         return FileResult(name, None, "refused", message=str(exc))
     except (OSError, EOFError) as exc:  # e.g. a .gz name on something that is not gzip
         return FileResult(name, None, "refused", message=f"cannot be read: {exc}")
-    sha = file_sha256(path)
-    if already_loaded(con, feed, sha):
-        return FileResult(name, feed, "skipped", message="this content is already loaded")
-    if feed == TIMEZONES:
-        _ensure_known_timezones(con)
+    return RecognisedFile(name, feed, file_sha256(path), positions)
 
-    # Staging happens in temporary tables; only the writes below share one transaction.
+
+def check_file(con: duckdb.DuckDBPyConnection, file: RecognisedFile) -> FileResult | None:
+    """Stage the file's rows in the temp table ``ingest_checked``, each valid or with its
+    reason; the result of refusing the file if it cannot be read as CSV text."""
+    if file.feed == TIMEZONES:
+        _ensure_known_timezones(con)
     try:
-        _check_rows(con, feed, path, positions)
+        _check_rows(con, file.feed, Path(file.path), file.positions)
     except duckdb.InvalidInputException as exc:
         reason = str(exc).strip().splitlines()[0]
-        return FileResult(name, feed, "refused", message=f"cannot be read as CSV text: {reason}")
-    if shard is not None:
-        con.execute(
-            sql("ingest_keep_shard"),
-            {"shard": shard.index, "shards": shard.count, "file_sha256": sha},
+        return FileResult(
+            file.path, file.feed, "refused", message=f"cannot be read as CSV text: {reason}"
         )
+    return None
+
+
+def load_checked(con: duckdb.DuckDBPyConnection, file: RecognisedFile) -> FileResult:
+    """Load the rows staged in ``ingest_checked`` in one transaction: the valid rows, the
+    rejected rows and the manifest row."""
+    feed, name, sha = file.feed, file.path, file.sha256
     rows_read, rows_valid = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE reason IS NULL) FROM ingest_checked"
     ).fetchone()
@@ -298,17 +305,92 @@ def ingest_file(
     )
 
 
+def ingest_file(
+    con: duckdb.DuckDBPyConnection, path: Path, guards: IngestGuards | None = None
+) -> FileResult:
+    """Load one file in one transaction: its valid rows, its rejected rows and its manifest
+    row. Staging happens in temporary tables; only the writes share the transaction."""
+    file = recognise_file(path, guards)
+    if isinstance(file, FileResult):
+        return file
+    if already_loaded(con, file.feed, file.sha256):
+        return FileResult(file.path, file.feed, "skipped", message="this content is already loaded")
+    return check_file(con, file) or load_checked(con, file)
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A file checked once and split by shard (docs/semantics.md §2.14): ``<folder>/<k>.parquet``
+    holds shard k's staged rows; or the result of refusing it."""
+
+    file: RecognisedFile | None
+    folder: str | None
+    refused: FileResult | None = None
+    order: int = 0  # its place in the list of files to load (a later snapshot wins)
+
+
+def stage_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    staging_dir: Path,
+    shards: int,
+    guards: IngestGuards | None = None,
+    order: int = 0,
+) -> StagedFile:
+    """Check a file once and leave each shard's part of its rows as Parquet, for ``load_staged``
+    (every shard then loads only its part, without parsing the file again). A valid row goes
+    with its store, a rejected row (whose store id may be missing or wrong) with its place in
+    the file."""
+    file = recognise_file(path, guards)
+    if isinstance(file, FileResult):
+        return StagedFile(None, None, file, order)
+    refused = check_file(con, file)
+    if refused is not None:
+        return StagedFile(None, None, refused, order)
+    folder = staging_dir / file.sha256
+    folder.mkdir(parents=True, exist_ok=True)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE staged_rows AS SELECT *, CASE WHEN reason IS NULL "
+        "THEN shard_of(store_id, $shards) ELSE shard_of($sha || ':' || line, $shards) END AS shard "
+        "FROM ingest_checked",
+        {"shards": shards, "sha": file.sha256},
+    )
+    for shard in range(shards):
+        with atomic_target(folder / f"{shard}.parquet") as temporary:
+            con.execute(
+                f"COPY (SELECT * EXCLUDE (shard) FROM staged_rows WHERE shard = {shard}) "
+                f"TO '{temporary}' (FORMAT parquet)"
+            )
+    for staging in ("ingest_checked", "staged_rows"):
+        con.execute(f"DROP TABLE IF EXISTS {staging}")
+    return StagedFile(file, str(folder), order=order)
+
+
+def load_staged(
+    con: duckdb.DuckDBPyConnection, staged: StagedFile, shard: Shard
+) -> FileResult:
+    """Load shard ``shard``'s part of a staged file into its database (a file loads once per
+    shard: each shard's manifest records it)."""
+    if staged.file is None:
+        return staged.refused
+    file = staged.file
+    if already_loaded(con, file.feed, file.sha256):
+        return FileResult(file.path, file.feed, "skipped", message="this content is already loaded")
+    part = Path(staged.folder) / f"{shard.index}.parquet"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE ingest_checked AS SELECT * FROM '{part}'")
+    return load_checked(con, file)
+
+
 def ingest_paths(
     con: duckdb.DuckDBPyConnection,
     paths: Iterable[Path | str],
     progress: Callable[[FileResult], None] | None = None,
     guards: IngestGuards | None = None,
-    shard: Shard | None = None,
 ) -> list[FileResult]:
     """Ingest files and folders in order; a refused file loads nothing and the others still load."""
     results = []
     for path in csv_files(paths):
-        result = ingest_file(con, path, guards, shard)
+        result = ingest_file(con, path, guards)
         if progress is not None:
             progress(result)
         results.append(result)

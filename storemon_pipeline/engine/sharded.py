@@ -5,12 +5,13 @@ machines; the CLI runs them one after another), then one step that assembles wha
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from storemon_pipeline.engine.db import database
+from storemon_pipeline.engine.db import connect_memory, database
 from storemon_pipeline.engine.history import (
     assemble_history,
     compute_shard_results,
@@ -19,9 +20,13 @@ from storemon_pipeline.engine.history import (
 )
 from storemon_pipeline.engine.ingest import (
     FileResult,
+    StagedFile,
+    csv_files,
     data_version,
     drop_expired_polls,
-    ingest_paths,
+    load_staged,
+    merge_shard_results,
+    stage_file,
 )
 from storemon_pipeline.engine.report import (
     FinishedReport,
@@ -43,25 +48,55 @@ class ShardIngest:
     expired: int  # polls dropped by the retention
 
 
+def stage_files(
+    settings: Settings, paths: Sequence[Path], first: int = 0
+) -> list[StagedFile]:
+    """Check each file once and split its rows by shard (``ingest.stage_file``), numbered in
+    order from ``first``; each file may be staged by a step of its own."""
+    con = connect_memory(settings.duckdb_limits)
+    try:
+        return [
+            stage_file(
+                con, path, settings.staging_dir, settings.shards, settings.ingest_guards,
+                order=first + number,
+            )
+            for number, path in enumerate(paths)
+        ]
+    finally:
+        con.close()
+
+
 def ingest_shard(
     settings: Settings,
     index: int,
-    paths: Sequence[Path],
+    staged: Sequence[StagedFile],
     progress: Callable[[FileResult], None] | None = None,
 ) -> ShardIngest:
-    """Load shard ``index``'s rows of the files into its file (a file loads once per shard)."""
+    """Load shard ``index``'s part of the staged files into its file, in order (a file loads
+    once per shard); then the retention."""
     ensure_layout(settings.state_dir, settings.shards)
+    shard = Shard(index, settings.shards)
+    results = []
     with database(
         settings.shard_paths[index], wait_seconds=settings.lock_wait_seconds,
         limits=settings.duckdb_limits,
     ) as con:
-        results = ingest_paths(
-            con, paths, progress, settings.ingest_guards, Shard(index, settings.shards)
-        )
+        for file in staged:
+            result = load_staged(con, file, shard)
+            if progress is not None:
+                progress(result)
+            results.append(result)
         expired = 0
         if settings.retention_days:
             expired = drop_expired_polls(con, kept_history(settings.retention_days))
     return ShardIngest(results, expired)
+
+
+def remove_staged(staged: Sequence[StagedFile]) -> None:
+    """Once every shard loaded them."""
+    for file in staged:
+        if file.folder is not None:
+            shutil.rmtree(file.folder, ignore_errors=True)
 
 
 def finish_ingest(settings: Settings) -> tuple[datetime | None, str]:
@@ -74,6 +109,18 @@ def finish_ingest(settings: Settings) -> tuple[datetime | None, str]:
         con.close()
     write_latest_poll(settings.state_dir, newest, version)
     return newest, version
+
+
+def ingest_one_after_another(
+    settings: Settings, paths: Sequence[Path]
+) -> tuple[list[FileResult], int]:
+    """The steps of a sharded ingest in this process, one after another (the CLI's way): the
+    files' results as one ingest's, and the polls the retention dropped."""
+    staged = stage_files(settings, csv_files(paths))
+    parts = [ingest_shard(settings, k, staged) for k in range(settings.shards)]
+    remove_staged(staged)
+    finish_ingest(settings)
+    return merge_shard_results([part.results for part in parts]), sum(p.expired for p in parts)
 
 
 def newest_poll(settings: Settings) -> datetime:

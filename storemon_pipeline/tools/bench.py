@@ -227,8 +227,14 @@ PHASE_FUNCTIONS: dict[str, Callable[..., dict]] = {
 }
 
 
-def run_child(name: str, args: list[str], run_dir: Path) -> dict:
-    """Run one phase in a child process; returns its result plus the child's peak RSS."""
+def run_child(
+    name: str,
+    args: list[str],
+    run_dir: Path,
+    env: dict[str, str] | None = None,
+) -> dict:
+    """Run one phase in a child process, in ``env``; returns its result plus the child's peak
+    RSS."""
     result_path = run_dir / f"{name}.json"
     log_path = run_dir / f"{name}.log"
     result_path.unlink(missing_ok=True)
@@ -243,7 +249,7 @@ def run_child(name: str, args: list[str], run_dir: Path) -> dict:
     ]
     began = time.perf_counter()
     with open(log_path, "wb") as log:
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         # wait4, not Popen.wait: it also hands back the child's resource usage.
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)

@@ -21,12 +21,11 @@ from storemon_pipeline.engine.history import (
     partition_hour_of,
     poll_hours,
 )
-from storemon_pipeline.engine.ingest import STORE_ID_PATTERN, ingest_paths, merge_shard_results
+from storemon_pipeline.engine.ingest import STORE_ID_PATTERN, ingest_paths
 from storemon_pipeline.engine.report import latest_poll, write_report_csv
 from storemon_pipeline.engine.sharded import (
     assemble_report,
-    finish_ingest,
-    ingest_shard,
+    ingest_one_after_another,
     newest_poll,
     report_plan,
     report_shard,
@@ -58,9 +57,9 @@ def sharded_settings(home: Path, shards: int) -> Settings:
 
 
 def ingest_sharded(settings: Settings, paths: list[Path]):
-    parts = [ingest_shard(settings, k, paths) for k in range(settings.shards)]
-    finish_ingest(settings)
-    return merge_shard_results([part.results for part in parts])
+    results, _ = ingest_one_after_another(settings, paths)
+    assert not list(settings.staging_dir.glob("*/*")), "staged parts are removed once loaded"
+    return results
 
 
 def report_sharded(
