@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--shards", type=int,
-        help="measure N shards (their steps in child processes, --workers at a time) against "
+        help="measure N shards (their steps on --workers warm worker processes) against "
         "one file",
     )
     bench.add_argument("--workers", type=int, default=2, help="with --shards: steps at a time")

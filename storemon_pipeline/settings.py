@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         "celery` starts a Redis server on 127.0.0.1 and sets it when unset.",
     )
 
+    dagster_postgres_url: str | None = Field(
+        default=None,
+        description="Keep Dagster's runs, events and schedules in this PostgreSQL database "
+        "instead of SQLite in the state folder: what several machines need.",
+    )
+
     # Every DuckDB connection (engine/db.py).
     duckdb_memory_limit_mb: int = Field(
         default_factory=lambda: _share_of_memory_mb(0.6),

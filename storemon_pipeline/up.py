@@ -265,11 +265,26 @@ def service_env(settings: Settings) -> dict[str, str]:
     }
 
 
+# Dagster's storage in PostgreSQL (dagster-postgres); the URL stays in the environment.
+POSTGRES_STORAGE = """
+# Written by storemon up: STOREMON_DAGSTER_POSTGRES_URL is set, so runs, events and schedules
+# live in PostgreSQL, where every machine of the deployment reaches them.
+storage:
+  postgres:
+    postgres_url:
+      env: STOREMON_DAGSTER_POSTGRES_URL
+"""
+
+
 def install_instance_config(settings: Settings) -> Path:
-    """The repository's dagster.yaml, copied to DAGSTER_HOME (each start: it stays in step)."""
+    """The repository's dagster.yaml, copied to DAGSTER_HOME (each start: it stays in step),
+    with PostgreSQL storage when STOREMON_DAGSTER_POSTGRES_URL is set."""
     settings.ensure_dirs()
     target = settings.dagster_home / "dagster.yaml"
-    shutil.copyfile(INSTANCE_FILE, target)
+    text = INSTANCE_FILE.read_text()
+    if settings.dagster_postgres_url:
+        text += POSTGRES_STORAGE
+    target.write_text(text)
     return target
 
 
@@ -392,7 +407,8 @@ def run_up(
     })
     install_instance_config(settings)
     log(f"state folder {settings.state_dir}" + (
-        f", {settings.shards} shards" if settings.shards > 1 else ""))
+        f", {settings.shards} shards" if settings.shards > 1 else "") + (
+        "; Dagster storage in PostgreSQL" if settings.dagster_postgres_url else ""))
     distributed: list[Service] = []
     if (executor or settings.executor) == "celery":
         found = celery_services(settings, workers)

@@ -3,6 +3,7 @@ then every poll stored exactly once, every report ended, every CSV equal to `sto
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -18,4 +19,6 @@ def test_a_short_chaos_soak_passes_its_checks(tmp_path):
     assert "checks: all passed" in result.stdout
     summary = next(line for line in result.stdout.splitlines() if line.startswith("soak of "))
     assert "with chaos" in summary and "Complete" in summary
+    downloaded, late = map(int, re.search(r"(\d+) CSVs downloaded \((\d+) made", summary).groups())
+    assert downloaded > late, "some served CSVs were compared with `storemon report`"
     assert "kills: " in result.stdout
