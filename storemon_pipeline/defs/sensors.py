@@ -16,6 +16,8 @@ from storemon_pipeline.engine.ingest import csv_files, file_sha256
 
 # A file modified this recently may still be being written: look again at the next tick.
 SETTLE_SECONDS = 2.0
+# A run in one of these has not started: files given to a new run would wait as long.
+NOT_STARTED = (None, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED)
 
 
 def _file_state(path: Path, known: dict | None) -> dict:
@@ -35,6 +37,9 @@ def incoming_files(
     The cursor remembers each file's state (size, mtime, content hash) and the requests whose
     runs have not succeeded yet. All files that are new at one tick go into one run; the run
     key (hash of names, contents, mtimes and the attempt) makes a repeated request a no-op.
+    While a run it asked for has not started yet, new files wait and go together into the next
+    run: when runs queue up (a busy machine, a feed faster than runs start), the queue holds one
+    ingest run, not one per file.
     """
     cursor = json.loads(context.cursor) if context.cursor else {}
     seen: dict[str, dict] = cursor.get("files", {})
@@ -55,8 +60,9 @@ def incoming_files(
         if known is None or known["sha256"] != state["sha256"]:
             changed.append(path.name)
 
-    requests: list[dict] = [{"files": changed, "attempt": 0}] if changed else []
+    requests: list[dict] = []
     still_pending = []
+    waiting_to_start = False
     for request in pending:
         status = _run_status(context.instance, request["run_key"])
         if status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
@@ -66,6 +72,18 @@ def incoming_files(
                 requests.append({"files": files, "attempt": request["attempt"] + 1})
         elif status != dg.DagsterRunStatus.SUCCESS:
             still_pending.append(request)  # queued, running, or not created yet
+            waiting_to_start |= status in NOT_STARTED
+    waiting = ""
+    if changed and waiting_to_start:
+        for name in changed:  # seen again at the next tick
+            if name in seen:
+                current[name] = seen[name]
+            else:
+                del current[name]
+        waiting = f"{len(changed)} new file(s) wait for the queued ingest run to start"
+        changed = []
+    if changed:
+        requests.insert(0, {"files": changed, "attempt": 0})
     run_requests = []
     for request in requests:
         identity = "|".join(
@@ -92,7 +110,7 @@ def incoming_files(
     new_cursor = json.dumps({"files": current, "pending": still_pending}, sort_keys=True)
     if not run_requests:
         return dg.SensorResult(
-            skip_reason="no new or changed files in incoming/", cursor=new_cursor
+            skip_reason=waiting or "no new or changed files in incoming/", cursor=new_cursor
         )
     if changed:
         context.log.info(f"new or changed: {', '.join(changed)}")

@@ -502,6 +502,22 @@ def test_incoming_sensor_requests_each_content_once(
     (settings.incoming_dir / "landing.csv").write_text(header)
     assert not evaluate(retry.cursor).run_requests
 
+    # while a requested run has not started, new files wait, then go together into one run
+    _write(settings.incoming_dir / "polls_b1.csv",
+           header + "sensor-store,active,2023-01-26 01:30:00 UTC\n", age_seconds=10)
+    asked = evaluate(retry.cursor)
+    (queued,) = asked.run_requests
+    for number in (2, 3):
+        _write(settings.incoming_dir / f"polls_b{number}.csv",
+               header + f"sensor-store,active,2023-01-26 0{number}:30:00 UTC\n", age_seconds=10)
+    held = evaluate(asked.cursor)
+    assert not held.run_requests
+    assert "wait for the queued ingest run to start" in str(held.skip_reason)
+    assert run_as_the_daemon_would(queued).success
+    (batch,) = evaluate(held.cursor).run_requests
+    paths = {Path(p).name for p in batch.run_config["ops"]["ingest"]["config"]["paths"]}
+    assert {"polls_b2.csv", "polls_b3.csv"} <= paths and "polls_b1.csv" not in paths
+
 
 # --- `storemon up`: real processes, the run queue, restart -------------------------------------
 
