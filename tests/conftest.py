@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -90,3 +91,27 @@ def api_stack(tmp_path_factory):
         yield stack
     finally:
         stack.stop()
+
+
+# --- the sample data in one file (tests of shards compare with it) ------------------------
+
+
+@pytest.fixture(scope="session")
+def sample_state(tmp_path_factory) -> Path:
+    """A state folder holding the sample data in one DuckDB file, and its report CSV."""
+    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.ingest import ingest_paths
+    from storemon_pipeline.engine.report import write_report_csv
+    from storemon_pipeline.settings import SAMPLE_DATA_DIR
+
+    home = tmp_path_factory.mktemp("sample-one-file")
+    with database(home / "storemon.duckdb") as con:
+        ingest_paths(con, [SAMPLE_DATA_DIR])
+        write_report_csv(con, home.parent / f"{home.name}.csv")
+    return home
+
+
+@pytest.fixture(scope="session")
+def sample_report_csv(sample_state: Path) -> bytes:
+    """`storemon report` of the sample data in one file."""
+    return (sample_state.parent / f"{sample_state.name}.csv").read_bytes()

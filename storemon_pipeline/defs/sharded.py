@@ -127,13 +127,16 @@ def assemble_ingest(
     added = add_report_partitions(context.instance, new_hours)
     changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
     expired = sum(part.expired for part in parts)
+    # the ingest checks' verdicts go into the quarantine's metadata: this graph-backed asset does
+    # not declare them as asset checks (yet)
+    verdicts = {
+        f"check {check.check_name}": f"{'passed' if check.passed else 'FAILED'}: "
+        f"{check.description}"
+        for check in ingest_check_results(results, storemon.rejected_share_limit)
+    }
     for key, metadata in ingest_metadata_results(storemon, results, expired, added, changed):
-        yield dg.Output(None, output_name=key.path[-1], metadata=metadata)
-    # the ingest checks' verdicts, as metadata of the quarantine (a graph-backed asset cannot
-    # report asset checks from an inner op in this Dagster version)
-    for check in ingest_check_results(results, storemon.rejected_share_limit):
-        context.log.info(f"{check.check_name}: {'passed' if check.passed else 'FAILED'}: "
-                         f"{check.description}")
+        extra = verdicts if key == QUARANTINE else {}
+        yield dg.Output(None, output_name=key.path[-1], metadata={**metadata, **extra})
 
 
 def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:

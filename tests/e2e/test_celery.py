@@ -17,11 +17,9 @@ import httpx
 import psutil
 import pytest
 from support.stack import wait_for_report
-from support.up import Up
+from support.up import Up, api_client, running_up
 
 from storemon_pipeline.engine.db import database
-from storemon_pipeline.engine.ingest import ingest_paths
-from storemon_pipeline.engine.report import write_report_csv
 from storemon_pipeline.engine.shards import shard_db_paths
 from storemon_pipeline.engine.state import read_data_version
 from storemon_pipeline.settings import SAMPLE_DATA_DIR
@@ -48,34 +46,19 @@ def wait(what: str, condition, timeout: float):
 
 
 @pytest.fixture(scope="module")
-def expected_csv(tmp_path_factory) -> bytes:
-    """The one-file report of the sample data, as `storemon report` writes it."""
-    home = tmp_path_factory.mktemp("one-file")
-    with database(home / "storemon.duckdb") as con:
-        ingest_paths(con, [SAMPLE_DATA_DIR])
-        write_report_csv(con, home / "report.csv")
-    return (home / "report.csv").read_bytes()
-
-
-@pytest.fixture(scope="module")
 def up(tmp_path_factory) -> Iterator[Up]:
     root = tmp_path_factory.mktemp("celery")
-    service = Up(
+    with running_up(
         root / "state", root / "up.log",
         args=("--executor", "celery", "--workers", "2"),
-        env={"STOREMON_SHARDS": str(SHARDS)},
-    )
-    try:
-        service.wait_ready(timeout=600)
+        env={"STOREMON_SHARDS": str(SHARDS)}, timeout=600,
+    ) as service:
         yield service
-    finally:
-        assert service.stop() == 0, service.text()[-3000:]
 
 
 @pytest.fixture(scope="module")
 def api(up: Up) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=up.api_url, timeout=60) as client:
-        wait("/health ok", lambda: client.get("/health").status_code == 200, 120)
+    with api_client(up) as client:
         yield client
 
 
@@ -96,7 +79,7 @@ def step_events(up: Up, run_id: str) -> list[dg.EventLogEntry]:
         return list(instance.all_logs(run_id))
 
 
-def test_the_sharded_report_on_celery_is_the_one_file_report(up, api, expected_csv):
+def test_the_sharded_report_on_celery_is_the_one_file_report(up, api, sample_report_csv):
     assert "Celery executor: broker redis://127.0.0.1:" in up.text()
     services = up.services()
     assert {"redis", "worker-1", "worker-2"} <= set(services)
@@ -104,7 +87,7 @@ def test_the_sharded_report_on_celery_is_the_one_file_report(up, api, expected_c
     assert not (up.home / "storemon.duckdb").exists()
 
     report_id = trigger(api)
-    assert finished_csv(api, report_id) == expected_csv
+    assert finished_csv(api, report_id) == sample_report_csv
     events = step_events(up, report_id)
     started = {e.step_key for e in events if e.dagster_event_type == STEP_START}
     assert {f"uptime_report.report_shard_{k}" for k in range(SHARDS)} <= started
@@ -123,7 +106,7 @@ def _shard_counts(up: Up) -> list[tuple[int, int, int]]:
     return counts
 
 
-def test_the_same_files_again_change_nothing(up, api, expected_csv):
+def test_the_same_files_again_change_nothing(up, api, sample_report_csv):
     version = read_data_version(up.home)
     counts = _shard_counts(up)
     latest = (up.home / "latest_poll.json").read_text()
@@ -134,7 +117,7 @@ def test_the_same_files_again_change_nothing(up, api, expected_csv):
          != latest, 180)
     assert read_data_version(up.home) == version
     assert _shard_counts(up) == counts
-    assert finished_csv(api, trigger(api)) == expected_csv
+    assert finished_csv(api, trigger(api)) == sample_report_csv
 
 
 def _executing_worker(up: Up, report_id: str) -> int | None:
@@ -151,7 +134,7 @@ def _executing_worker(up: Up, report_id: str) -> int | None:
     return running[0].dagster_event.pid if running else None
 
 
-def test_a_worker_killed_during_a_shard_step_the_run_still_completes(up, api, expected_csv):
+def test_a_worker_killed_during_a_shard_step_the_run_still_completes(up, api, sample_report_csv):
     """SIGKILL the process executing a shard step (Celery's pool process: what dies when a
     machine's worker is killed); the step is delivered again, the run completes, and the CSV is
     right. Tried on fresh reports until a kill lands inside a step."""
@@ -165,12 +148,12 @@ def test_a_worker_killed_during_a_shard_step_the_run_still_completes(up, api, ex
             victim = _executing_worker(up, report_id)
             time.sleep(0.02)
         if victim is None:
-            assert finished_csv(api, report_id) == expected_csv
+            assert finished_csv(api, report_id) == sample_report_csv
             continue
         assert psutil.Process(victim).ppid() in {
             up.services()[name]["pid"] for name in ("worker-1", "worker-2")
         }
         os.kill(victim, signal.SIGKILL)
-        assert finished_csv(api, report_id) == expected_csv
+        assert finished_csv(api, report_id) == sample_report_csv
         return
     pytest.fail("no shard step was caught running in 8 reports")

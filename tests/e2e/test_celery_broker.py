@@ -15,7 +15,7 @@ import httpx
 import pytest
 from support.processes import Process, free_port
 from support.stack import wait_for_report
-from support.up import Up
+from support.up import Up, running_up
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(
@@ -43,16 +43,15 @@ def stack(tmp_path_factory) -> Iterator[tuple[Up, int, Path]]:
     root = tmp_path_factory.mktemp("own-redis")
     port = free_port()
     redis = start_redis(port, root)
-    service = Up(
-        root / "state", root / "up.log",
-        args=("--executor", "celery", "--workers", "1"),
-        env={"STOREMON_SHARDS": "2", "STOREMON_REDIS_URL": f"redis://127.0.0.1:{port}/0"},
-    )
     try:
-        service.wait_ready(timeout=600)
-        yield service, port, root
+        with running_up(
+            root / "state", root / "up.log",
+            args=("--executor", "celery", "--workers", "1"),
+            env={"STOREMON_SHARDS": "2", "STOREMON_REDIS_URL": f"redis://127.0.0.1:{port}/0"},
+            timeout=600,
+        ) as service:
+            yield service, port, root
     finally:
-        assert service.stop() == 0, service.text()[-3000:]
         redis.stop()
 
 

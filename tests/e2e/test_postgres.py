@@ -16,12 +16,7 @@ import httpx
 import pytest
 from support.processes import Process, free_port
 from support.stack import wait_for_report
-from support.up import Up
-
-from storemon_pipeline.engine.db import database
-from storemon_pipeline.engine.ingest import ingest_paths
-from storemon_pipeline.engine.report import write_report_csv
-from storemon_pipeline.settings import SAMPLE_DATA_DIR
+from support.up import running_up
 
 PG_BIN = next(
     (path for path in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
@@ -85,26 +80,16 @@ def postgres(tmp_path_factory) -> Iterator[int]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def expected_csv(tmp_path_factory) -> bytes:
-    home = tmp_path_factory.mktemp("one-file")
-    with database(home / "storemon.duckdb") as con:
-        ingest_paths(con, [SAMPLE_DATA_DIR])
-        write_report_csv(con, home / "report.csv")
-    return (home / "report.csv").read_bytes()
-
-
-def test_sharded_celery_report_with_dagster_in_postgres(postgres, expected_csv, tmp_path):
-    service = Up(
+def test_sharded_celery_report_with_dagster_in_postgres(postgres, sample_report_csv, tmp_path):
+    with running_up(
         tmp_path / "state", tmp_path / "up.log",
         args=("--executor", "celery", "--workers", "1"),
         env={
             "STOREMON_SHARDS": "2",
             "STOREMON_DAGSTER_POSTGRES_URL": f"postgresql://storemon@127.0.0.1:{postgres}/dagster",
         },
-    )
-    try:
-        service.wait_ready(timeout=600)
+        timeout=600,
+    ) as service:
         assert "Dagster storage in PostgreSQL" in service.text()
         with httpx.Client(base_url=service.api_url, timeout=60) as api:
             answer = api.post("/trigger_report", params={"fresh": "true"})
@@ -112,10 +97,8 @@ def test_sharded_celery_report_with_dagster_in_postgres(postgres, expected_csv, 
             report_id = answer.json()["report_id"]
             status = wait_for_report(api, report_id, REPORT_TIMEOUT)
             assert status["status"] == "Complete", status
-            assert api.get(f"/reports/{report_id}/csv").content == expected_csv
+            assert api.get(f"/reports/{report_id}/csv").content == sample_report_csv
         runs = psql(postgres, "dagster", f"SELECT count(*) FROM runs WHERE run_id = '{report_id}'")
         assert runs == "1"
         assert int(psql(postgres, "dagster", "SELECT count(*) FROM event_logs")) > 100
         assert not list((tmp_path / "state" / "dagster").rglob("runs.db")), "no SQLite storage"
-    finally:
-        assert service.stop() == 0, service.text()[-3000:]

@@ -20,7 +20,7 @@ import httpx
 import psutil
 import pytest
 from support.stack import wait_for_report
-from support.up import Up
+from support.up import Up, api_client, running_up
 
 RESTART_WITHIN = 30  # seconds, the bound
 REPORT_TIMEOUT = 180
@@ -42,18 +42,13 @@ def wait(what: str, condition: Callable[[], object], timeout: float) -> object:
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     root = tmp_path_factory.mktemp("supervised")
-    service = Up(root / "state", root / "up.log")
-    try:
-        service.wait_ready()
+    with running_up(root / "state", root / "up.log") as service:
         yield service
-    finally:
-        assert service.stop() == 0, service.text()[-3000:]
 
 
 @pytest.fixture(scope="module")
 def api(up: Up) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=up.api_url, timeout=60) as client:
-        wait("/health ok", lambda: client.get("/health").status_code == 200, 120)
+    with api_client(up) as client:
         yield client
 
 

@@ -136,19 +136,9 @@ def saved_rows(history_path: Path) -> list[tuple]:
         ).fetchall() + con.execute("SELECT * FROM uptime_report ORDER BY ALL").fetchall()
 
 
-@pytest.fixture(scope="module")
-def sample_report(tmp_path_factory) -> tuple[Path, bytes]:
-    """The sample data in one file, and its report."""
-    home = tmp_path_factory.mktemp("one")
-    with database(home / "storemon.duckdb") as con:
-        ingest_paths(con, [SAMPLE_DATA_DIR])
-        write_report_csv(con, home / "report.csv")
-    return home, (home / "report.csv").read_bytes()
-
-
-def test_reshard_keeps_every_report(sample_report, tmp_path):
+def test_reshard_keeps_every_report(sample_state, sample_report_csv, tmp_path):
     """1 -> 4 -> 3 -> 1 shards: the same report each time, the same files known as loaded."""
-    source, expected = sample_report
+    source, expected = sample_state, sample_report_csv
     home = tmp_path / "state"
     shutil.copytree(source, home)
     one = sharded_settings(home, 1)

@@ -12,8 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psutil
 
 from storemon_pipeline.settings import PROJECT_ROOT
@@ -92,3 +95,33 @@ class Up:
         return self.process.returncode
 
 
+
+
+@contextmanager
+def running_up(
+    home: Path, log: Path, args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+    timeout: float = 240,
+) -> Iterator[Up]:
+    """`storemon up` ready to serve; stopped with Ctrl-C at the end, leaving nothing."""
+    service = Up(home, log, args, env)
+    try:
+        service.wait_ready(timeout)
+        yield service
+    finally:
+        assert service.stop() == 0, service.text()[-3000:]
+
+
+@contextmanager
+def api_client(up: Up, timeout: float = 120) -> Iterator[httpx.Client]:
+    """A client of the product's REST API, once /health says ok."""
+    with httpx.Client(base_url=up.api_url, timeout=60) as client:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if client.get("/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "/health not ok"
+            time.sleep(0.25)
+        yield client
