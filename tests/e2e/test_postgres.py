@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,9 @@ REPORT_TIMEOUT = 300
 
 def as_postgres_user(argv: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: as root, run it as the `postgres` user."""
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+    if os.geteuid() != 0:
+        return argv
+    return [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--", *argv]
 
 
 def psql(port: int, database_name: str, query: str) -> str:
@@ -49,8 +52,14 @@ def psql(port: int, database_name: str, query: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory) -> Iterator[int]:
-    root = tmp_path_factory.mktemp("postgres")
+def postgres() -> Iterator[int]:
+    # not under pytest's temporary folders: those are private to root, and the server runs as
+    # the `postgres` user
+    with tempfile.TemporaryDirectory(prefix="storemon-postgres-") as folder:
+        yield from _postgres(Path(folder))
+
+
+def _postgres(root: Path) -> Iterator[int]:
     data = root / "data"
     data.mkdir()
     if os.geteuid() == 0:
