@@ -393,6 +393,11 @@ def celery_services(settings: Settings, workers: int) -> list[Service] | None:
     return before + [worker_service(k + 1) for k in range(workers)]
 
 
+def _ignore_stop_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def run_up(
     dagster_port: int = 3000, api_port: int = 8000, executor: str | None = None, workers: int = 2
 ) -> int:
@@ -450,11 +455,13 @@ def run_up(
             "Ctrl-C to stop.")
         return supervisor.watch()
     except KeyboardInterrupt:
+        _ignore_stop_signals()
         log("stopping")
         return 0
     except (RuntimeError, TimeoutError) as exc:
         log(f"failed: {exc}")
         return 1
     finally:
+        _ignore_stop_signals()  # a second Ctrl-C must not leave the children running
         supervisor.stop()
         log("stopped")

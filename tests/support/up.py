@@ -79,10 +79,14 @@ class Up:
         raise AssertionError(f"storemon up not ready:\n{self.text()[-3000:]}")
 
     def stop(self) -> int:
-        """SIGINT, as Ctrl-C; then anything left of what it started is ended, by pid."""
+        """SIGINT twice, as an impatient Ctrl-C; then anything left of what it started is ended,
+        by pid (and the test fails)."""
         self.remember_children()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(90)
             except subprocess.TimeoutExpired:
