@@ -206,3 +206,17 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
     bars = {r["bar"] for r in long if r["kind"] == "bar"}
     assert {"report time / 8-day report", "ingest of one more hour"} <= bars
     assert any(line.startswith("bar: report time / 8-day report") for line in lines)
+
+
+def test_shard_bench_runs_and_checks_the_csvs(tmp_path: Path) -> None:
+    """`storemon bench --shards` end to end on a tiny scale: the one-file baseline and the three
+    sharded runs on warm worker processes; every sharded CSV is the one-file CSV."""
+    from storemon_pipeline.tools.bench_shards import run_shard_bench
+
+    lines: list[str] = []
+    bars = run_shard_bench(3, 2, scale=0.02, cache_dir=tmp_path, out=lines.append)
+    by_name = {bar["bar"]: bar for bar in bars}
+    assert by_name["sharded CSVs not byte-identical"]["value"] == 0
+    assert all(bar["value"] is not None for bar in bars)
+    assert {"pinned report: 2 workers / 1", "peak memory of a step"} <= set(by_name)
+    assert any(line.startswith("3 shards, 2 workers, 1 thread") for line in lines)
