@@ -16,23 +16,22 @@ from storemon_pipeline.settings import Settings
 QUEUE = "dagster"
 # A step is acknowledged only when done: when the process running it dies, it is requeued at
 # once and runs again; when its whole worker (or machine) dies, Redis hands it to another worker
-# once VISIBILITY_TIMEOUT_SECONDS have passed. That must exceed the longest step, or a step still
-# running would be handed out again. A worker takes one step at a time.
-VISIBILITY_TIMEOUT_SECONDS = 600
+# once the visibility timeout (STOREMON_CELERY_VISIBILITY_TIMEOUT_SECONDS) has passed. That must
+# exceed the longest step, or a step still running would be handed out again. A worker takes one
+# step at a time.
 CELERY_OPTIONS: dict[str, Any] = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,
     "worker_prefetch_multiplier": 1,
-    # replaces dagster-celery's defaults as a whole: its keys are repeated
-    "broker_transport_options": {
-        "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
-        "unacked_restore_interval": 5,
-        "unacked_restore_throttle": 1,
-        "max_retries": 3,
-        "interval_start": 0,
-        "interval_step": 0.2,
-        "interval_max": 0.5,
-    },
+}
+# replace dagster-celery's defaults as a whole: its keys are repeated
+BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+    "max_retries": 3,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
 }
 
 
@@ -50,7 +49,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker": settings.redis_url,
         "backend": settings.redis_url,
-        "config_source": CELERY_OPTIONS,
+        "config_source": {
+            **CELERY_OPTIONS,
+            "broker_transport_options": {
+                **BROKER_TRANSPORT_OPTIONS,
+                "visibility_timeout": settings.celery_visibility_timeout_seconds,
+            },
+        },
     }
 
 

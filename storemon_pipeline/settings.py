@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         "celery` starts a Redis server on 127.0.0.1 and sets it when unset.",
     )
 
+    celery_visibility_timeout_seconds: int = Field(
+        default=600,
+        ge=10,
+        description="A step whose Celery worker died whole (or its machine) is handed to "
+        "another worker after this long; it must exceed the longest step.",
+    )
     dagster_postgres_url: str | None = Field(
         default=None,
         description="Keep Dagster's runs, events and schedules in this PostgreSQL database "

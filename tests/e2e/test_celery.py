@@ -30,6 +30,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 SHARDS = 4
+VISIBILITY_SECONDS = 20
 STEP_START = dg.DagsterEventType.STEP_START
 STEP_ENDS = (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
 REPORT_TIMEOUT = 300
@@ -51,7 +52,10 @@ def up(tmp_path_factory) -> Iterator[Up]:
     with running_up(
         root / "state", root / "up.log",
         args=("--executor", "celery", "--workers", "2"),
-        env={"STOREMON_SHARDS": str(SHARDS)}, timeout=600,
+        # short, so that a step of a worker killed whole is handed out again within the test
+        env={"STOREMON_SHARDS": str(SHARDS),
+             "STOREMON_CELERY_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY_SECONDS)},
+        timeout=600,
     ) as service:
         yield service
 
@@ -134,26 +138,40 @@ def _executing_worker(up: Up, report_id: str) -> int | None:
     return running[0].dagster_event.pid if running else None
 
 
-def test_a_worker_killed_during_a_shard_step_the_run_still_completes(up, api, sample_report_csv):
-    """SIGKILL the process executing a shard step (Celery's pool process: what dies when a
-    machine's worker is killed); the step is delivered again, the run completes, and the CSV is
-    right. Tried on fresh reports until a kill lands inside a step."""
+def _kill_during_a_shard_step(api: httpx.Client, up: Up, whole_worker: bool) -> str | None:
+    """Trigger a report and SIGKILL the process running one of its shard steps (with
+    ``whole_worker``, its Celery worker too, as when a machine dies); returns the report id, or
+    None if no step was caught running before the run ended."""
+    report_id = trigger(api)
+    deadline = time.monotonic() + REPORT_TIMEOUT
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        if wait_for_report(api, report_id, 0)["status"] != "Running":
+            return None
+        victim = _executing_worker(up, report_id)
+        time.sleep(0.02)
+    workers = {up.services()[name]["pid"] for name in ("worker-1", "worker-2")}
+    worker = psutil.Process(victim).ppid()
+    assert worker in workers
+    os.kill(victim, signal.SIGKILL)
+    if whole_worker:
+        os.kill(worker, signal.SIGKILL)
+    return report_id
+
+
+@pytest.mark.parametrize("whole_worker", [False, True], ids=["step-process", "whole-worker"])
+def test_a_worker_killed_during_a_shard_step_the_run_still_completes(
+    up, api, sample_report_csv, whole_worker
+):
+    """SIGKILL the process executing a shard step (Celery's pool process), or its whole worker:
+    the step is delivered again (at once; after the visibility timeout), the run completes and
+    the CSV is right. Tried on fresh reports until a kill lands inside a step."""
     for _attempt in range(8):
-        report_id = trigger(api)
-        victim = None
-        deadline = time.monotonic() + REPORT_TIMEOUT
-        while victim is None and time.monotonic() < deadline:
-            if wait_for_report(api, report_id, 0)["status"] != "Running":
-                break
-            victim = _executing_worker(up, report_id)
-            time.sleep(0.02)
-        if victim is None:
+        report_id = _kill_during_a_shard_step(api, up, whole_worker)
+        if report_id:
+            started = time.monotonic()
             assert finished_csv(api, report_id) == sample_report_csv
-            continue
-        assert psutil.Process(victim).ppid() in {
-            up.services()[name]["pid"] for name in ("worker-1", "worker-2")
-        }
-        os.kill(victim, signal.SIGKILL)
-        assert finished_csv(api, report_id) == sample_report_csv
-        return
+            if whole_worker:
+                assert time.monotonic() - started >= VISIBILITY_SECONDS - 5
+            return
     pytest.fail("no shard step was caught running in 8 reports")
