@@ -439,14 +439,15 @@ def run_up(
         workspace = write_workspace(settings, code_port)
         code_server = code_server_service(code_port)
         code_server.after_restart = lambda: reload_code_location(dagster_url)
-        redis = [service for service in distributed if service.name == "redis"]
-        workers_ = [service for service in distributed if service.name != "redis"]
+        # Redis before everything, the workers once the daemon can launch runs
+        broker = [service for service in distributed if service.name == "redis"]
+        celery_workers = [service for service in distributed if service.name != "redis"]
         for service in (
-            *redis,
+            *broker,
             code_server,
             webserver_service(settings, dagster_port, workspace),
             daemon_service(settings, workspace),
-            *workers_,
+            *celery_workers,
             api_service(api_port, dagster_url),
         ):
             supervisor.start(service, READY_TIMEOUT_SECONDS)
