@@ -76,7 +76,8 @@ class Browser:
             "chromium",
             [CHROMIUM, *FLAGS, f"--remote-debugging-port={port}",
              f"--user-data-dir={workdir / 'profile'}", "about:blank"],
-            env={"HOME": str(workdir), "PATH": "/usr/bin:/bin"},
+            # its own scratch folders (org.chromium.*) go in the test's folder, not /tmp
+            env={"HOME": str(workdir), "TMPDIR": str(workdir), "PATH": "/usr/bin:/bin"},
             cwd=workdir,
             log_dir=workdir,
         )
