@@ -145,35 +145,36 @@ def ingest(
             context.log.info(f"retention: {expired} polls older than the kept history dropped")
         newest_poll = latest_poll(con)
         version = data_version(con)
+        new_hours = sorted({hour for r in results for hour in r.poll_hours})
+        added = add_report_partitions(context.instance, new_hours)
+        changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
+        metadata = ingest_metadata(con, results, expired, added, changed)
     write_latest_poll(storemon.state_dir, newest_poll, version)
     context.log.info(f"ingested {len(results)} file(s) in {time.perf_counter() - started:.2f} s")
-
-    new_hours = sorted({hour for r in results for hour in r.poll_hours})
-    added = add_report_partitions(context.instance, new_hours)
-    changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
-    for key, metadata in ingest_metadata_results(storemon, results, expired, added, changed):
-        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+    for key in metadata:
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata[key])
     yield from ingest_check_results(results, storemon.rejected_share_limit)
 
 
-def ingest_metadata_results(
-    storemon: StoremonState,
+def ingest_metadata(
+    con: duckdb.DuckDBPyConnection,
     results: list[FileResult],
     expired: int,
     added: list[str],
     changed: list[datetime],
-) -> Iterator[tuple[dg.AssetKey, dict[str, object]]]:
+) -> dict[dg.AssetKey, dict[str, object]]:
     """Each feed asset's metadata after an ingest: what its table holds now, what this ingest
     added, the files."""
-    with storemon.connect() as con:
-        metadata = _ingest_metadata(con, results, expired)
+    metadata = _ingest_metadata(con, results, expired)
     metadata["polls"] |= {
         "new_report_partitions": len(added),
         "report_partitions_to_refresh": dg.MetadataValue.json([partition_key(h) for h in changed]),
     }
     files = dg.MetadataValue.md(_files_table(results))
-    for key in (POLLS, BUSINESS_HOURS, TIMEZONES, QUARANTINE):
-        yield key, {**metadata[key.path[-1]], "files": files}
+    return {
+        key: {**metadata[key.path[-1]], "files": files}
+        for key in (POLLS, BUSINESS_HOURS, TIMEZONES, QUARANTINE)
+    }
 
 
 def log_file_result(context: dg.AssetExecutionContext, result: FileResult) -> None:

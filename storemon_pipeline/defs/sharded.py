@@ -23,7 +23,7 @@ from storemon_pipeline.defs.assets import (
     business_windows,
     finish_report,
     ingest_check_results,
-    ingest_metadata_results,
+    ingest_metadata,
     log_file_result,
 )
 from storemon_pipeline.defs.partitions import add_report_partitions, report_partitions
@@ -83,12 +83,17 @@ def stage_one_file(
     return stage_files(storemon.settings, [Path(path)], first=order)[0]
 
 
+def _shard_step(name: str, index: int, description: str):
+    """The decorator of a shard's step: its name, its shard's pool, retried."""
+    return dg.op(
+        name=f"{name}_{index}", pool=shard_pool(index), retry_policy=SHARD_RETRY,
+        description=description,
+    )
+
+
 def _ingest_shard_op(index: int) -> dg.OpDefinition:
-    @dg.op(
-        name=f"ingest_shard_{index}",
-        pool=shard_pool(index),
-        retry_policy=SHARD_RETRY,
-        description=f"Load shard {index}'s rows of the staged files into its DuckDB file.",
+    @_shard_step(
+        "ingest_shard", index, f"Load shard {index}'s rows of the staged files into its file."
     )
     def ingest_one_shard(
         context: dg.OpExecutionContext, staged: list[StagedFile], storemon: StoremonState
@@ -134,9 +139,11 @@ def assemble_ingest(
         f"{check.description}"
         for check in ingest_check_results(results, storemon.rejected_share_limit)
     }
-    for key, metadata in ingest_metadata_results(storemon, results, expired, added, changed):
-        extra = verdicts if key == QUARANTINE else {}
-        yield dg.Output(None, output_name=key.path[-1], metadata={**metadata, **extra})
+    with storemon.connect() as con:
+        metadata = ingest_metadata(con, results, expired, added, changed)
+    metadata[QUARANTINE] |= verdicts
+    for key, values in metadata.items():
+        yield dg.Output(None, output_name=key.path[-1], metadata=values)
 
 
 def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
@@ -175,12 +182,7 @@ def plan_report(
 
 
 def _report_shard_op(index: int) -> dg.OpDefinition:
-    @dg.op(
-        name=f"report_shard_{index}",
-        pool=shard_pool(index),
-        retry_policy=SHARD_RETRY,
-        description=f"Shard {index}'s rows of the run's reports, left as Parquet files.",
-    )
+    @_shard_step("report_shard", index, f"Shard {index}'s rows of the reports, as Parquet.")
     def report_one_shard(
         context: dg.OpExecutionContext, plan: dict[datetime, datetime], storemon: StoremonState
     ) -> list[str]:

@@ -194,14 +194,18 @@ def compute_shard_results(
     return files
 
 
+def _parquet(files: Sequence[Path]) -> str:
+    """The shards' result files as one table expression (paths of our own making)."""
+    return "read_parquet([" + ", ".join(f"'{file}'" for file in files) + "])"
+
+
 def load_shard_results(
     con: duckdb.DuckDBPyConnection, files: Sequence[Path], as_ofs: Sequence[datetime]
 ) -> None:
     """``report_results`` of these as-of instants from the shards' files: the rows of the whole
     reports (each store is in one shard)."""
-    listed = ", ".join(f"'{path}'" for path in files)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE report_results AS SELECT * FROM read_parquet([{listed}]) "
+        f"CREATE OR REPLACE TEMP TABLE report_results AS SELECT * FROM {_parquet(files)} "
         "WHERE as_of IN (SELECT unnest($as_ofs::TIMESTAMP[]))",
         {"as_ofs": list(as_ofs)},
     )
@@ -218,8 +222,7 @@ def assemble_history(
     """Save the shards' rows of these partitions to the history, as many partitions at once as
     ``rows_per_pass`` allows; ``report_results`` is left holding the newest. Returns the rows
     written."""
-    listed = ", ".join(f"'{file}'" for file in files)
-    total = con.execute(f"SELECT count(*) FROM read_parquet([{listed}])").fetchone()[0]
+    total = con.execute(f"SELECT count(*) FROM {_parquet(files)}").fetchone()[0]
     per_pass = max(1, rows_per_pass * len(as_of_by_hour) // max(total, 1))
     written = 0
     for chunk in _passes(as_of_by_hour, per_pass):

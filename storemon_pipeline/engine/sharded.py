@@ -6,10 +6,13 @@ machines; the CLI runs them one after another), then one step that assembles wha
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+import duckdb
 
 from storemon_pipeline.engine.db import connect_memory, database
 from storemon_pipeline.engine.history import (
@@ -40,6 +43,26 @@ from storemon_pipeline.engine.report import (
 from storemon_pipeline.engine.shards import Shard, ensure_layout, union_connection
 from storemon_pipeline.engine.state import write_latest_poll
 from storemon_pipeline.settings import Settings
+
+
+@contextmanager
+def shard_database(settings: Settings, index: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Shard ``index``'s file, written by one step at a time (waiting while another holds it)."""
+    with database(
+        settings.shard_paths[index], wait_seconds=settings.lock_wait_seconds,
+        limits=settings.duckdb_limits,
+    ) as con:
+        yield con
+
+
+@contextmanager
+def all_shards(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Every shard's file read-only, seen as one database (``shards.union_connection``)."""
+    con = union_connection(settings.shard_paths, settings.duckdb_limits)
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 @dataclass(frozen=True)
@@ -77,10 +100,7 @@ def ingest_shard(
     ensure_layout(settings.state_dir, settings.shards)
     shard = Shard(index, settings.shards)
     results = []
-    with database(
-        settings.shard_paths[index], wait_seconds=settings.lock_wait_seconds,
-        limits=settings.duckdb_limits,
-    ) as con:
+    with shard_database(settings, index) as con:
         for file in staged:
             result = load_staged(con, file, shard)
             if progress is not None:
@@ -102,11 +122,8 @@ def remove_staged(staged: Sequence[StagedFile]) -> None:
 def finish_ingest(settings: Settings) -> tuple[datetime | None, str]:
     """After the shards' ingest: the newest poll of all and the data version, written to
     ``latest_poll.json`` for the readers that do not open DuckDB."""
-    con = union_connection(settings.shard_paths, settings.duckdb_limits)
-    try:
+    with all_shards(settings) as con:
         newest, version = latest_poll(con), data_version(con)
-    finally:
-        con.close()
     write_latest_poll(settings.state_dir, newest, version)
     return newest, version
 
@@ -126,11 +143,8 @@ def ingest_one_after_another(
 def newest_poll(settings: Settings) -> datetime:
     """The newest poll of all shards."""
     ensure_layout(settings.state_dir, settings.shards)
-    con = union_connection(settings.shard_paths, settings.duckdb_limits)
-    try:
+    with all_shards(settings) as con:
         newest = latest_poll(con)
-    finally:
-        con.close()
     if newest is None:
         raise NoPollsError("no polls are loaded yet: ingest a store-status file first")
     return newest
@@ -147,10 +161,7 @@ def report_shard(
     settings: Settings, index: int, run_id: str, as_of_by_hour: dict[datetime, datetime]
 ) -> list[Path]:
     """Shard ``index``'s rows of the reports, left as files for ``assemble_report``."""
-    with database(
-        settings.shard_paths[index], wait_seconds=settings.lock_wait_seconds,
-        limits=settings.duckdb_limits,
-    ) as con:
+    with shard_database(settings, index) as con:
         return compute_shard_results(
             con, settings.shard_results_dir / run_id, index, as_of_by_hour
         )
@@ -168,8 +179,7 @@ def assemble_report(
     """The shards' rows as one report: the history rows of every partition (with
     ``save_history``) and the CSV of the newest, byte-identical to the one-file report. The
     shards' files are removed once assembled."""
-    con = union_connection(settings.shard_paths, settings.duckdb_limits)
-    try:
+    with all_shards(settings) as con:
         newest_hour = max(as_of_by_hour)
         as_of = as_of_by_hour[newest_hour]
         if save_history:
@@ -182,8 +192,6 @@ def assemble_report(
             rows, as_of, result_summary(con, as_of), most_downtime(con, as_of),
             latest_poll(con), data_version(con),
         )
-    finally:
-        con.close()
     for file in files:
         file.unlink(missing_ok=True)
     folder = settings.shard_results_dir / run_id
