@@ -65,6 +65,19 @@ REPORT = dg.AssetKey("uptime_report")
 REJECTED_SHARE_CHECK = "rejected_rows_share"
 FILES_RECOGNISED_CHECK = "files_recognised"
 
+INGEST_CHECK_SPECS = [
+    dg.AssetCheckSpec(
+        REJECTED_SHARE_CHECK,
+        asset=QUARANTINE,
+        description="The share of this ingest's rows that were rejected is under the limit.",
+    ),
+    dg.AssetCheckSpec(
+        FILES_RECOGNISED_CHECK,
+        asset=QUARANTINE,
+        description="Every file of this ingest had the header of one of the three feeds.",
+    ),
+]
+
 
 class IngestConfig(dg.Config):
     """Which files to load. The sensor passes the new files of `incoming/`."""
@@ -110,18 +123,7 @@ class IngestConfig(dg.Config):
             "input never aborts a load and is never silently dropped.",
         ),
     ],
-    check_specs=[
-        dg.AssetCheckSpec(
-            REJECTED_SHARE_CHECK,
-            asset=QUARANTINE,
-            description="The share of this ingest's rows that were rejected is under the limit.",
-        ),
-        dg.AssetCheckSpec(
-            FILES_RECOGNISED_CHECK,
-            asset=QUARANTINE,
-            description="Every file of this ingest had the header of one of the three feeds.",
-        ),
-    ],
+    check_specs=INGEST_CHECK_SPECS,
     pool=DUCKDB_POOL,
 )
 def ingest(

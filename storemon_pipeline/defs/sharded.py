@@ -16,6 +16,7 @@ import dagster as dg
 
 from storemon_pipeline.defs.assets import (
     BUSINESS_HOURS,
+    INGEST_CHECK_SPECS,
     POLLS,
     QUARANTINE,
     TIMEZONES,
@@ -52,6 +53,7 @@ INGEST_OUTPUTS = {
     "timezones": TIMEZONES,
     "quarantine": QUARANTINE,
 }
+INGEST_CHECK_OUTPUTS = [spec.get_python_identifier() for spec in INGEST_CHECK_SPECS]
 
 
 def shard_pool(index: int) -> str:
@@ -112,7 +114,7 @@ def _in_file_order(staged: list[StagedFile]) -> list[StagedFile]:
 
 
 @dg.op(
-    out={name: dg.Out(dg.Nothing) for name in INGEST_OUTPUTS},
+    out={name: dg.Out(dg.Nothing) for name in [*INGEST_OUTPUTS, *INGEST_CHECK_OUTPUTS]},
     description="What the shards loaded, as one ingest: the newest poll, the report partitions "
     "of the hours the polls fall in, the metadata.",
 )
@@ -132,18 +134,11 @@ def assemble_ingest(
     added = add_report_partitions(context.instance, new_hours)
     changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
     expired = sum(part.expired for part in parts)
-    # the ingest checks' verdicts go into the quarantine's metadata: this graph-backed asset does
-    # not declare them as asset checks (yet)
-    verdicts = {
-        f"check {check.check_name}": f"{'passed' if check.passed else 'FAILED'}: "
-        f"{check.description}"
-        for check in ingest_check_results(results, storemon.rejected_share_limit)
-    }
     with storemon.connect() as con:
         metadata = ingest_metadata(con, results, expired, added, changed)
-    metadata[QUARANTINE] |= verdicts
     for key, values in metadata.items():
         yield dg.Output(None, output_name=key.path[-1], metadata=values)
+    yield from ingest_check_results(results, storemon.rejected_share_limit)
 
 
 def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
@@ -155,6 +150,7 @@ def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
             name: dg.AssetOut(key=key, group_name="ingest", kinds={"duckdb"})
             for name, key in INGEST_OUTPUTS.items()
         },
+        check_specs=INGEST_CHECK_SPECS,
         config=dg.ConfigMapping(
             config_fn=lambda config: {"ingest_files": {"config": config}},
             config_schema=IngestConfig.to_config_schema(),
@@ -162,7 +158,8 @@ def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
     )
     def ingest():
         staged = ingest_files().map(stage_one_file).collect()
-        return assemble_ingest([shard_op(staged) for shard_op in shard_ops], staged)
+        assembled = assemble_ingest([shard_op(staged) for shard_op in shard_ops], staged)
+        return assembled._asdict()
 
     return ingest
 

@@ -6,6 +6,7 @@ machines; the CLI runs them one after another), then one step that assembles wha
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ from storemon_pipeline.engine.report import (
 from storemon_pipeline.engine.shards import Shard, ensure_layout, union_connection
 from storemon_pipeline.engine.state import write_latest_poll
 from storemon_pipeline.settings import Settings
+
+# What a failed run left in staging/ and shard_results/ is removed once it is this old: no run
+# lives that long (dagster.yaml's run monitoring fails a run after an hour).
+LEFTOVER_AGE_SECONDS = 6 * 3600
 
 
 @contextmanager
@@ -119,9 +124,23 @@ def remove_staged(staged: Sequence[StagedFile]) -> None:
             shutil.rmtree(file.folder, ignore_errors=True)
 
 
+def sweep_leftovers(settings: Settings, older_than: float = LEFTOVER_AGE_SECONDS) -> list[Path]:
+    """Remove the staged files and shard results that failed runs left behind (a run that
+    finishes removes its own); returns what was removed."""
+    cutoff = time.time() - older_than
+    removed = []
+    for parent in (settings.staging_dir, settings.shard_results_dir):
+        for folder in parent.glob("*") if parent.is_dir() else ():
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
+
+
 def finish_ingest(settings: Settings) -> tuple[datetime | None, str]:
     """After the shards' ingest: the newest poll of all and the data version, written to
-    ``latest_poll.json`` for the readers that do not open DuckDB."""
+    ``latest_poll.json`` for the readers that do not open DuckDB; old leftovers swept."""
+    sweep_leftovers(settings)
     with all_shards(settings) as con:
         newest, version = latest_poll(con), data_version(con)
     write_latest_poll(settings.state_dir, newest, version)

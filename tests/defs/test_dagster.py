@@ -420,6 +420,38 @@ def test_ingest_checks_warn_on_rejected_rows_and_unknown_files(
     assert "not a time" in quarantine["rejected_rows_sample"].value
 
 
+def test_sharded_ingest_declares_the_same_checks(tmp_path: Path) -> None:
+    """With shards the ingest is a graph of steps; its checks are still asset checks of the
+    quarantine, evaluated in the run, not just words in metadata."""
+    settings = Settings(home=tmp_path / "state", shards=2)
+    settings.ensure_dirs()
+    feed = tmp_path / "feed.csv"
+    feed.write_text(
+        "store_id,status,timestamp_utc\n"
+        "a1,active,2023-01-24 10:06:00 UTC\n"
+        "b2,inactive,2023-01-24 10:07:00.5 UTC\n"
+        "b2,maybe,2023-01-24 11:06:00 UTC\n"
+    )
+    unknown = tmp_path / "menu.csv"
+    unknown.write_text("item,price\nsoup,3\n")
+    defs = build_defs(settings)
+    with _new_instance(settings.dagster_home) as instance:
+        result = defs.resolve_job_def("ingest_job").execute_in_process(
+            instance=instance,
+            run_config={"ops": {"ingest": {"config": {"paths": [str(feed), str(unknown)]}}}},
+        )
+        assert result.success
+        checks = _checks(result)
+        assert set(checks) == {"rejected_rows_share", "files_recognised"}
+        assert not checks["rejected_rows_share"].passed
+        assert checks["rejected_rows_share"].description.startswith("1 of 3 rows read")
+        assert "menu.csv: refused" in checks["files_recognised"].description
+        assert {e.asset_key for e in result.get_asset_check_evaluations()} == {
+            dg.AssetKey("quarantine")
+        }
+        assert _materializations(result)["polls"]["rows_loaded"].value == 2
+
+
 # --- the sensors -------------------------------------------------------------------------------
 
 

@@ -3,8 +3,10 @@ to the one-file report byte for byte, a re-shard that changes nothing of the rep
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import duckdb
@@ -29,6 +31,7 @@ from storemon_pipeline.engine.sharded import (
     newest_poll,
     report_plan,
     report_shard,
+    sweep_leftovers,
 )
 from storemon_pipeline.engine.shards import (
     ShardLayoutError,
@@ -173,3 +176,25 @@ def test_reshard_keeps_every_report(sample_state, sample_report_csv, tmp_path):
     assert (tmp_path / "back.csv").read_bytes() == expected
     assert report(one, "one.csv") == expected
 
+
+
+def test_leftovers_of_failed_runs_are_swept(sample_state, tmp_path):
+    """A run that died between its steps leaves staged parts and shard results: the next ingest
+    removes those old enough that no live run can own them, and nothing else."""
+    home = tmp_path / "state"
+    shutil.copytree(sample_state, home)
+    reshard(home, 2)
+    two = sharded_settings(home, 2)
+    old_stage, old_results = two.staging_dir / "abc", two.shard_results_dir / "dead-run"
+    new_results = two.shard_results_dir / "live-run"
+    for folder in (old_stage, old_results, new_results):
+        folder.mkdir(parents=True)
+        (folder / "0.parquet").write_bytes(b"left over")
+    a_day_ago = time.time() - 24 * 3600
+    for folder in (old_stage, old_results):
+        os.utime(folder, (a_day_ago, a_day_ago))
+
+    assert {r.status for r in ingest_sharded(two, [SAMPLE_DATA_DIR])} == {"skipped"}
+    assert not old_stage.exists() and not old_results.exists()
+    assert (new_results / "0.parquet").exists(), "a folder a live run may own is kept"
+    assert sweep_leftovers(two, older_than=0) == [new_results]
