@@ -1,0 +1,301 @@
+"""How one store's numbers were made (docs/semantics.md §2.11): its week as of an instant, with
+the business windows, the polls (used or not, and why), the status they interpolate to, and the
+report's values, which the windows and runs add up to.
+
+The values come from the report engine itself (``compute_reports`` for this one store, which
+gives exactly its row of the full report); the timeline reads the temp tables that computation
+leaves, so it shows what the report used rather than a second interpretation of the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pandas as pd
+
+from storemon_pipeline.engine.db import run_script, sql
+from storemon_pipeline.engine.ingest import is_valid_store_id
+from storemon_pipeline.engine.instants import as_aware_utc, iso
+from storemon_pipeline.engine.report import WEEK, compute_reports, resolve_as_of
+from storemon_pipeline.engine.windows import build_business_windows, scope_window_stores
+from storemon_pipeline.settings import DEFAULT_TIMEZONE
+
+DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": WEEK}
+UNUSED_OUTSIDE_HOURS = "outside business hours"
+
+
+class MalformedStoreIdError(ValueError):
+    """Not a store id the ingest accepts."""
+
+
+class UnknownStoreError(LookupError):
+    """No poll of this store was ever loaded."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: datetime  # naive UTC
+    end: datetime
+
+
+@dataclass(frozen=True)
+class StatusInterval(Interval):
+    active: bool
+
+
+@dataclass(frozen=True)
+class Poll:
+    ts: datetime
+    active: bool
+    used: bool
+
+
+@dataclass(frozen=True)
+class PeriodTotals:
+    start: datetime
+    end: datetime
+    business_us: int
+    uptime_us: int
+
+
+@dataclass(frozen=True)
+class HoursRow:
+    day_of_week: int  # 0 = Monday
+    start_sec: int
+    end_sec: int  # 86400 for 24:00; <= start_sec runs overnight
+
+
+@dataclass(frozen=True)
+class StoreTimeline:
+    store_id: str
+    as_of: datetime
+    timezone: str
+    timezone_defaulted: bool
+    business_hours: list[HoursRow]  # empty: open 24x7
+    business_windows: list[Interval]  # clipped to the week
+    polls: list[Poll]
+    all_polls: bool | None  # the sequence used (§2.7): None when the store is not reported
+    status_runs: list[StatusInterval]  # cover the week from the first poll's span on
+    segments: list[StatusInterval]  # business time split by status
+    periods: dict[str, PeriodTotals]  # exact, from the report engine
+    values: dict[str, float] | None  # the six CSV numbers; None: no poll at or before as_of
+
+    @property
+    def week(self) -> Interval:
+        return Interval(self.as_of - WEEK, self.as_of)
+
+    def local_days(self) -> list[tuple[date, datetime, datetime]]:
+        """The store's local calendar days that touch the week: (date, start, end) in UTC."""
+        zone = self.timezone
+        first = _local(self.week.start, zone).date()
+        last = _local(self.week.end - timedelta(microseconds=1), zone).date()
+        days = []
+        for offset in range((last - first).days + 1):
+            day = first + timedelta(days=offset)
+            days.append((day, _utc_of_local(day, zone), _utc_of_local(day + timedelta(1), zone)))
+        return days
+
+    def as_json(self) -> dict[str, Any]:
+        """The answer of ``GET /stores/{id}/timeline`` and ``storemon explain --json``."""
+        zone = self.timezone
+
+        def instant(value: datetime) -> str:
+            return iso(value)
+
+        def local(value: datetime) -> str:
+            return _local(value, zone).isoformat()
+
+        def status(active: bool) -> str:
+            return "active" if active else "inactive"
+
+        return {
+            "store_id": self.store_id,
+            "as_of": instant(self.as_of),
+            "timezone": zone,
+            "timezone_defaulted": self.timezone_defaulted,
+            "open_24x7": not self.business_hours,
+            "business_hours": [
+                {
+                    "day_of_week": row.day_of_week,
+                    "day": DAY_NAMES[row.day_of_week],
+                    "start_local": _clock(row.start_sec),
+                    "end_local": _clock(row.end_sec),
+                }
+                for row in self.business_hours
+            ],
+            "week": {"start": instant(self.week.start), "end": instant(self.week.end)},
+            "days": [
+                {"date": day.isoformat(), "start_utc": instant(start), "end_utc": instant(end)}
+                for day, start, end in self.local_days()
+            ],
+            "business_windows": [
+                {
+                    "start_utc": instant(w.start),
+                    "end_utc": instant(w.end),
+                    "start_local": local(w.start),
+                    "end_local": local(w.end),
+                }
+                for w in self.business_windows
+            ],
+            "polls": [
+                {
+                    "ts": instant(p.ts),
+                    "ts_local": local(p.ts),
+                    "status": status(p.active),
+                    "used": p.used,
+                    "unused_reason": None if p.used else UNUSED_OUTSIDE_HOURS,
+                }
+                for p in self.polls
+            ],
+            "sequence": None if self.all_polls is None
+            else "all polls" if self.all_polls else "in-hours polls",
+            "status_runs": [
+                {"start": instant(r.start), "end": instant(r.end), "status": status(r.active)}
+                for r in self.status_runs
+            ],
+            "segments": [
+                {"start": instant(s.start), "end": instant(s.end), "status": status(s.active)}
+                for s in self.segments
+            ],
+            "periods": {
+                name: {
+                    "start": instant(p.start),
+                    "end": instant(p.end),
+                    "business_seconds": p.business_us / 1e6,
+                    "uptime_seconds": p.uptime_us / 1e6,
+                    "downtime_seconds": (p.business_us - p.uptime_us) / 1e6,
+                }
+                for name, p in self.periods.items()
+            },
+            "values": self.values,
+        }
+
+
+def explain_store(
+    con: duckdb.DuckDBPyConnection, store_id: str, as_of: datetime | None = None
+) -> StoreTimeline:
+    """The timeline of ``store_id`` as of ``as_of`` (default: the latest poll). Raises
+    MalformedStoreIdError, UnknownStoreError, NoPollsError."""
+    if not is_valid_store_id(store_id):
+        raise MalformedStoreIdError(f"{store_id!r} is not a store id the ingest accepts")
+    found = con.execute("SELECT store_key FROM stores WHERE store_id = ?", [store_id]).fetchone()
+    if found is None:
+        raise UnknownStoreError(f"no poll of store {store_id} was ever loaded")
+    (store_key,) = found
+    as_of = resolve_as_of(con, as_of)
+    week_start = as_of - WEEK
+    zone, defaulted = _timezone(con, store_id)
+
+    compute_reports(con, [as_of], [store_id])
+    scope_window_stores(
+        con, "SELECT $key AS store_key, $id AS store_id", key=store_key, id=store_id
+    )
+    build_business_windows(con, week_start, as_of, "explain_windows")
+    params = {"store_key": store_key, "week_start": week_start, "as_of": as_of}
+    run_script(con, "explain_runs", params)
+    reported = con.execute(
+        "SELECT all_polls FROM store_reports WHERE store_key = ?", [store_key]
+    ).fetchone()
+    return StoreTimeline(
+        store_id=store_id,
+        as_of=as_of,
+        timezone=zone,
+        timezone_defaulted=defaulted,
+        business_hours=[
+            HoursRow(*row)
+            for row in con.execute(
+                "SELECT day_of_week, start_sec, end_sec FROM business_hours WHERE store_id = ? "
+                "ORDER BY ALL",
+                [store_id],
+            ).fetchall()
+        ],
+        business_windows=[
+            Interval(*row)
+            for row in con.execute(
+                "SELECT greatest(window_start, $week_start), least(window_end, $as_of) "
+                "FROM explain_windows WHERE window_end > $week_start AND window_start < $as_of "
+                "ORDER BY window_start",
+                {"week_start": week_start, "as_of": as_of},
+            ).fetchall()
+        ],
+        polls=[
+            Poll(*row)
+            for row in con.execute(
+                sql("explain_polls"), {"store_key": store_key, "week_start": week_start}
+            ).fetchall()
+        ],
+        all_polls=None if reported is None else reported[0],
+        status_runs=_intervals(con, "store_runs"),
+        segments=_intervals(con, "store_segments"),
+        periods=_periods(con, store_key, as_of),
+        values=_values(con, store_key, as_of),
+    )
+
+
+def _timezone(con: duckdb.DuckDBPyConnection, store_id: str) -> tuple[str, bool]:
+    found = con.execute("SELECT timezone FROM timezones WHERE store_id = ?", [store_id]).fetchone()
+    return (DEFAULT_TIMEZONE, True) if found is None else (found[0], False)
+
+
+def _intervals(con: duckdb.DuckDBPyConnection, table: str) -> list[StatusInterval]:
+    return [
+        StatusInterval(*row)
+        for row in con.execute(
+            f"SELECT make_timestamp(start_us), make_timestamp(end_us), is_active FROM {table} "
+            "ORDER BY start_us"
+        ).fetchall()
+    ]
+
+
+def _periods(
+    con: duckdb.DuckDBPyConnection, store_key: int, as_of: datetime
+) -> dict[str, PeriodTotals]:
+    found = con.execute(
+        "SELECT business_hour_us, uptime_hour_us, business_day_us, uptime_day_us, "
+        "business_week_us, uptime_week_us FROM report_results WHERE store_key = ?",
+        [store_key],
+    ).fetchone() or (0,) * 6
+    return {
+        name: PeriodTotals(as_of - length, as_of, found[2 * i], found[2 * i + 1])
+        for i, (name, length) in enumerate(PERIODS.items())
+    }
+
+
+def _values(
+    con: duckdb.DuckDBPyConnection, store_key: int, as_of: datetime
+) -> dict[str, float] | None:
+    """The store's row of the report CSV, as numbers (formatted by the CSV's own macro)."""
+    frame = con.execute(
+        """
+        SELECT unnest(csv_values(
+            uptime_hour_us, uptime_day_us, uptime_week_us,
+            business_hour_us, business_day_us, business_week_us
+        ))
+        FROM report_results
+        WHERE as_of = $as_of AND store_key = $store_key
+        """,
+        {"as_of": as_of, "store_key": store_key},
+    ).df()
+    if frame.empty:
+        return None
+    return {name: float(value) for name, value in frame.iloc[0].items()}
+
+
+def _clock(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _local(instant: datetime, zone: str) -> datetime:
+    return as_aware_utc(instant).astimezone(ZoneInfo(zone))
+
+
+def _utc_of_local(day: date, zone: str) -> datetime:
+    """The first instant at which the wall clock reads the day's midnight or later (as business
+    hours are placed, docs/semantics.md §2.6)."""
+    local = pd.Timestamp(day).tz_localize(zone, ambiguous=True, nonexistent="shift_forward")
+    return local.tz_convert("UTC").tz_localize(None).to_pydatetime()
