@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from storemon_api.dagster_client import DagsterClient
 from storemon_api.errors import install_handlers
-from storemon_api.routers import health, report_requests, reports, stores
+from storemon_api.routers import fleet, health, report_requests, reports, stores
 from storemon_api.service import ReportService
 from storemon_api.settings import ApiSettings, get_api_settings
 from storemon_api.stores import StoreService
@@ -66,9 +66,11 @@ def create_app(
     app.state.state = state
     app.state.dagster = dagster
     app.state.reports = ReportService(dagster, state)
-    app.state.stores = StoreService(state)
+    app.state.stores = StoreService(state, settings.dagster_url)
     install_handlers(app)
-    for router in (report_requests.router, reports.router, stores.router, health.router):
+    for router in (
+        report_requests.router, reports.router, stores.router, fleet.router, health.router
+    ):
         app.include_router(router)
     _mount_page(app)
     _mount_docs(app)

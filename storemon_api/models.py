@@ -207,3 +207,113 @@ class StoreHistoryResponse(BaseModel):
     )
     store_id: str
     rows: list[HistoryRow] = Field(description="One per report partition, oldest first.")
+
+
+# --- a store's timeline (GET /stores/{id}/timeline) and the fleet's history -------------------
+
+PollStatus = Literal["active", "inactive"]
+
+
+class Span(BaseModel):
+    start: datetime
+    end: datetime
+
+
+class StatusSpan(Span):
+    status: PollStatus
+
+
+class WeeklyHours(BaseModel):
+    day_of_week: int = Field(ge=0, le=6, description="0 = Monday.")
+    day: str
+    start_local: str = Field(description="HH:MM:SS, local time.")
+    end_local: str = Field(description="HH:MM:SS; 24:00:00 is midnight; <= start: overnight.")
+
+
+class LocalDay(BaseModel):
+    date: str = Field(description="A local calendar date that touches the week.")
+    start_utc: datetime
+    end_utc: datetime
+
+
+class BusinessWindow(BaseModel):
+    start_utc: datetime
+    end_utc: datetime
+    start_local: datetime
+    end_local: datetime
+
+
+class TimelinePoll(BaseModel):
+    ts: datetime
+    ts_local: datetime
+    status: PollStatus
+    used: bool = Field(description="Whether the report's interpolation used this poll.")
+    unused_reason: str | None
+
+
+class PeriodTotals(BaseModel):
+    start: datetime
+    end: datetime
+    business_seconds: float
+    uptime_seconds: float
+    downtime_seconds: float
+
+
+class ReportValues(BaseModel):
+    uptime_last_hour: float = Field(description="Minutes.")
+    uptime_last_day: float = Field(description="Hours.")
+    uptime_last_week: float = Field(description="Hours.")
+    downtime_last_hour: float = Field(description="Minutes.")
+    downtime_last_day: float = Field(description="Hours.")
+    downtime_last_week: float = Field(description="Hours.")
+
+
+class TimelineSource(BaseModel):
+    partition: str = Field(description="The report partition with this as-of.")
+    run_id: str | None = Field(description="The Dagster run that computed it.")
+    dagster_run_url: str | None
+    dagster_partition_url: str | None
+
+
+class StoreTimelineResponse(BaseModel):
+    """How a store's numbers were made (docs/semantics.md §2.11)."""
+
+    store_id: str
+    as_of: datetime
+    timezone: str
+    timezone_defaulted: bool = Field(description="No valid time-zone row: the default zone.")
+    open_24x7: bool = Field(description="No business-hours rows: open 24x7.")
+    business_hours: list[WeeklyHours]
+    week: Span = Field(description="[as_of - 7 days, as_of).")
+    days: list[LocalDay] = Field(description="The local days that touch the week.")
+    business_windows: list[BusinessWindow] = Field(description="Clipped to the week.")
+    polls: list[TimelinePoll] = Field(
+        description="The week's polls, and the used poll before it whose span reaches into it."
+    )
+    sequence: Literal["in-hours polls", "all polls"] | None = Field(
+        description="Which polls the interpolation used (None: the store is not reported)."
+    )
+    status_runs: list[StatusSpan] = Field(description="The interpolated status over the week.")
+    segments: list[StatusSpan] = Field(
+        description="Business time split by status: what the values add up from."
+    )
+    periods: dict[Literal["hour", "day", "week"], PeriodTotals]
+    values: ReportValues | None = Field(
+        description="The store's row of the report CSV (None: no poll at or before as_of)."
+    )
+    source: TimelineSource | None = Field(
+        description="The stored report partition with this as-of, if any."
+    )
+
+
+class FleetHistoryRow(BaseModel):
+    partition: str
+    as_of: datetime
+    stores: int
+    uptime_share_hour: float | None = Field(description="Of all stores' business time.")
+    uptime_share_day: float | None
+    uptime_share_week: float | None
+
+
+class FleetHistoryResponse(BaseModel):
+    rows: list[FleetHistoryRow] = Field(description="One per report partition, oldest first.")

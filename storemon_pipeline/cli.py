@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from datetime import datetime
@@ -152,6 +153,31 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """How the store's numbers were made: its week as of an instant."""
+    from storemon_pipeline.engine.explain import (
+        MalformedStoreIdError,
+        UnknownStoreError,
+        read_store_timeline,
+        timeline_text,
+    )
+    from storemon_pipeline.engine.report import NoPollsError
+
+    try:
+        timeline, source = read_store_timeline(get_settings(), args.store_id, args.as_of)
+    except MalformedStoreIdError as exc:
+        print(f"storemon explain: {exc}", file=sys.stderr)
+        return 2
+    except (UnknownStoreError, NoPollsError) as exc:
+        print(f"storemon explain: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(timeline.as_json(source), indent=2))
+    else:
+        print(timeline_text(timeline, source), end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Ingest the sample data (once) and write a report: what the README's run command does."""
     status = cmd_ingest(argparse.Namespace(paths=[SAMPLE_DATA_DIR], wait=args.wait))
@@ -237,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--from", dest="since", type=_instant, help="first as-of to show")
     history.add_argument("--to", dest="until", type=_instant, help="last as-of to show")
     history.set_defaults(func=cmd_history)
+
+    explain = commands.add_parser(
+        "explain", help="how a store's numbers were made: its week, polls, windows and status"
+    )
+    explain.add_argument("store_id")
+    explain.add_argument(
+        "--as-of", type=_instant,
+        help="report instant (default: the newest report partition's, else the latest poll)",
+    )
+    explain.add_argument("--json", action="store_true", help="the REST API's JSON instead")
+    explain.set_defaults(func=cmd_explain)
 
     demo = commands.add_parser("demo", help="ingest the sample data in data/ and write a report")
     demo.set_defaults(func=cmd_demo)

@@ -12,17 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import duckdb
 import pandas as pd
 
-from storemon_pipeline.engine.db import run_script, sql
+from storemon_pipeline.engine.db import database, run_script, sql
+from storemon_pipeline.engine.history import ReportSource, partition_key, report_source
 from storemon_pipeline.engine.ingest import is_valid_store_id
-from storemon_pipeline.engine.instants import as_aware_utc, iso
+from storemon_pipeline.engine.instants import as_aware_utc, as_naive_utc, iso
 from storemon_pipeline.engine.report import WEEK, compute_reports, resolve_as_of
+from storemon_pipeline.engine.shards import shard_of
 from storemon_pipeline.engine.windows import build_business_windows, scope_window_stores
-from storemon_pipeline.settings import DEFAULT_TIMEZONE
+from storemon_pipeline.settings import DEFAULT_TIMEZONE, Settings
 
 DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": WEEK}
@@ -100,8 +103,12 @@ class StoreTimeline:
             days.append((day, _utc_of_local(day, zone), _utc_of_local(day + timedelta(1), zone)))
         return days
 
-    def as_json(self) -> dict[str, Any]:
-        """The answer of ``GET /stores/{id}/timeline`` and ``storemon explain --json``."""
+    def as_json(
+        self, source: ReportSource | None = None, dagster_url: str | None = None
+    ) -> dict[str, Any]:
+        """The answer of ``GET /stores/{id}/timeline`` and ``storemon explain --json``: with the
+        stored partition the numbers are those of, linked to Dagster's UI when its URL is
+        known."""
         zone = self.timezone
 
         def instant(value: datetime) -> str:
@@ -173,7 +180,86 @@ class StoreTimeline:
                 for name, p in self.periods.items()
             },
             "values": self.values,
+            "source": None if source is None else _source_json(source, dagster_url),
         }
+
+
+def timeline_text(timeline: StoreTimeline, source: ReportSource | None = None) -> str:
+    """``storemon explain``'s readable answer: the same facts as the JSON, as tables."""
+    data = timeline.as_json(source)
+    zone = data["timezone"] + (" (no time-zone row: the default)" if data["timezone_defaulted"]
+                               else "")
+    hours = "open 24x7 (no business-hours rows)" if data["open_24x7"] else ", ".join(
+        f"{row['day'][:3]} {row['start_local'][:5]}-{row['end_local'][:5]}"
+        for row in data["business_hours"]
+    )
+    lines = [
+        f"store {timeline.store_id} as of {_utc_text(timeline.as_of)}",
+        f"time zone   {zone}",
+        f"hours       {hours} (local)",
+        "source      " + ("no stored report partition has this as-of" if source is None else
+                          f"report partition {data['source']['partition']}, "
+                          f"run {data['source']['run_id']}"),
+        "",
+    ]
+    if timeline.values is None:
+        return "\n".join([*lines, "not in the report: no poll at or before the as-of"]) + "\n"
+    periods = pd.DataFrame(
+        [
+            {
+                "period": f"last {name}",
+                "from (UTC)": _utc_text(period.start),
+                "business": _duration(period.business_us),
+                "uptime": _duration(period.uptime_us),
+                "downtime": _duration(period.business_us - period.uptime_us),
+                "report": f"{timeline.values[f'uptime_last_{name}']:.2f} up / "
+                f"{timeline.values[f'downtime_last_{name}']:.2f} down "
+                f"({'min' if name == 'hour' else 'h'})",
+            }
+            for name, period in timeline.periods.items()
+        ]
+    )
+    def local(instant: datetime) -> str:
+        return _local(instant, timeline.timezone).strftime("%a %Y-%m-%d %H:%M:%S")
+
+    windows = pd.DataFrame(
+        [{"local start": local(w.start), "local end": local(w.end),
+          "UTC start": _utc_text(w.start), "UTC end": _utc_text(w.end)}
+         for w in timeline.business_windows]
+    )
+    segments = pd.DataFrame(
+        [{"start (UTC)": _utc_text(s.start), "end (UTC)": _utc_text(s.end),
+          "length": _duration(_us(s.end - s.start)), "status": "up" if s.active else "down"}
+         for s in timeline.segments]
+    )
+    polls = pd.DataFrame(
+        [{"poll (UTC)": _utc_text(p.ts), "local": local(p.ts),
+          "status": "active" if p.active else "inactive",
+          "used": "yes" if p.used else f"no: {UNUSED_OUTSIDE_HOURS}"}
+         for p in timeline.polls]
+    )
+    sections = [
+        ("values (the report's row; uptime + downtime = business time)", periods),
+        ("business windows in the week", windows),
+        ("business time by status (what the values add up from)", segments),
+        (f"polls ({data['sequence']} used)", polls),
+    ]
+    for title, frame in sections:
+        lines += [title, frame.to_string(index=False) if not frame.empty else "  (none)", ""]
+    return "\n".join(lines)
+
+
+def _utc_text(instant: datetime) -> str:
+    return instant.isoformat(sep=" ") + " UTC"
+
+
+def _us(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _duration(us: int) -> str:
+    seconds = us / 1e6
+    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{seconds % 60:09.6f}"
 
 
 def explain_store(
@@ -237,6 +323,32 @@ def explain_store(
     )
 
 
+def read_store_timeline(
+    settings: Settings, store_id: str, as_of: datetime | None = None
+) -> tuple[StoreTimeline, ReportSource | None]:
+    """The store's timeline from its database (its shard's, with shards), read-only, and the
+    stored report partition its numbers are those of (None if no partition has its as-of). The
+    as-of defaults to the newest partition's, else the latest poll."""
+    if not is_valid_store_id(store_id):
+        raise MalformedStoreIdError(f"{store_id!r} is not a store id the ingest accepts")
+    wait = settings.lock_wait_seconds
+    as_of = None if as_of is None else as_naive_utc(as_of)
+    source = report_source(settings.history_path, as_of, wait)
+    if as_of is None and source is not None:
+        as_of = source.as_of
+    path = (
+        settings.duckdb_path if settings.shards == 1
+        else settings.shard_paths[shard_of(store_id, settings.shards)]
+    )
+    if not path.exists():
+        raise UnknownStoreError(f"no poll of store {store_id} was ever loaded")
+    with database(path, read_only=True, wait_seconds=wait, limits=settings.duckdb_limits) as con:
+        timeline = explain_store(con, store_id, as_of)
+    if source is not None and source.as_of != timeline.as_of:
+        source = None
+    return timeline, source
+
+
 def _timezone(con: duckdb.DuckDBPyConnection, store_id: str) -> tuple[str, bool]:
     found = con.execute("SELECT timezone FROM timezones WHERE store_id = ?", [store_id]).fetchone()
     return (DEFAULT_TIMEZONE, True) if found is None else (found[0], False)
@@ -284,6 +396,18 @@ def _values(
     if frame.empty:
         return None
     return {name: float(value) for name, value in frame.iloc[0].items()}
+
+
+def _source_json(source: ReportSource, dagster_url: str | None) -> dict[str, Any]:
+    key = partition_key(source.partition_hour)
+    return {
+        "partition": key,
+        "run_id": source.run_id,
+        "dagster_run_url": None if dagster_url is None or source.run_id is None
+        else f"{dagster_url}/runs/{source.run_id}",
+        "dagster_partition_url": None if dagster_url is None
+        else f"{dagster_url}/assets/uptime_report?view=partitions&partition={quote(key)}",
+    }
 
 
 def _clock(seconds: int) -> str:

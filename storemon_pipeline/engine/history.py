@@ -267,6 +267,65 @@ def read_store_history(
         con.close()
 
 
+def _read_history(path: Path, query: str, params: dict, wait_seconds: float) -> pd.DataFrame:
+    """A query over the history file, opened read-only (an empty frame without one)."""
+    if not path.exists():
+        return pd.DataFrame()
+    con = connect_memory()
+    try:
+        attach_history(con, path, read_only=True, wait_seconds=wait_seconds)
+        return con.execute(query, params).df()
+    finally:
+        con.close()
+
+
+def read_fleet_history(
+    path: Path,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    wait_seconds: float = 30.0,
+) -> pd.DataFrame:
+    """partition_hour, as_of, stores and the fleet's uptime share of the last hour, day and week
+    of every partition in [since, until] (default: the newest week of partitions)."""
+    return _read_history(
+        path, sql("history_fleet"), {"since": since, "until": until}, wait_seconds
+    )
+
+
+@dataclass(frozen=True)
+class ReportSource:
+    """The stored partition a report's numbers come from, and the run that computed it."""
+
+    partition_hour: datetime
+    as_of: datetime
+    run_id: str | None
+
+
+def report_source(
+    path: Path, as_of: datetime | None = None, wait_seconds: float = 30.0
+) -> ReportSource | None:
+    """The newest partition whose as-of is ``as_of`` (default: the newest partition), if any."""
+    found = _read_history(
+        path,
+        """
+        SELECT partition_hour, as_of, run_id
+        FROM history.uptime_report_partitions
+        WHERE $as_of::TIMESTAMP IS NULL OR as_of = $as_of::TIMESTAMP
+        ORDER BY partition_hour DESC, computed_at DESC
+        LIMIT 1
+        """,
+        {"as_of": as_of},
+        wait_seconds,
+    )
+    if found.empty:
+        return None
+    row = found.iloc[0]
+    run_id = None if pd.isna(row["run_id"]) else str(row["run_id"])
+    return ReportSource(
+        row["partition_hour"].to_pydatetime(), row["as_of"].to_pydatetime(), run_id
+    )
+
+
 def saved_partitions(con: duckdb.DuckDBPyConnection, hours: Sequence[datetime]) -> pd.DataFrame:
     """partition_hour, as_of, stores of each hour asked that has rows (history attached)."""
     return con.execute(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import time
 import uuid
@@ -34,7 +35,12 @@ from storemon_api.dagster_client import (
 from storemon_api.ids import MalformedReportId, parse_report_id
 from storemon_api.main import STATIC_DIR, create_app
 from storemon_api.settings import ApiSettings
+from storemon_pipeline.engine.db import database
+from storemon_pipeline.engine.explain import read_store_timeline
+from storemon_pipeline.engine.history import compute_history, partition_as_of, poll_hours
 from storemon_pipeline.engine.history import partition_key as partition_key_for
+from storemon_pipeline.engine.report import latest_poll
+from storemon_pipeline.engine.shards import reshard
 from storemon_pipeline.engine.state import write_latest_poll, write_report_sidecar
 from storemon_pipeline.settings import Settings
 
@@ -555,3 +561,81 @@ def test_docs_and_page_need_no_internet(client):
     docs = client.get("/docs").text
     assert "/docs-assets/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
     assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+# --- a store's timeline and the fleet's history (real DuckDB files of the sample data) ------
+
+
+@pytest.fixture(scope="module")
+def explained(sample_state, tmp_path_factory) -> Settings:
+    """The sample in one file, with the history of its three newest partitions (run RID)."""
+    home = tmp_path_factory.mktemp("explained") / "home"
+    shutil.copytree(sample_state, home)
+    settings = Settings(home=home)
+    settings.ensure_dirs()
+    with database(settings.duckdb_path) as con:
+        newest = latest_poll(con)
+        hours = poll_hours(con)[-3:]
+        compute_history(
+            con, settings.history_path, {h: partition_as_of(h, newest) for h in hours}, RID
+        )
+    return settings
+
+
+def _a_store(settings: Settings) -> str:
+    with database(settings.duckdb_path, read_only=True) as con:
+        return con.execute("SELECT min(store_id) FROM stores").fetchone()[0]
+
+
+def test_timeline_is_the_stored_partition_it_names(explained, dagster):
+    store = _a_store(explained)
+    with client_for(explained, dagster) as client:
+        history = client.get(f"/stores/{store}/history").json()["rows"]
+        assert len(history) == 3
+        for row in (history[-1], history[0]):
+            params = {} if row is history[-1] else {"as_of": row["as_of"]}
+            timeline = client.get(f"/stores/{store}/timeline", params=params)
+            assert timeline.status_code == 200, timeline.text
+            body = timeline.json()
+            assert body["as_of"].replace("+00:00", "Z") == row["as_of"].replace("+00:00", "Z")
+            assert body["values"] == {k: v for k, v in row.items() if k.startswith(("up", "down"))}
+            assert body["source"]["partition"] == row["partition"]
+            assert body["source"]["run_id"] == RID
+            assert body["source"]["dagster_run_url"].endswith(f"/runs/{RID}")
+            assert row["partition"].replace(":", "%3A") in body["source"]["dagster_partition_url"]
+        elsewhere = client.get(
+            f"/stores/{store}/timeline", params={"as_of": "2023-01-22T10:00:00Z"}
+        ).json()
+        assert elsewhere["source"] is None and elsewhere["values"] is not None
+        assert client.get("/stores/9999999/timeline").status_code == 404
+        assert client.get("/stores/%20bad/timeline").status_code == 422
+        schema = client.get("/openapi.json").json()
+        assert {"/stores/{store_id}/timeline", "/fleet/history"} <= set(schema["paths"])
+
+
+def test_timeline_reads_the_stores_shard(explained, tmp_path):
+    """With shards the store's own shard file answers, with the same timeline."""
+    home = tmp_path / "home"
+    shutil.copytree(explained.home, home)
+    reshard(home, 3)
+    one, three = (
+        read_store_timeline(settings, _a_store(explained), AS_OF)
+        for settings in (explained, Settings(home=home, shards=3))
+    )
+    assert one[0].as_json() == three[0].as_json()
+
+
+def test_fleet_history_is_the_share_of_all_business_time(explained, dagster):
+    with client_for(explained, dagster) as client:
+        rows = client.get("/fleet/history").json()["rows"]
+        assert [r["stores"] for r in rows] == [1500, 1500, 1500]
+        with database(explained.history_path, read_only=True) as con:
+            expected = con.execute(
+                "SELECT uptime_week_us / business_week_us FROM uptime_report_partitions "
+                "ORDER BY partition_hour"
+            ).fetchall()
+        assert [r["uptime_share_week"] for r in rows] == pytest.approx([e[0] for e in expected])
+        assert all(0 <= r["uptime_share_hour"] <= 1 for r in rows)
+        newest = rows[-1]["partition"]  # YYYY-MM-DD-HH:MM
+        only = client.get("/fleet/history", params={"from": f"{newest[:10]}T{newest[11:]}Z"})
+        assert [r["partition"] for r in only.json()["rows"]] == [rows[-1]["partition"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,22 @@ def test_ingest_then_report_on_the_sample_data(tmp_path):
 
     custom = storemon(home, "report", "--out", str(tmp_path / "mine.csv"))
     assert custom.returncode == 0 and (tmp_path / "mine.csv").exists()
+
+    # explain: the same numbers as the report's row, as a table and as JSON
+    store, *values = rows[1]
+    table = storemon(home, "explain", store, "--as-of", "2023-01-24T12:00:00Z")
+    assert table.returncode == 0, table.stderr
+    assert f"store {store} as of 2023-01-24 12:00:00 UTC" in table.stdout
+    assert f"{values[2]} up / {values[5]} down (h)" in table.stdout  # last week
+    assert "polls (" in table.stdout and "business time by status" in table.stdout
+    as_json = storemon(home, "explain", store, "--as-of", "2023-01-24T12:00:00Z", "--json")
+    answer = json.loads(as_json.stdout)
+    assert [answer["values"][name] for name in REPORT_COLUMNS[1:]] == [float(v) for v in values]
+    assert answer["source"] is None  # the CLI's report keeps no partition
+    unknown = storemon(home, "explain", "42")
+    assert unknown.returncode == 1 and "no poll of store 42" in unknown.stderr
+    malformed = storemon(home, "explain", "4 2")
+    assert malformed.returncode == 2 and "not a store id" in malformed.stderr
 
 
 def test_unknown_header_fails_the_command_with_a_clear_message(tmp_path):
