@@ -24,7 +24,6 @@ from storemon_pipeline.engine.ingest import is_valid_store_id
 from storemon_pipeline.engine.instants import as_aware_utc, as_naive_utc, iso
 from storemon_pipeline.engine.report import WEEK, compute_reports, resolve_as_of
 from storemon_pipeline.engine.shards import shard_of
-from storemon_pipeline.engine.windows import build_business_windows, scope_window_stores
 from storemon_pipeline.settings import DEFAULT_TIMEZONE, Settings
 
 DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -278,10 +277,6 @@ def explain_store(
     zone, defaulted = _timezone(con, store_id)
 
     compute_reports(con, [as_of], [store_id])
-    scope_window_stores(
-        con, "SELECT $key AS store_key, $id AS store_id", key=store_key, id=store_id
-    )
-    build_business_windows(con, week_start, as_of, "explain_windows")
     params = {"store_key": store_key, "week_start": week_start, "as_of": as_of}
     run_script(con, "explain_runs", params)
     reported = con.execute(
@@ -304,9 +299,9 @@ def explain_store(
             Interval(*row)
             for row in con.execute(
                 "SELECT greatest(window_start, $week_start), least(window_end, $as_of) "
-                "FROM explain_windows WHERE window_end > $week_start AND window_start < $as_of "
-                "ORDER BY window_start",
-                {"week_start": week_start, "as_of": as_of},
+                "FROM report_windows WHERE store_key = $store_key "
+                "AND window_end > $week_start AND window_start < $as_of ORDER BY window_start",
+                {"store_key": store_key, "week_start": week_start, "as_of": as_of},
             ).fetchall()
         ],
         polls=[

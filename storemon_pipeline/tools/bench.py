@@ -44,8 +44,11 @@ WEEK_BAR_X = 10.0  # 168 hourly reports in one pass, against one report
 STRAY_BAR_X = 1.5  # a report after stray old polls arrived, against the same without them
 HISTORY_BAR_X = 1.3  # a report with D days of history, against 8 days (time and memory)
 HOUR_INGEST_BAR_S = 1.0  # one more hour of polls into D days of history
-PHASES = ("floor", "ingest", "windows", "report", "week", "stray")
-SCALED_PHASES = ("floor", "ingest", "windows", "report")  # above 1x: the week's bar is for 1x
+EXPLAIN_BAR_S = 1.0  # one store's timeline, at any scale: the page waits for it
+PHASES = ("floor", "ingest", "windows", "report", "explain", "week", "stray")
+# above 1x: the week's bar is for 1x
+SCALED_PHASES = ("floor", "ingest", "windows", "report", "explain")
+EXPLAINED_STORES = 20
 HISTORY_PHASES = ("ingest", "first_report", "ingest_hour", "report")
 
 Out = Callable[[str], None]
@@ -193,6 +196,33 @@ def phase_report(db_path: str, out_path: str, *extra_files: str) -> dict:
     return {"seconds": seconds, "rows": rows, "detail": f"{rows:,} stores"}
 
 
+def phase_explain(db_path: str) -> dict:
+    """``storemon explain`` of a few stores as of the latest poll (each one from a fresh
+    connection, as the API answers it): seconds per store, the mean."""
+    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.explain import explain_store
+
+    with database(db_path, read_only=True) as con:
+        stores = [
+            row[0]
+            for row in con.execute(
+                f"SELECT store_id FROM stores "
+                f"USING SAMPLE reservoir({EXPLAINED_STORES} ROWS) REPEATABLE (7)"
+            ).fetchall()
+        ]
+    times = []
+    for store in stores:
+        began = time.perf_counter()
+        with database(db_path, read_only=True) as con:
+            explain_store(con, store)
+        times.append(time.perf_counter() - began)
+    return {
+        "seconds": sum(times) / len(times),
+        "rows": len(times),
+        "detail": f"one store's timeline, mean of {len(times)} (slowest {max(times):.2f} s)",
+    }
+
+
 def phase_week(db_path: str, history_path: str) -> dict:
     """The 168 hourly reports of the week before the latest poll, in one pass, saved to a report
     history: what a single-run backfill of a week of partitions computes."""
@@ -220,6 +250,7 @@ PHASE_FUNCTIONS: dict[str, Callable[..., dict]] = {
     "ingest": phase_ingest,
     "windows": phase_windows,
     "report": phase_report,
+    "explain": phase_explain,
     "week": phase_week,
     "stray": phase_report,
     "ingest_hour": phase_ingest,
@@ -344,6 +375,7 @@ def run_bench(
         "ingest": [str(db), *feeds],
         "windows": [str(db)],
         "report": [str(db), str(run_dir / "report.csv")],
+        "explain": [str(db)],
         "week": [str(db), str(run_dir / "history.duckdb")],
         "stray": [str(stray_db), str(run_dir / "stray.csv"), str(_stray_polls_file(run_dir, info))],
         "ingest_hour": [str(db), str(info.get("extra_poll_file"))],
@@ -393,6 +425,7 @@ def _bars(scale: float, by_phase: dict[str, dict]) -> list[dict]:
         _bar("ingest", by_phase["ingest"]["seconds"], INGEST_BAR_S * factor, "s"),
         _bar("report", report, REPORT_BAR_S * factor, "s"),
         _bar("peak memory of a phase", peak, MEMORY_BAR_MB, "MB"),
+        _bar("one store's timeline", by_phase["explain"]["seconds"], EXPLAIN_BAR_S, "s"),
     ]
     if "week" in by_phase:
         bars += [

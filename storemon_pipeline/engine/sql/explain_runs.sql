@@ -1,7 +1,8 @@
 -- One store's status over the week [$week_start, $as_of) as the report interpolates it
 -- (docs/semantics.md §2.8): the spans of the polls of the sequence it used, clipped to the week,
 -- equal neighbours merged into runs. Reads compute_reports' temp tables (store_reports,
--- poll_spans) for this one store and as-of. Instants in microseconds since the epoch.
+-- poll_spans, report_windows) for this one store and as-of. Instants in microseconds since the
+-- epoch.
 CREATE OR REPLACE TEMP TABLE store_runs AS
 WITH chosen_sequence AS (
     SELECT all_polls FROM store_reports WHERE store_key = $store_key
@@ -37,8 +38,8 @@ WITH week_windows AS (
     SELECT
         greatest(epoch_us(window_start), epoch_us($week_start::TIMESTAMP)) AS start_us,
         least(epoch_us(window_end), epoch_us($as_of::TIMESTAMP)) AS end_us
-    FROM explain_windows
-    WHERE window_end > $week_start AND window_start < $as_of
+    FROM report_windows
+    WHERE store_key = $store_key AND window_end > $week_start AND window_start < $as_of
 )
 SELECT
     greatest(week_windows.start_us, store_runs.start_us) AS start_us,
