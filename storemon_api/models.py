@@ -172,21 +172,26 @@ class Health(BaseModel):
     )
 
 
-class HistoryRow(BaseModel):
-    """A store's row in one report partition: the values of the report CSV."""
+class ReportValues(BaseModel):
+    """A store's six values, as in the report CSV."""
 
     VALUES: ClassVar[tuple[str, ...]] = (
         "uptime_last_hour", "uptime_last_day", "uptime_last_week",
         "downtime_last_hour", "downtime_last_day", "downtime_last_week",
     )
-    partition: str = Field(description="The report partition: a UTC hour, YYYY-MM-DD-HH:MM.")
-    as_of: datetime = Field(description="The report's instant T for that partition.")
     uptime_last_hour: float = Field(description="Minutes.")
     uptime_last_day: float = Field(description="Hours.")
     uptime_last_week: float = Field(description="Hours.")
     downtime_last_hour: float = Field(description="Minutes.")
     downtime_last_day: float = Field(description="Hours.")
     downtime_last_week: float = Field(description="Hours.")
+
+
+class HistoryRow(ReportValues):
+    """A store's row in one report partition: the values of the report CSV."""
+
+    partition: str = Field(description="The report partition: a UTC hour, YYYY-MM-DD-HH:MM.")
+    as_of: datetime = Field(description="The report's instant T for that partition.")
 
 
 class StoreHistoryResponse(BaseModel):
@@ -257,15 +262,6 @@ class PeriodTotals(BaseModel):
     business_seconds: float
     uptime_seconds: float
     downtime_seconds: float
-
-
-class ReportValues(BaseModel):
-    uptime_last_hour: float = Field(description="Minutes.")
-    uptime_last_day: float = Field(description="Hours.")
-    uptime_last_week: float = Field(description="Hours.")
-    downtime_last_hour: float = Field(description="Minutes.")
-    downtime_last_day: float = Field(description="Hours.")
-    downtime_last_week: float = Field(description="Hours.")
 
 
 class TimelineSource(BaseModel):
