@@ -247,24 +247,15 @@ def read_store_history(
 ) -> StoreHistory:
     """A store's rows in every partition whose as-of lies in [since, until], with the values of
     the report CSV (text, two decimals)."""
-    if not path.exists():
-        return StoreHistory(store_id, False, pd.DataFrame())
-    con = connect_memory()
-    try:
-        attach_history(con, path, read_only=True, wait_seconds=wait_seconds)
-        rows = con.execute(
-            sql("history_store"), {"store_id": store_id, "since": since, "until": until}
-        ).df()
-        known = bool(rows.shape[0]) or bool(
-            con.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM history.uptime_report WHERE store_id = ? "
-                "LIMIT 1)",
-                [store_id],
-            ).fetchone()[0]
-        )
-        return StoreHistory(store_id, known, rows)
-    finally:
-        con.close()
+    rows = _read_history(
+        path, sql("history_store"), {"store_id": store_id, "since": since, "until": until},
+        wait_seconds,
+    )
+    known = not rows.empty or not _read_history(
+        path, "SELECT 1 FROM history.uptime_report WHERE store_id = $store_id LIMIT 1",
+        {"store_id": store_id}, wait_seconds,
+    ).empty
+    return StoreHistory(store_id, known, rows)
 
 
 def _read_history(path: Path, query: str, params: dict, wait_seconds: float) -> pd.DataFrame:
