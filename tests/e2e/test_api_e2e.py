@@ -7,9 +7,11 @@ The tests share one stack and run in file order; the last one stops the Dagster 
 from __future__ import annotations
 
 import http.client
+import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import httpx
@@ -95,6 +97,15 @@ def test_store_history_holds_the_reported_partition(api, first_report):
     assert [row[name] for name in header.split(",")[1:]] == [float(v) for v in values]
     assert api.get("/stores/not-a-store/history").status_code == 404
     assert api.get("/stores/%20bad/history").status_code == 422
+
+    # the store's timeline as of that partition's as-of: the same numbers, made by that run
+    timeline = api.get(f"/stores/{store}/timeline", params={"as_of": row["as_of"]})
+    assert timeline.status_code == 200, timeline.text
+    body = timeline.json()
+    assert [body["values"][name] for name in header.split(",")[1:]] == [float(v) for v in values]
+    assert body["source"]["partition"] == status["partition"]
+    assert body["source"]["run_id"] == first_report["id"]
+    assert api.get(body["source"]["dagster_run_url"]).status_code == 200  # the UI's run page
 
 
 def test_unchanged_data_is_answered_at_once(api, first_report):
@@ -260,6 +271,131 @@ def test_page_trigger_watch_download_in_headless_chromium(api_stack, api, tmp_pa
         assert target.exists(), list(browser.downloads.iterdir())
         assert target.read_bytes() == api.get(f"/reports/{report_id}/csv").content
         browser.screenshot(tmp_path / "page.png")
+        assert browser.exceptions() == []
+    finally:
+        browser.close()
+
+
+# Issue 11 on the page. Everything the test reads from the DOM, in one evaluation: each day row's
+# width (its `rect.span`, the whole local day) and bounds, and the summed on-screen widths of the
+# up and down bands. Widths are CSS pixels as laid out (getBoundingClientRect), not SVG units.
+WEEK_DOM = """(() => {
+  const width = (node) => node.getBoundingClientRect().width;
+  const total = (selector) => [...document.querySelectorAll(selector)]
+    .reduce((sum, node) => sum + width(node), 0);
+  return {
+    days: [...document.querySelectorAll('#timeline .day')].map((day) => ({
+      start: day.dataset.start, end: day.dataset.end,
+      width: width(day.querySelector('rect.span')),
+    })),
+    up: total('#timeline rect.band.up'),
+    down: total('#timeline rect.band.down'),
+    used: document.querySelectorAll('#timeline .poll.used').length,
+    unused: document.querySelectorAll('#timeline .poll.unused').length,
+    values: Object.fromEntries([...document.querySelectorAll('#store-values [data-field]')]
+      .map((cell) => [cell.dataset.field, Number(cell.dataset.value)])),
+  };
+})()"""
+
+
+def _hours(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 3600
+
+
+def _open_store(browser: Browser, store: str) -> None:
+    """Wait until the page shows this store's week and its history chart."""
+    browser.wait_for(
+        f"(s => s.dataset.storeId === {json.dumps(store)} && s.dataset.state === 'ready')"
+        "(document.querySelector('#timeline'))", 60,
+    )
+    browser.wait_for("document.querySelector('#store-history').dataset.state === 'ready'", 60)
+
+
+@pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium "
+                    "(apt-get install -y chromium chromium-driver)")
+def test_page_explains_a_store_week_in_headless_chromium(api_stack, api, first_report, tmp_path):
+    """Issue 11: search a store, see its week (bands as wide as the values say, polls, the six
+    values), its history and the fleet's; follow a link from the worst stores; errors are
+    messages on the page, not exceptions. Keeps a screenshot of the week (store_week.png)."""
+    summary = api.get(f"/reports/{first_report['id']}/summary", params={"worst": 10}).json()
+    # stores down last week, with business time in the last day of some partition (a point on
+    # their history chart)
+    worst = [
+        w for w in summary["worst"]
+        if w["downtime_last_week"] > 0 and any(
+            row["uptime_last_day"] + row["downtime_last_day"] > 0
+            for row in api.get(f"/stores/{w['store_id']}/history").json()["rows"]
+        )
+    ]
+    assert len(worst) >= 2, summary["worst"]
+    browser = Browser(tmp_path)
+    try:
+        browser.set_viewport(1280, 1000)
+        browser.goto(api_stack.api_url + "/")
+        browser.wait_for("document.querySelector('#health').dataset.status === 'ok'", 60)
+        # the front page: the fleet's history; the report's worst stores, each a link
+        browser.wait_for("document.querySelector('#fleet-history').dataset.state === 'ready'", 60)
+        assert browser.js("!!document.querySelector('#fleet-history svg path.line[d^=M]')")
+        row = f"#reports tbody tr[data-report-id=\"{first_report['id']}\"]"
+        browser.wait_for(f"!!document.querySelector('{row} button')", 60)
+        browser.js(f"[...document.querySelectorAll('{row} button')]"
+                   ".find((b) => b.textContent === 'Chart').click()")
+        browser.wait_for("document.querySelectorAll('#worst tbody a.store-link').length === 10", 60)
+
+        # search a store that was down last week
+        store = worst[0]["store_id"]
+        browser.js(f"document.querySelector('#store-id').value = {json.dumps(store)}")
+        browser.js("document.querySelector('#store-search button[type=submit]').click()")
+        _open_store(browser, store)
+        as_of = browser.js("document.querySelector('#timeline').dataset.asOf")
+        timeline = api.get(f"/stores/{store}/timeline", params={"as_of": as_of}).json()
+        values = timeline["values"]
+        dom = browser.js(WEEK_DOM)
+
+        # one row per local day of the week, all on one scale (pixels per hour)
+        assert len(dom["days"]) in (8, 9)
+        assert [(d["start"], d["end"]) for d in dom["days"]] == [
+            (d["start_utc"], d["end_utc"]) for d in timeline["days"]
+        ]
+        scales = [d["width"] / _hours(d["start"], d["end"]) for d in dom["days"]]
+        px_per_hour = max(scales)
+        assert px_per_hour > 10 and max(scales) - min(scales) < 0.01, scales
+        # the bands are as wide as the week's values, to a pixel
+        assert abs(dom["up"] - values["uptime_last_week"] * px_per_hour) <= 1, (dom, values)
+        assert abs(dom["down"] - values["downtime_last_week"] * px_per_hour) <= 1, (dom, values)
+        assert values["downtime_last_week"] > 0
+        assert dom["used"] >= 1
+        assert dom["values"] == values  # the six values beside the week, as the API says
+        assert browser.js("!!document.querySelector('#store-history svg path.line[d^=M]')")
+        assert timeline["source"] is not None, "the default as-of is the newest partition's"
+        links = browser.js("[...document.querySelectorAll('#source a.run, #source a.partition')"
+                           "].map((a) => a.href)")
+        assert links == [timeline["source"]["dagster_partition_url"],
+                         timeline["source"]["dagster_run_url"]]
+        browser.screenshot(tmp_path / "store_week.png")  # the test's artefact
+
+        # back to the front page, then a link of the worst stores: the week as of that report,
+        # whose numbers are that row's
+        browser.js("history.back()")
+        browser.wait_for("document.body.dataset.view === 'front'", 30)
+        other = worst[1]
+        browser.js(f"[...document.querySelectorAll('#worst a.store-link')]"
+                   f".find((a) => a.textContent === {json.dumps(other['store_id'])}).click()")
+        _open_store(browser, other["store_id"])
+        assert browser.js("location.hash").startswith(f"#store={other['store_id']}&as_of=")
+        shown = browser.js(WEEK_DOM)["values"]
+        assert shown["uptime_last_week"] == other["uptime_last_week"]
+        assert shown["downtime_last_week"] == other["downtime_last_week"]
+
+        # an unknown store and a malformed id: a message in the page
+        for bad, words in (("no-such-store-e2e", "No store"), ("not a store!", "not a store id")):
+            browser.js(f"document.querySelector('#store-id').value = {json.dumps(bad)}")
+            browser.js("document.querySelector('#store-search button[type=submit]').click()")
+            browser.wait_for(
+                f"(s => s.dataset.storeId === {json.dumps(bad)} && s.dataset.state === 'error')"
+                "(document.querySelector('#timeline'))", 30,
+            )
+            assert words in browser.js("document.querySelector('#store-message').textContent")
         assert browser.exceptions() == []
     finally:
         browser.close()

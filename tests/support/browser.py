@@ -128,6 +128,11 @@ class Browser:
                 raise TimeoutError(f"page never satisfied: {expression}")
             time.sleep(0.25)
 
+    def set_viewport(self, width: int, height: int) -> None:
+        """The page's window size in CSS pixels (headless Chromium's default is 800x600)."""
+        self.page.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                       deviceScaleFactor=1, mobile=False)
+
     def screenshot(self, path: Path) -> None:
         data = self.page.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         path.write_bytes(base64.b64decode(data["data"]))
