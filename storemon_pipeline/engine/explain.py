@@ -1,4 +1,4 @@
-"""How one store's numbers were made (docs/semantics.md §2.11): its week as of an instant, with
+"""How one store's numbers were made (docs/semantics.md §2.15): its week as of an instant, with
 the business windows, the polls (used or not, and why), the status they interpolate to, and the
 report's values, which the windows and runs add up to.
 
@@ -24,6 +24,7 @@ from storemon_pipeline.engine.ingest import is_valid_store_id
 from storemon_pipeline.engine.instants import as_aware_utc, as_naive_utc, iso
 from storemon_pipeline.engine.report import WEEK, compute_reports, resolve_as_of
 from storemon_pipeline.engine.shards import shard_of
+from storemon_pipeline.engine.state import read_latest_poll
 from storemon_pipeline.settings import DEFAULT_TIMEZONE, Settings
 
 DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -218,6 +219,7 @@ def timeline_text(timeline: StoreTimeline, source: ReportSource | None = None) -
             for name, period in timeline.periods.items()
         ]
     )
+
     def local(instant: datetime) -> str:
         return _local(instant, timeline.timezone).strftime("%a %Y-%m-%d %H:%M:%S")
 
@@ -323,14 +325,15 @@ def read_store_timeline(
 ) -> tuple[StoreTimeline, ReportSource | None]:
     """The store's timeline from its database (its shard's, with shards), read-only, and the
     stored report partition its numbers are those of (None if no partition has its as-of). The
-    as-of defaults to the newest partition's, else the latest poll."""
+    as-of defaults to the newest partition's, else the latest poll of all stores."""
     if not is_valid_store_id(store_id):
         raise MalformedStoreIdError(f"{store_id!r} is not a store id the ingest accepts")
     wait = settings.lock_wait_seconds
     as_of = None if as_of is None else as_naive_utc(as_of)
     source = report_source(settings.history_path, as_of, wait)
-    if as_of is None and source is not None:
-        as_of = source.as_of
+    if as_of is None:
+        # the newest partition's; else the newest poll of all shards (latest_poll.json)
+        as_of = source.as_of if source is not None else read_latest_poll(settings.state_dir)
     path = (
         settings.duckdb_path if settings.shards == 1
         else settings.shard_paths[shard_of(store_id, settings.shards)]
