@@ -128,10 +128,15 @@ class Stack:
 
 
 def wait_for_report(client: httpx.Client, report_id: str, timeout: float = REPORT_TIMEOUT) -> dict:
-    """Poll /reports/<id> until it is no longer Running; returns the last status."""
+    """Poll /reports/<id> until it is no longer Running; returns the last status. A 503 (Dagster
+    busy or restarting: the API says so with Retry-After) is retried as a client should."""
     deadline = time.monotonic() + timeout
     while True:
-        status = client.get(f"/reports/{report_id}").raise_for_status().json()
+        answer = client.get(f"/reports/{report_id}")
+        if answer.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(float(answer.headers.get("retry-after", "1")))
+            continue
+        status = answer.raise_for_status().json()
         if status["status"] != "Running" or time.monotonic() > deadline:
             return status
         time.sleep(0.25)
