@@ -4,7 +4,7 @@ made; and the fleet's history.
 The histories are read from the file that report runs write (engine/history.py), never
 recomputed: a run holds that file only while it inserts a partition's rows, so a read waits a
 moment at most. A timeline is computed for its one store from the store's database, read-only
-(engine/explain.py): while a run writes that file, it waits up to STOREMON_LOCK_WAIT_SECONDS.
+(engine/explain.py): while a run writes that file, it waits as long, then answers 503.
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ class StoreService:
 
     def timeline(self, store_id: str, as_of: datetime | None) -> StoreTimelineResponse:
         try:
-            timeline, source = read_store_timeline(self.state, store_id, as_of)
+            timeline, source = read_store_timeline(
+                self.state, store_id, as_of, wait_seconds=READ_WAIT_SECONDS
+            )
         except MalformedStoreIdError as exc:
             raise MalformedStoreId() from exc
         except (UnknownStoreError, NoPollsError) as exc:

@@ -321,14 +321,18 @@ def explain_store(
 
 
 def read_store_timeline(
-    settings: Settings, store_id: str, as_of: datetime | None = None
+    settings: Settings,
+    store_id: str,
+    as_of: datetime | None = None,
+    wait_seconds: float | None = None,
 ) -> tuple[StoreTimeline, ReportSource | None]:
     """The store's timeline from its database (its shard's, with shards), read-only, and the
     stored report partition its numbers are those of (None if no partition has its as-of). The
-    as-of defaults to the newest partition's, else the latest poll of all stores."""
+    as-of defaults to the newest partition's, else the latest poll of all stores. While a run
+    writes the file, waits ``wait_seconds`` (default: STOREMON_LOCK_WAIT_SECONDS)."""
     if not is_valid_store_id(store_id):
         raise MalformedStoreIdError(f"{store_id!r} is not a store id the ingest accepts")
-    wait = settings.lock_wait_seconds
+    wait = settings.lock_wait_seconds if wait_seconds is None else wait_seconds
     as_of = None if as_of is None else as_naive_utc(as_of)
     source = report_source(settings.history_path, as_of, wait)
     if as_of is None:

@@ -10,6 +10,8 @@ import json
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import time
 import uuid
 import warnings
@@ -639,3 +641,27 @@ def test_fleet_history_is_the_share_of_all_business_time(explained, dagster):
         newest = rows[-1]["partition"]  # YYYY-MM-DD-HH:MM
         only = client.get("/fleet/history", params={"from": f"{newest[:10]}T{newest[11:]}Z"})
         assert [r["partition"] for r in only.json()["rows"]] == [rows[-1]["partition"]]
+
+
+def test_timeline_is_503_while_a_run_holds_the_store_database(explained, dagster, monkeypatch):
+    """Another process writes the DuckDB file (as a run does): the timeline waits a moment, then
+    says so with a 503, not a hang; once the file is free it answers."""
+    monkeypatch.setattr("storemon_api.stores.READ_WAIT_SECONDS", 1.0)
+    store = _a_store(explained)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+         " time.sleep(600)", str(explained.duckdb_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with client_for(explained, dagster) as client:
+            busy = client.get(f"/stores/{store}/timeline")
+            assert busy.status_code == 503, busy.text
+            assert "busy" in busy.json()["detail"] and busy.headers["retry-after"]
+    finally:
+        holder.kill()
+        holder.wait()
+    with client_for(explained, dagster) as client:
+        assert client.get(f"/stores/{store}/timeline").status_code == 200
