@@ -34,6 +34,7 @@ from storemon_pipeline.engine.report import NoPollsError
 from storemon_pipeline.settings import Settings
 
 READ_WAIT_SECONDS = 10.0
+SHARES = ("uptime_share_hour", "uptime_share_day", "uptime_share_week")
 
 
 class StoreService:
@@ -101,15 +102,12 @@ class StoreService:
                     partition=partition_key(row.partition_hour),
                     as_of=as_aware_utc(row.as_of.to_pydatetime()),
                     stores=int(row.stores),
-                    **{
-                        name: None if pd.isna(value) else float(value)
-                        for name, value in (
-                            ("uptime_share_hour", row.uptime_share_hour),
-                            ("uptime_share_day", row.uptime_share_day),
-                            ("uptime_share_week", row.uptime_share_week),
-                        )
-                    },
+                    **{name: _share(getattr(row, name)) for name in SHARES},
                 )
                 for row in rows.itertuples(index=False)
             ]
         )
+
+
+def _share(value: float) -> float | None:
+    return None if pd.isna(value) else float(value)

@@ -456,7 +456,6 @@ def run_up(
             "Ctrl-C to stop.")
         return supervisor.watch()
     except KeyboardInterrupt:
-        _ignore_stop_signals()
         log("stopping")
         return 0
     except (RuntimeError, TimeoutError) as exc:

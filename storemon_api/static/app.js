@@ -599,8 +599,8 @@ function drawDay(row, day, t, clock, pxPerMs, intervals) {
   }
   for (const s of t.segments) {
     const start = ms(s.start), end = ms(s.end);
-    const word = s.status === "active" ? "up" : "down";
-    piece(start, end, `band ${statusClass(s.status)}`, ROW.band, `${word}: ${span(start, end)}`);
+    const word = statusClass(s.status);
+    piece(start, end, `band ${word}`, ROW.band, `${word}: ${span(start, end)}`);
   }
   for (const poll of t.polls) drawPoll(row, day, poll, clock, x);
   const asOf = ms(t.as_of);

@@ -147,10 +147,9 @@ def ingest(
             context.log.info(f"retention: {expired} polls older than the kept history dropped")
         newest_poll = latest_poll(con)
         version = data_version(con)
-        new_hours = sorted({hour for r in results for hour in r.poll_hours})
-        added = add_report_partitions(context.instance, new_hours)
-        changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
-        metadata = ingest_metadata(con, results, expired, added, changed)
+        metadata = record_ingest(
+            context.instance, con, results, expired, previous_latest, newest_poll
+        )
     write_latest_poll(storemon.state_dir, newest_poll, version)
     context.log.info(f"ingested {len(results)} file(s) in {time.perf_counter() - started:.2f} s")
     for key in metadata:
@@ -158,15 +157,20 @@ def ingest(
     yield from ingest_check_results(results, storemon.rejected_share_limit)
 
 
-def ingest_metadata(
+def record_ingest(
+    instance: dg.DagsterInstance,
     con: duckdb.DuckDBPyConnection,
     results: list[FileResult],
     expired: int,
-    added: list[str],
-    changed: list[datetime],
+    previous_latest: datetime | None,
+    newest_poll: datetime | None,
 ) -> dict[dg.AssetKey, dict[str, object]]:
-    """Each feed asset's metadata after an ingest: what its table holds now, what this ingest
-    added, the files."""
+    """After an ingest (one file or shards): the report partitions of the hours its polls fall
+    in added; each feed asset's metadata — what its table holds now, what this ingest added,
+    the partitions it changed, the files."""
+    new_hours = sorted({hour for r in results for hour in r.poll_hours})
+    added = add_report_partitions(instance, new_hours)
+    changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
     metadata = _ingest_metadata(con, results, expired)
     metadata["polls"] |= {
         "new_report_partitions": len(added),

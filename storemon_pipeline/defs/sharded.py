@@ -24,13 +24,13 @@ from storemon_pipeline.defs.assets import (
     business_windows,
     finish_report,
     ingest_check_results,
-    ingest_metadata,
     log_file_result,
+    record_ingest,
 )
-from storemon_pipeline.defs.partitions import add_report_partitions, report_partitions
+from storemon_pipeline.defs.partitions import report_partitions
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.engine.db import ensure_spill_room
-from storemon_pipeline.engine.history import partition_hour, partitions_changed_by
+from storemon_pipeline.engine.history import partition_hour
 from storemon_pipeline.engine.ingest import StagedFile, csv_files, merge_shard_results
 from storemon_pipeline.engine.sharded import (
     ShardIngest,
@@ -130,12 +130,11 @@ def assemble_ingest(
         log_file_result(context, result)
     newest_poll, _ = finish_ingest(storemon.settings)
     remove_staged(staged)
-    new_hours = sorted({hour for r in results for hour in r.poll_hours})
-    added = add_report_partitions(context.instance, new_hours)
-    changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
     expired = sum(part.expired for part in parts)
     with storemon.connect() as con:
-        metadata = ingest_metadata(con, results, expired, added, changed)
+        metadata = record_ingest(
+            context.instance, con, results, expired, previous_latest, newest_poll
+        )
     for key, values in metadata.items():
         yield dg.Output(None, output_name=key.path[-1], metadata=values)
     yield from ingest_check_results(results, storemon.rejected_share_limit)

@@ -111,18 +111,12 @@ class StoreTimeline:
         known."""
         zone = self.timezone
 
-        def instant(value: datetime) -> str:
-            return iso(value)
-
         def local(value: datetime) -> str:
             return _local(value, zone).isoformat()
 
-        def status(active: bool) -> str:
-            return "active" if active else "inactive"
-
         return {
             "store_id": self.store_id,
-            "as_of": instant(self.as_of),
+            "as_of": iso(self.as_of),
             "timezone": zone,
             "timezone_defaulted": self.timezone_defaulted,
             "open_24x7": not self.business_hours,
@@ -135,15 +129,15 @@ class StoreTimeline:
                 }
                 for row in self.business_hours
             ],
-            "week": {"start": instant(self.week.start), "end": instant(self.week.end)},
+            "week": {"start": iso(self.week.start), "end": iso(self.week.end)},
             "days": [
-                {"date": day.isoformat(), "start_utc": instant(start), "end_utc": instant(end)}
+                {"date": day.isoformat(), "start_utc": iso(start), "end_utc": iso(end)}
                 for day, start, end in self.local_days()
             ],
             "business_windows": [
                 {
-                    "start_utc": instant(w.start),
-                    "end_utc": instant(w.end),
+                    "start_utc": iso(w.start),
+                    "end_utc": iso(w.end),
                     "start_local": local(w.start),
                     "end_local": local(w.end),
                 }
@@ -151,9 +145,9 @@ class StoreTimeline:
             ],
             "polls": [
                 {
-                    "ts": instant(p.ts),
+                    "ts": iso(p.ts),
                     "ts_local": local(p.ts),
-                    "status": status(p.active),
+                    "status": _status(p.active),
                     "used": p.used,
                     "unused_reason": None if p.used else UNUSED_OUTSIDE_HOURS,
                 }
@@ -162,17 +156,17 @@ class StoreTimeline:
             "sequence": None if self.all_polls is None
             else "all polls" if self.all_polls else "in-hours polls",
             "status_runs": [
-                {"start": instant(r.start), "end": instant(r.end), "status": status(r.active)}
+                {"start": iso(r.start), "end": iso(r.end), "status": _status(r.active)}
                 for r in self.status_runs
             ],
             "segments": [
-                {"start": instant(s.start), "end": instant(s.end), "status": status(s.active)}
+                {"start": iso(s.start), "end": iso(s.end), "status": _status(s.active)}
                 for s in self.segments
             ],
             "periods": {
                 name: {
-                    "start": instant(p.start),
-                    "end": instant(p.end),
+                    "start": iso(p.start),
+                    "end": iso(p.end),
                     "business_seconds": p.business_us / 1e6,
                     "uptime_seconds": p.uptime_us / 1e6,
                     "downtime_seconds": (p.business_us - p.uptime_us) / 1e6,
@@ -235,7 +229,7 @@ def timeline_text(timeline: StoreTimeline, source: ReportSource | None = None) -
     )
     polls = pd.DataFrame(
         [{"poll (UTC)": _utc_text(p.ts), "local": local(p.ts),
-          "status": "active" if p.active else "inactive",
+          "status": _status(p.active),
           "used": "yes" if p.used else f"no: {UNUSED_OUTSIDE_HOURS}"}
          for p in timeline.polls]
     )
@@ -248,6 +242,10 @@ def timeline_text(timeline: StoreTimeline, source: ReportSource | None = None) -
     for title, frame in sections:
         lines += [title, frame.to_string(index=False) if not frame.empty else "  (none)", ""]
     return "\n".join(lines)
+
+
+def _status(active: bool) -> str:
+    return "active" if active else "inactive"
 
 
 def _utc_text(instant: datetime) -> str:
