@@ -55,12 +55,12 @@ class ReportService:
         triggers share one run.
         """
         # Normally read from latest_poll.json; the DuckDB fallback must not hold a request long.
-        quick = self.state.model_copy(
-            update={"lock_wait_seconds": min(self.state.lock_wait_seconds, 5.0)}
-        )
+        wait = min(self.state.lock_wait_seconds, 5.0)
         with self._deciding:
             try:
-                partition = latest_report_partition_key(quick)
+                partition = latest_report_partition_key(
+                    self.state.state_dir, self.state.duckdb_path, wait
+                )
             except duckdb.IOException as exc:
                 raise Unavailable(
                     "the database is busy and no latest_poll.json is there yet; retry in a few "

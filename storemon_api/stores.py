@@ -73,8 +73,10 @@ class StoreService:
 
     def timeline(self, store_id: str, as_of: datetime | None) -> StoreTimelineResponse:
         try:
+            state = self.state
             timeline, source = read_store_timeline(
-                self.state, store_id, as_of, wait_seconds=READ_WAIT_SECONDS
+                state.state_dir, state.shard_paths, state.history_path, store_id, as_of,
+                wait_seconds=READ_WAIT_SECONDS, limits=state.duckdb_limits,
             )
         except MalformedStoreIdError as exc:
             raise MalformedStoreId() from exc

@@ -35,7 +35,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if settings.shards > 1:
         return _ingest_shards(settings, args.paths, started)
-    with database(settings.duckdb_path, wait_seconds=args.wait) as con:
+    with database(
+        settings.duckdb_path, wait_seconds=args.wait, limits=settings.duckdb_limits
+    ) as con:
         results = ingest_paths(
             con, args.paths, progress=lambda r: print(r.summary(), flush=True),
             guards=settings.ingest_guards,
@@ -57,7 +59,7 @@ def _ingest_shards(settings: Settings, paths: list[Path], started: float) -> int
     """The steps Dagster runs one per file and one per shard, one after another."""
     from storemon_pipeline.engine.sharded import ingest_one_after_another
 
-    results, expired = ingest_one_after_another(settings, paths)
+    results, expired = ingest_one_after_another(settings.sharded, paths)
     for result in results:
         print(result.summary(), flush=True)
     if settings.retention_days:
@@ -82,7 +84,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         if settings.shards > 1:
             as_of, summary = _report_shards(settings, args.as_of, out)
         else:
-            with database(settings.duckdb_path, wait_seconds=args.wait) as con:
+            with database(
+                settings.duckdb_path, wait_seconds=args.wait, limits=settings.duckdb_limits
+            ) as con:
                 as_of = write_report_csv(con, out, as_of=args.as_of).as_of
                 summary = result_summary(con)
     except NoPollsError as exc:
@@ -108,11 +112,12 @@ def _report_shards(
     from storemon_pipeline.engine.instants import as_naive_utc
     from storemon_pipeline.engine.sharded import assemble_report, newest_poll, report_shard
 
-    instant = as_naive_utc(as_of) if as_of else newest_poll(settings)
+    state = settings.sharded
+    instant = as_naive_utc(as_of) if as_of else newest_poll(state)
     wanted = {partition_hour_of(instant): instant}
     run_id = f"cli-{uuid.uuid4()}"
-    files = [f for k in range(settings.shards) for f in report_shard(settings, k, run_id, wanted)]
-    assembled = assemble_report(settings, run_id, files, wanted, out, save_history=False)
+    files = [f for k in range(state.shards) for f in report_shard(state, k, run_id, wanted)]
+    assembled = assemble_report(state, run_id, files, wanted, out, save_history=False)
     return assembled.as_of, assembled.summary
 
 
@@ -164,7 +169,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from storemon_pipeline.engine.report import NoPollsError
 
     try:
-        timeline, source = read_store_timeline(get_settings(), args.store_id, args.as_of)
+        settings = get_settings()
+        timeline, source = read_store_timeline(
+            settings.state_dir, settings.shard_paths, settings.history_path, args.store_id,
+            args.as_of, wait_seconds=settings.lock_wait_seconds, limits=settings.duckdb_limits,
+        )
     except MalformedStoreIdError as exc:
         print(f"storemon explain: {exc}", file=sys.stderr)
         return 2

@@ -5,24 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import psutil
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storemon_pipeline.engine.db import ResourceLimits
+from storemon_pipeline.engine.db import DEFAULT_TEMP_LIMIT_GB, ResourceLimits, memory_share_mb
 from storemon_pipeline.engine.files import free_disk_bytes
 from storemon_pipeline.engine.shards import shard_db_paths
+from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
 
 if TYPE_CHECKING:
     from storemon_pipeline.engine.ingest import IngestGuards
+    from storemon_pipeline.engine.sharded import ShardedState
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = PROJECT_ROOT / "data"
-DEFAULT_TIMEZONE = "America/Chicago"
-
-
-def _share_of_memory_mb(share: float) -> int:
-    return int(psutil.virtual_memory().total * share / 2**20)
+__all__ = ["DEFAULT_TIMEZONE", "PROJECT_ROOT", "SAMPLE_DATA_DIR", "Settings", "get_settings"]
 
 
 class Settings(BaseSettings):
@@ -85,7 +82,7 @@ class Settings(BaseSettings):
 
     # Every DuckDB connection (engine/db.py).
     duckdb_memory_limit_mb: int = Field(
-        default_factory=lambda: _share_of_memory_mb(0.6),
+        default_factory=memory_share_mb,
         ge=16,
         description="Memory one DuckDB connection may use (default 60 % of the machine's).",
     )
@@ -121,8 +118,25 @@ class Settings(BaseSettings):
     def duckdb_limits(self) -> ResourceLimits:
         temp_gb = self.duckdb_temp_limit_gb
         if temp_gb is None:
-            temp_gb = min(20.0, max(free_disk_bytes(self.state_dir) / 2**31, 0.1))
+            temp_gb = min(DEFAULT_TEMP_LIMIT_GB, max(free_disk_bytes(self.state_dir) / 2**31, 0.1))
         return ResourceLimits(self.duckdb_memory_limit_mb, temp_gb, self.duckdb_threads)
+
+    @property
+    def sharded(self) -> ShardedState:
+        """What the engine's sharded steps need of these settings."""
+        from storemon_pipeline.engine.sharded import ShardedState
+
+        return ShardedState(
+            state_dir=self.state_dir,
+            shards=self.shards,
+            history_path=self.history_path,
+            staging_dir=self.staging_dir,
+            shard_results_dir=self.shard_results_dir,
+            limits=self.duckdb_limits,
+            lock_wait_seconds=self.lock_wait_seconds,
+            guards=self.ingest_guards,
+            retention_days=self.retention_days,
+        )
 
     @property
     def state_dir(self) -> Path:

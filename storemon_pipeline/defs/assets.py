@@ -9,7 +9,7 @@ DuckDB, set-based; nothing but small summaries passes through Python.
 import time
 import warnings
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +17,7 @@ import duckdb
 import pandas as pd
 from pydantic import Field
 
+from storemon_pipeline.defs.keys import BUSINESS_HOURS, POLLS, QUARANTINE, TIMEZONES
 from storemon_pipeline.defs.metadata import markdown, markdown_table, timestamp
 from storemon_pipeline.defs.partitions import add_report_partitions, report_partitions
 from storemon_pipeline.defs.resources import StoremonState
@@ -56,11 +57,12 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_p
 # StoremonState.connect() and, past that, is retried.
 DUCKDB_POOL = "duckdb"
 
-POLLS = dg.AssetKey("polls")
-BUSINESS_HOURS = dg.AssetKey("business_hours")
-TIMEZONES = dg.AssetKey("timezones")
-QUARANTINE = dg.AssetKey("quarantine")
-REPORT = dg.AssetKey("uptime_report")
+# The polls should keep arriving: a feed polls each store about once an hour, so an ingest older
+# than this is late (Dagster's asset health shows it; the polls_fresh check asks the same of the
+# polls' own instants).
+POLLS_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=2), warn_window=timedelta(hours=1)
+)
 
 REJECTED_SHARE_CHECK = "rejected_rows_share"
 FILES_RECOGNISED_CHECK = "files_recognised"
@@ -100,6 +102,7 @@ class IngestConfig(dg.Config):
             kinds={"duckdb"},
             description="Store-status polls (store, UTC instant, active?), deduplicated; loaded "
             "incrementally: a file is loaded once, a row already stored is not stored again.",
+            freshness_policy=POLLS_FRESHNESS,
         ),
         dg.AssetSpec(
             BUSINESS_HOURS,

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 import dagster as dg
 import duckdb
 
-from storemon_pipeline.defs.assets import DUCKDB_POOL, REPORT
+from storemon_pipeline.defs.assets import DUCKDB_POOL
+from storemon_pipeline.defs.keys import REPORT
 from storemon_pipeline.defs.metadata import markdown
 from storemon_pipeline.defs.partitions import report_partitions
 from storemon_pipeline.defs.resources import StoremonState

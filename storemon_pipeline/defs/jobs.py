@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from storemon_pipeline.defs.assets import BUSINESS_HOURS, POLLS, QUARANTINE, REPORT, TIMEZONES
+from storemon_pipeline.defs.keys import (
+    BUSINESS_HOURS,
+    POLLS,
+    QUARANTINE,
+    REPORT,
+    TIMEZONES,
+    WINDOWS,
+)
 
 # Selected by key: with shards, the same keys are graph-backed assets (defs/sharded.py).
 INGEST_KEYS = (POLLS, BUSINESS_HOURS, TIMEZONES, QUARANTINE)
-WINDOWS = dg.AssetKey("business_windows")
 
 ingest_job = dg.define_asset_job(
     "ingest_job",

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
+from storemon_pipeline.defs.keys import REPORT
 from storemon_pipeline.engine.history import partition_hour, partition_key
 
 report_partitions = dg.DynamicPartitionsDefinition(name="report_hours")
@@ -61,19 +62,16 @@ def range_tags(keys: list[str]) -> dict[str, str]:
 
 def is_materialized(instance: dg.DagsterInstance, partition: str, after: float = 0.0) -> bool:
     """Whether the report partition was materialized (after the given epoch seconds)."""
-    from storemon_pipeline.defs.assets import uptime_report
-
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=uptime_report.key, asset_partitions=[partition]),
+        dg.AssetRecordsFilter(asset_key=REPORT, asset_partitions=[partition]),
         limit=1,
     ).records
     return bool(records) and records[0].timestamp > after
 
 
 def unmaterialized_partitions(instance: dg.DagsterInstance) -> list[str]:
-    from storemon_pipeline.defs.assets import uptime_report
-
-    done = instance.get_materialized_partitions(uptime_report.key)
+    """The report partitions that were never materialized (what `storemon up` catches up on)."""
+    done = instance.get_materialized_partitions(REPORT)
     return [
         key for key in instance.get_dynamic_partitions(report_partitions.name) if key not in done
     ]

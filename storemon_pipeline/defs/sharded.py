@@ -18,6 +18,7 @@ from storemon_pipeline.defs.assets import (
     BUSINESS_HOURS,
     INGEST_CHECK_SPECS,
     POLLS,
+    POLLS_FRESHNESS,
     QUARANTINE,
     TIMEZONES,
     IngestConfig,
@@ -82,7 +83,7 @@ def stage_one_file(
     context: dg.OpExecutionContext, storemon: StoremonState, path: str
 ) -> StagedFile:
     order = int(context.get_mapping_key().removeprefix("file_"))
-    return stage_files(storemon.settings, [Path(path)], first=order)[0]
+    return stage_files(storemon.settings.sharded, [Path(path)], first=order)[0]
 
 
 def _shard_step(name: str, index: int, description: str):
@@ -101,7 +102,7 @@ def _ingest_shard_op(index: int) -> dg.OpDefinition:
         context: dg.OpExecutionContext, staged: list[StagedFile], storemon: StoremonState
     ) -> ShardIngest:
         return ingest_shard(
-            storemon.settings, index, _in_file_order(staged),
+            storemon.settings.sharded, index, _in_file_order(staged),
             progress=lambda result: context.log.info(result.summary()),
         )
 
@@ -128,7 +129,7 @@ def assemble_ingest(
     results = merge_shard_results([part.results for part in parts])
     for result in results:
         log_file_result(context, result)
-    newest_poll, _ = finish_ingest(storemon.settings)
+    newest_poll, _ = finish_ingest(storemon.settings.sharded)
     remove_staged(staged)
     expired = sum(part.expired for part in parts)
     with storemon.connect() as con:
@@ -146,7 +147,10 @@ def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
     @dg.graph_multi_asset(
         name="ingest",
         outs={
-            name: dg.AssetOut(key=key, group_name="ingest", kinds={"duckdb"})
+            name: dg.AssetOut(
+                key=key, group_name="ingest", kinds={"duckdb"},
+                freshness_policy=POLLS_FRESHNESS if key == POLLS else None,
+            )
             for name, key in INGEST_OUTPUTS.items()
         },
         check_specs=INGEST_CHECK_SPECS,
@@ -174,7 +178,8 @@ def plan_report(
     context: dg.OpExecutionContext, storemon: StoremonState
 ) -> dict[datetime, datetime]:
     ensure_spill_room(storemon.state_dir, storemon.settings.duckdb_limits)
-    return report_plan(storemon.settings, [partition_hour(k) for k in context.partition_keys])
+    hours = [partition_hour(k) for k in context.partition_keys]
+    return report_plan(storemon.settings.sharded, hours)
 
 
 def _report_shard_op(index: int) -> dg.OpDefinition:
@@ -183,7 +188,7 @@ def _report_shard_op(index: int) -> dg.OpDefinition:
         context: dg.OpExecutionContext, plan: dict[datetime, datetime], storemon: StoremonState
     ) -> list[str]:
         started = time.perf_counter()
-        files = report_shard(storemon.settings, index, context.run_id, plan)
+        files = report_shard(storemon.settings.sharded, index, context.run_id, plan)
         context.log.info(
             f"shard {index}: {len(plan)} partition(s) in {time.perf_counter() - started:.2f} s"
         )
@@ -201,7 +206,7 @@ def assemble_shard_reports(
 ) -> dg.Output[None]:
     started = time.perf_counter()
     report = assemble_report(
-        storemon.settings,
+        storemon.settings.sharded,
         context.run_id,
         [Path(file) for part in parts for file in part],
         plan,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,16 @@ from storemon_pipeline.engine.files import free_disk_bytes
 
 T = TypeVar("T")
 
+# A connection's limits when its caller gives none; the application passes its settings'
+# (STOREMON_DUCKDB_*), whose defaults are these.
+DEFAULT_MEMORY_SHARE = 0.6
+DEFAULT_TEMP_LIMIT_GB = 20.0
+
+
+def memory_share_mb(share: float = DEFAULT_MEMORY_SHARE) -> int:
+    """That share of the machine's memory, in MiB."""
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * share / 2**20)
+
 
 @dataclass(frozen=True)
 class ResourceLimits:
@@ -31,10 +42,9 @@ class ResourceLimits:
     threads: int | None = None  # None: DuckDB's default, one per core
 
     @classmethod
-    def from_environment(cls) -> ResourceLimits:
-        from storemon_pipeline.settings import get_settings
-
-        return get_settings().duckdb_limits
+    def default(cls) -> ResourceLimits:
+        """The engine's own limits: 60 % of the memory, 20 GB of spill space."""
+        return cls(memory_share_mb(), DEFAULT_TEMP_LIMIT_GB)
 
     def apply(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute("SET enable_progress_bar = false")
@@ -117,7 +127,7 @@ def retry_while_locked(action: Callable[[], T], wait_seconds: float) -> T:
 def connect_memory(limits: ResourceLimits | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection within ``limits``, for reading attached files."""
     con = duckdb.connect()
-    (limits or ResourceLimits.from_environment()).apply(con)
+    (limits or ResourceLimits.default()).apply(con)
     con.execute(sql("macros"))
     return con
 
@@ -129,13 +139,13 @@ def connect(
     wait_seconds: float = 0.0,
     limits: ResourceLimits | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """Open (and create the schema of) a storemon DuckDB file, within ``limits`` (default: the
-    settings' STOREMON_DUCKDB_*).
+    """Open (and create the schema of) a storemon DuckDB file, within ``limits`` (default:
+    ``ResourceLimits.default()``).
 
     DuckDB lets one process hold a file for writing; with ``wait_seconds`` we retry while
     another process holds it instead of failing at once.
     """
-    limits = limits or ResourceLimits.from_environment()
+    limits = limits or ResourceLimits.default()
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +174,7 @@ def database(
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """``connect``, closed at the end of the block; running out of the limits inside it raises
     ResourceLimitError. DuckDB removes its spill files when a query fails and when it closes."""
-    limits = limits or ResourceLimits.from_environment()
+    limits = limits or ResourceLimits.default()
     con = connect(path, read_only=read_only, wait_seconds=wait_seconds, limits=limits)
     try:
         with resource_errors(limits):

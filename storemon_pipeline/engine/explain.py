@@ -9,8 +9,10 @@ leaves, so it shows what the report used rather than a second interpretation of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -18,14 +20,14 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pandas as pd
 
-from storemon_pipeline.engine.db import database, run_script, sql
+from storemon_pipeline.engine.db import ResourceLimits, database, run_script, sql
 from storemon_pipeline.engine.history import ReportSource, partition_key, report_source
 from storemon_pipeline.engine.ingest import is_valid_store_id
 from storemon_pipeline.engine.instants import as_aware_utc, as_naive_utc, iso
 from storemon_pipeline.engine.report import WEEK, compute_reports, resolve_as_of
 from storemon_pipeline.engine.shards import shard_of
 from storemon_pipeline.engine.state import read_latest_poll
-from storemon_pipeline.settings import DEFAULT_TIMEZONE, Settings
+from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
 
 DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": WEEK}
@@ -319,30 +321,31 @@ def explain_store(
 
 
 def read_store_timeline(
-    settings: Settings,
+    state_dir: Path,
+    db_paths: Sequence[Path],
+    history_path: Path,
     store_id: str,
     as_of: datetime | None = None,
-    wait_seconds: float | None = None,
+    *,
+    wait_seconds: float,
+    limits: ResourceLimits | None = None,
 ) -> tuple[StoreTimeline, ReportSource | None]:
-    """The store's timeline from its database (its shard's, with shards), read-only, and the
-    stored report partition its numbers are those of (None if no partition has its as-of). The
-    as-of defaults to the newest partition's, else the latest poll of all stores. While a run
-    writes the file, waits ``wait_seconds`` (default: STOREMON_LOCK_WAIT_SECONDS)."""
+    """The store's timeline from its database (its shard's among ``db_paths``, one per shard),
+    read-only, and the stored report partition its numbers are those of (None if no partition
+    has its as-of). The as-of defaults to the newest partition's, else the latest poll of all
+    stores (``latest_poll.json`` in ``state_dir``). While a run writes a file, waits
+    ``wait_seconds``."""
     if not is_valid_store_id(store_id):
         raise MalformedStoreIdError(f"{store_id!r} is not a store id the ingest accepts")
-    wait = settings.lock_wait_seconds if wait_seconds is None else wait_seconds
     as_of = None if as_of is None else as_naive_utc(as_of)
-    source = report_source(settings.history_path, as_of, wait)
+    source = report_source(history_path, as_of, wait_seconds)
     if as_of is None:
         # the newest partition's; else the newest poll of all shards (latest_poll.json)
-        as_of = source.as_of if source is not None else read_latest_poll(settings.state_dir)
-    path = (
-        settings.duckdb_path if settings.shards == 1
-        else settings.shard_paths[shard_of(store_id, settings.shards)]
-    )
+        as_of = source.as_of if source is not None else read_latest_poll(state_dir)
+    path = db_paths[shard_of(store_id, len(db_paths))]
     if not path.exists():
         raise UnknownStoreError(f"no poll of store {store_id} was ever loaded")
-    with database(path, read_only=True, wait_seconds=wait, limits=settings.duckdb_limits) as con:
+    with database(path, read_only=True, wait_seconds=wait_seconds, limits=limits) as con:
         timeline = explain_store(con, store_id, as_of)
     if source is not None and source.as_of != timeline.as_of:
         source = None

@@ -28,7 +28,6 @@ from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import utc_now
 from storemon_pipeline.engine.report import compute_reports, latest_poll
 from storemon_pipeline.engine.state import read_latest_poll
-from storemon_pipeline.settings import Settings
 
 HOUR = timedelta(hours=1)
 # A pass over many partitions computes this many (partition, store) rows at most: memory follows
@@ -57,17 +56,16 @@ def partition_as_of(hour: datetime, latest_poll: datetime | None) -> datetime:
     return end if latest_poll is None else min(end, latest_poll)
 
 
-def latest_report_partition_key(settings: Settings) -> str:
+def latest_report_partition_key(state_dir: Path, duckdb_path: Path, wait_seconds: float) -> str:
     """The partition of "the report as of the latest poll", without holding up on DuckDB.
 
-    Reads ``latest_poll.json`` (written by every ingest); if there is none, asks the DuckDB file
-    read-only; if that has no polls either, the current hour.
+    Reads ``latest_poll.json`` in ``state_dir`` (written by every ingest); if there is none,
+    asks the DuckDB file read-only (waiting up to ``wait_seconds`` while a run writes it); if
+    that has no polls either, the current hour.
     """
-    latest = read_latest_poll(settings.state_dir)
-    if latest is None and settings.duckdb_path.exists():
-        with database(
-            settings.duckdb_path, read_only=True, wait_seconds=settings.lock_wait_seconds
-        ) as con:
+    latest = read_latest_poll(state_dir)
+    if latest is None and duckdb_path.exists():
+        with database(duckdb_path, read_only=True, wait_seconds=wait_seconds) as con:
             latest = latest_poll(con)
     return partition_key(latest or utc_now())
 

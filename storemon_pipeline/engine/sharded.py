@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from storemon_pipeline.engine.db import connect_memory, database
+from storemon_pipeline.engine.db import ResourceLimits, connect_memory, database
 from storemon_pipeline.engine.history import (
     assemble_history,
     compute_shard_results,
@@ -24,6 +24,7 @@ from storemon_pipeline.engine.history import (
 )
 from storemon_pipeline.engine.ingest import (
     FileResult,
+    IngestGuards,
     StagedFile,
     csv_files,
     data_version,
@@ -41,29 +42,54 @@ from storemon_pipeline.engine.report import (
     most_downtime,
     result_summary,
 )
-from storemon_pipeline.engine.shards import Shard, ensure_layout, union_connection
+from storemon_pipeline.engine.shards import (
+    Shard,
+    ensure_layout,
+    shard_db_paths,
+    union_connection,
+)
 from storemon_pipeline.engine.state import write_latest_poll
-from storemon_pipeline.settings import Settings
 
 # What a failed run left in staging/ and shard_results/ is removed once it is this old: no run
 # lives that long (dagster.yaml's run monitoring fails a run after an hour).
 LEFTOVER_AGE_SECONDS = 6 * 3600
 
 
+@dataclass(frozen=True)
+class ShardedState:
+    """What the steps of a sharded ingest or report need of the state folder: its files, the
+    number of shards, a connection's limits and how long to wait for a held file. The
+    application builds it from its settings (``Settings.sharded``)."""
+
+    state_dir: Path
+    shards: int
+    history_path: Path
+    staging_dir: Path
+    shard_results_dir: Path
+    limits: ResourceLimits
+    lock_wait_seconds: float = 120.0
+    guards: IngestGuards | None = None
+    retention_days: int | None = None
+
+    @property
+    def shard_paths(self) -> list[Path]:
+        return shard_db_paths(self.state_dir, self.shards)
+
+
 @contextmanager
-def shard_database(settings: Settings, index: int) -> Iterator[duckdb.DuckDBPyConnection]:
+def shard_database(state: ShardedState, index: int) -> Iterator[duckdb.DuckDBPyConnection]:
     """Shard ``index``'s file, written by one step at a time (waiting while another holds it)."""
     with database(
-        settings.shard_paths[index], wait_seconds=settings.lock_wait_seconds,
-        limits=settings.duckdb_limits,
+        state.shard_paths[index], wait_seconds=state.lock_wait_seconds,
+        limits=state.limits,
     ) as con:
         yield con
 
 
 @contextmanager
-def all_shards(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+def all_shards(state: ShardedState) -> Iterator[duckdb.DuckDBPyConnection]:
     """Every shard's file read-only, seen as one database (``shards.union_connection``)."""
-    con = union_connection(settings.shard_paths, settings.duckdb_limits)
+    con = union_connection(state.shard_paths, state.limits)
     try:
         yield con
     finally:
@@ -77,15 +103,15 @@ class ShardIngest:
 
 
 def stage_files(
-    settings: Settings, paths: Sequence[Path], first: int = 0
+    state: ShardedState, paths: Sequence[Path], first: int = 0
 ) -> list[StagedFile]:
     """Check each file once and split its rows by shard (``ingest.stage_file``), numbered in
     order from ``first``; each file may be staged by a step of its own."""
-    con = connect_memory(settings.duckdb_limits)
+    con = connect_memory(state.limits)
     try:
         return [
             stage_file(
-                con, path, settings.staging_dir, settings.shards, settings.ingest_guards,
+                con, path, state.staging_dir, state.shards, state.guards,
                 order=first + number,
             )
             for number, path in enumerate(paths)
@@ -95,25 +121,25 @@ def stage_files(
 
 
 def ingest_shard(
-    settings: Settings,
+    state: ShardedState,
     index: int,
     staged: Sequence[StagedFile],
     progress: Callable[[FileResult], None] | None = None,
 ) -> ShardIngest:
     """Load shard ``index``'s part of the staged files into its file, in order (a file loads
     once per shard); then the retention."""
-    ensure_layout(settings.state_dir, settings.shards)
-    shard = Shard(index, settings.shards)
+    ensure_layout(state.state_dir, state.shards)
+    shard = Shard(index, state.shards)
     results = []
-    with shard_database(settings, index) as con:
+    with shard_database(state, index) as con:
         for file in staged:
             result = load_staged(con, file, shard)
             if progress is not None:
                 progress(result)
             results.append(result)
         expired = 0
-        if settings.retention_days:
-            expired = drop_expired_polls(con, kept_history(settings.retention_days))
+        if state.retention_days:
+            expired = drop_expired_polls(con, kept_history(state.retention_days))
     return ShardIngest(results, expired)
 
 
@@ -124,12 +150,12 @@ def remove_staged(staged: Sequence[StagedFile]) -> None:
             shutil.rmtree(file.folder, ignore_errors=True)
 
 
-def sweep_leftovers(settings: Settings, older_than: float = LEFTOVER_AGE_SECONDS) -> list[Path]:
+def sweep_leftovers(state: ShardedState, older_than: float = LEFTOVER_AGE_SECONDS) -> list[Path]:
     """Remove the staged files and shard results that failed runs left behind (a run that
     finishes removes its own); returns what was removed."""
     cutoff = time.time() - older_than
     removed = []
-    for parent in (settings.staging_dir, settings.shard_results_dir):
+    for parent in (state.staging_dir, state.shard_results_dir):
         for folder in parent.glob("*") if parent.is_dir() else ():
             if folder.is_dir() and folder.stat().st_mtime < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -137,57 +163,57 @@ def sweep_leftovers(settings: Settings, older_than: float = LEFTOVER_AGE_SECONDS
     return removed
 
 
-def finish_ingest(settings: Settings) -> tuple[datetime | None, str]:
+def finish_ingest(state: ShardedState) -> tuple[datetime | None, str]:
     """After the shards' ingest: the newest poll of all and the data version, written to
     ``latest_poll.json`` for the readers that do not open DuckDB; old leftovers swept."""
-    sweep_leftovers(settings)
-    with all_shards(settings) as con:
+    sweep_leftovers(state)
+    with all_shards(state) as con:
         newest, version = latest_poll(con), data_version(con)
-    write_latest_poll(settings.state_dir, newest, version)
+    write_latest_poll(state.state_dir, newest, version)
     return newest, version
 
 
 def ingest_one_after_another(
-    settings: Settings, paths: Sequence[Path]
+    state: ShardedState, paths: Sequence[Path]
 ) -> tuple[list[FileResult], int]:
     """The steps of a sharded ingest in this process, one after another (the CLI's way): the
     files' results as one ingest's, and the polls the retention dropped."""
-    staged = stage_files(settings, csv_files(paths))
-    parts = [ingest_shard(settings, k, staged) for k in range(settings.shards)]
+    staged = stage_files(state, csv_files(paths))
+    parts = [ingest_shard(state, k, staged) for k in range(state.shards)]
     remove_staged(staged)
-    finish_ingest(settings)
+    finish_ingest(state)
     return merge_shard_results([part.results for part in parts]), sum(p.expired for p in parts)
 
 
-def newest_poll(settings: Settings) -> datetime:
+def newest_poll(state: ShardedState) -> datetime:
     """The newest poll of all shards."""
-    ensure_layout(settings.state_dir, settings.shards)
-    with all_shards(settings) as con:
+    ensure_layout(state.state_dir, state.shards)
+    with all_shards(state) as con:
         newest = latest_poll(con)
     if newest is None:
         raise NoPollsError("no polls are loaded yet: ingest a store-status file first")
     return newest
 
 
-def report_plan(settings: Settings, hours: Sequence[datetime]) -> dict[datetime, datetime]:
+def report_plan(state: ShardedState, hours: Sequence[datetime]) -> dict[datetime, datetime]:
     """The as-of of each partition hour (docs/semantics.md §2.12), from the newest poll of all
     shards."""
-    newest = newest_poll(settings)
+    newest = newest_poll(state)
     return {hour: partition_as_of(hour, newest) for hour in hours}
 
 
 def report_shard(
-    settings: Settings, index: int, run_id: str, as_of_by_hour: dict[datetime, datetime]
+    state: ShardedState, index: int, run_id: str, as_of_by_hour: dict[datetime, datetime]
 ) -> list[Path]:
     """Shard ``index``'s rows of the reports, left as files for ``assemble_report``."""
-    with shard_database(settings, index) as con:
+    with shard_database(state, index) as con:
         return compute_shard_results(
-            con, settings.shard_results_dir / run_id, index, as_of_by_hour
+            con, state.shard_results_dir / run_id, index, as_of_by_hour
         )
 
 
 def assemble_report(
-    settings: Settings,
+    state: ShardedState,
     run_id: str,
     files: Sequence[Path],
     as_of_by_hour: dict[datetime, datetime],
@@ -198,11 +224,11 @@ def assemble_report(
     """The shards' rows as one report: the history rows of every partition (with
     ``save_history``) and the CSV of the newest, byte-identical to the one-file report. The
     shards' files are removed once assembled."""
-    with all_shards(settings) as con:
+    with all_shards(state) as con:
         newest_hour = max(as_of_by_hour)
         as_of = as_of_by_hour[newest_hour]
         if save_history:
-            rows = assemble_history(con, files, settings.history_path, as_of_by_hour, run_id)
+            rows = assemble_history(con, files, state.history_path, as_of_by_hour, run_id)
         else:
             rows = 0
             load_shard_results(con, files, [as_of])
@@ -213,7 +239,7 @@ def assemble_report(
         )
     for file in files:
         file.unlink(missing_ok=True)
-    folder = settings.shard_results_dir / run_id
+    folder = state.shard_results_dir / run_id
     if folder.exists() and not any(folder.iterdir()):
         folder.rmdir()
     return assembled

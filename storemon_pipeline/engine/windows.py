@@ -13,8 +13,7 @@ from datetime import datetime, timedelta
 import duckdb
 
 from storemon_pipeline.engine.db import sql
-from storemon_pipeline.engine.zones import zone_offset_pieces
-from storemon_pipeline.settings import DEFAULT_TIMEZONE
+from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE, zone_offset_pieces
 
 # The zone pieces reach this far beyond the span, so that every wall-clock time of a window that
 # touches the span is converted with the offsets in force around it.

@@ -20,6 +20,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+# The zone of a store without a valid one (docs/semantics.md §1): the engine's, so that every
+# caller (the CLI, Dagster, the API) reports the same.
+DEFAULT_TIMEZONE = "America/Chicago"
+
 # Sentinels for the open ends of the first and last piece of each zone.
 BEGINNING = datetime(1900, 1, 1)
 END = datetime(2300, 1, 1)

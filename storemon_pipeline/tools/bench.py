@@ -107,14 +107,21 @@ def ensure_dataset(params: dict, folder: Path, out: Out = print) -> dict:
 # --- phases, each run in a child process ----------------------------------------------------
 
 
+def _limits():
+    """The settings' DuckDB limits (STOREMON_DUCKDB_*), as the product's connections have."""
+    from storemon_pipeline.settings import get_settings
+
+    return get_settings().duckdb_limits
+
+
 def phase_floor(db_path: str, *poll_files: str) -> dict:
     """The cheapest honest baseline: load the polls with DuckDB and run one window over them."""
     import duckdb
 
-    from storemon_pipeline.engine.db import ResourceLimits
+    from storemon_pipeline.settings import get_settings
 
     con = duckdb.connect(db_path)
-    ResourceLimits.from_environment().apply(con)
+    get_settings().duckdb_limits.apply(con)
     began = time.perf_counter()
     con.execute(
         r"""
@@ -150,7 +157,7 @@ def phase_ingest(db_path: str, *files: str) -> dict:
     from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.ingest import ingest_paths
 
-    with database(db_path) as con:
+    with database(db_path, limits=_limits()) as con:
         began = time.perf_counter()
         results = ingest_paths(con, list(files))
         seconds = time.perf_counter() - began
@@ -172,7 +179,7 @@ def phase_windows(db_path: str) -> dict:
     from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.windows import refresh_business_windows
 
-    with database(db_path) as con:
+    with database(db_path, limits=_limits()) as con:
         began = time.perf_counter()
         windows = refresh_business_windows(con)
         seconds = time.perf_counter() - began
@@ -186,7 +193,7 @@ def phase_report(db_path: str, out_path: str, *extra_files: str) -> dict:
     from storemon_pipeline.engine.ingest import ingest_paths
     from storemon_pipeline.engine.report import write_report_csv
 
-    with database(db_path) as con:
+    with database(db_path, limits=_limits()) as con:
         ingest_paths(con, list(extra_files))
         began = time.perf_counter()
         write_report_csv(con, Path(out_path), as_of=None)
@@ -202,7 +209,7 @@ def phase_explain(db_path: str) -> dict:
     from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.explain import explain_store
 
-    with database(db_path, read_only=True) as con:
+    with database(db_path, read_only=True, limits=_limits()) as con:
         stores = [
             row[0]
             for row in con.execute(
@@ -213,7 +220,7 @@ def phase_explain(db_path: str) -> dict:
     times = []
     for store in stores:
         began = time.perf_counter()
-        with database(db_path, read_only=True) as con:
+        with database(db_path, read_only=True, limits=_limits()) as con:
             explain_store(con, store)
         times.append(time.perf_counter() - began)
     return {
@@ -234,7 +241,7 @@ def phase_week(db_path: str, history_path: str) -> dict:
     )
     from storemon_pipeline.engine.report import latest_poll
 
-    with database(db_path) as con:
+    with database(db_path, limits=_limits()) as con:
         began = time.perf_counter()
         latest = latest_poll(con)
         newest_hour = partition_hour_of(latest)

@@ -67,7 +67,7 @@ def _steps(pool: ProcessPoolExecutor, step: Callable[..., object], calls: list[t
 def _settings(home: Path, shards: int):
     from storemon_pipeline.settings import Settings
 
-    return Settings(home=home, shards=shards)
+    return Settings(home=home, shards=shards).sharded
 
 
 def stage_step(home: Path, shards: int, order: int, path: str):

@@ -621,7 +621,10 @@ def test_timeline_reads_the_stores_shard(explained, tmp_path):
     shutil.copytree(explained.home, home)
     reshard(home, 3)
     one, three = (
-        read_store_timeline(settings, _a_store(explained), AS_OF)
+        read_store_timeline(
+            settings.state_dir, settings.shard_paths, settings.history_path, _a_store(explained),
+            AS_OF, wait_seconds=settings.lock_wait_seconds,
+        )
         for settings in (explained, Settings(home=home, shards=3))
     )
     assert one[0].as_json() == three[0].as_json()

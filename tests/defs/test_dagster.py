@@ -111,7 +111,8 @@ def graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graph]:
             con.close()
         yield Graph(
             settings, defs, instance, ingest, report, partitions,
-            latest_report_partition_key(settings), latest_poll, stores, rejected,
+            latest_report_partition_key(settings.state_dir, settings.duckdb_path, 30),
+            latest_poll, stores, rejected,
         )
 
 
@@ -612,7 +613,7 @@ def test_up_queue_sensor_and_restart(up_factory, up_home: Path) -> None:
 
     # Two report runs launched together through the queue: both succeed, one after the other.
     client = DagsterGraphQLClient("127.0.0.1", port_number=up.port)
-    latest = latest_report_partition_key(Settings(home=up_home))
+    latest = latest_report_partition_key(up_home, up_home / "storemon.duckdb", 30)
     assert latest == partition_key(read_latest_poll(up_home))
     submitted = time.monotonic()
     run_ids = [

@@ -26,6 +26,7 @@ from storemon_pipeline.engine.history import (
 from storemon_pipeline.engine.ingest import STORE_ID_PATTERN, ingest_paths
 from storemon_pipeline.engine.report import latest_poll, write_report_csv
 from storemon_pipeline.engine.sharded import (
+    ShardedState,
     assemble_report,
     ingest_one_after_another,
     newest_poll,
@@ -55,18 +56,18 @@ def test_the_rule_is_the_same_in_sql_and_python(ids, shards):
     assert [row[0] for row in in_sql] == [shard_of(i, shards) for i in ids]
 
 
-def sharded_settings(home: Path, shards: int) -> Settings:
-    return Settings(home=home, shards=shards, lock_wait_seconds=5)
+def sharded_settings(home: Path, shards: int) -> ShardedState:
+    return Settings(home=home, shards=shards, lock_wait_seconds=5).sharded
 
 
-def ingest_sharded(settings: Settings, paths: list[Path]):
+def ingest_sharded(settings: ShardedState, paths: list[Path]):
     results, _ = ingest_one_after_another(settings, paths)
     assert not list(settings.staging_dir.glob("*/*")), "staged parts are removed once loaded"
     return results
 
 
 def report_sharded(
-    settings: Settings, as_of_by_hour, out: Path, run_id: str = "run", save_history: bool = True
+    settings: ShardedState, as_of_by_hour, out: Path, run_id: str = "run", save_history: bool = True
 ):
     files = [
         file for k in range(settings.shards)
@@ -77,7 +78,7 @@ def report_sharded(
     )
 
 
-def shard_stores(settings: Settings) -> list[set[str]]:
+def shard_stores(settings: ShardedState) -> list[set[str]]:
     found = []
     for path in settings.shard_paths:
         with database(path, read_only=True) as con:
@@ -153,7 +154,7 @@ def test_reshard_keeps_every_report(sample_state, sample_report_csv, tmp_path):
     assert stored_shards(home) == 4
     assert not (home / "storemon.duckdb").exists()
 
-    def report(settings: Settings, name: str) -> bytes:
+    def report(settings: ShardedState, name: str) -> bytes:
         plan = report_plan(settings, [partition_hour_of(newest_poll(settings))])
         report_sharded(settings, plan, tmp_path / name)
         return (tmp_path / name).read_bytes()

@@ -1,0 +1,13 @@
+"""The asset keys, in a module of their own: the partitions' helpers, the jobs and the sensors
+name the assets without importing their definitions (no import circle through assets.py)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+POLLS = dg.AssetKey("polls")
+BUSINESS_HOURS = dg.AssetKey("business_hours")
+TIMEZONES = dg.AssetKey("timezones")
+QUARANTINE = dg.AssetKey("quarantine")
+WINDOWS = dg.AssetKey("business_windows")
+REPORT = dg.AssetKey("uptime_report")
