@@ -31,6 +31,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from storemon_pipeline.engine.report import kept_history, latest_poll
     from storemon_pipeline.engine.state import write_latest_poll
 
+    missing = [path for path in args.paths if not path.exists()]
+    if missing:  # a typo: nothing is loaded
+        for path in missing:
+            print(f"storemon ingest: no such file or folder: {path}", file=sys.stderr)
+        return 1
     settings = get_settings()
     started = time.perf_counter()
     if settings.shards > 1:

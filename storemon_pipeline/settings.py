@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -106,12 +107,20 @@ class Settings(BaseSettings):
         description="Refuse to ingest while the state folder's disk has less free space.",
     )
 
+    max_clock_skew_minutes: float = Field(
+        default=60,
+        ge=0,
+        description="Quarantine a poll later than the ingest's clock plus this "
+        "(future_timestamp): a device with a wrong clock never moves the latest poll.",
+    )
+
     @property
     def ingest_guards(self) -> IngestGuards:
         from storemon_pipeline.engine.ingest import IngestGuards
 
         return IngestGuards(
-            int(self.max_file_mb * 2**20), int(self.min_free_disk_mb * 2**20), self.state_dir
+            int(self.max_file_mb * 2**20), int(self.min_free_disk_mb * 2**20), self.state_dir,
+            max_clock_skew=timedelta(minutes=self.max_clock_skew_minutes),
         )
 
     @property

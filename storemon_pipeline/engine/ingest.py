@@ -1,15 +1,15 @@
 """Loading the three CSV feeds into DuckDB.
 
 DuckDB does the parsing and validation (set-based SQL over whole files); Python only recognises
-each file's feed by its header and keeps the manifest that makes loading idempotent.
+each file's feed by its header, keeps the manifest that makes loading idempotent, and scans each
+file's bytes once (engine/textscan.py) so that DuckDB is never given a line it cannot take.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import re
+import tempfile
 import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +23,14 @@ from storemon_pipeline.engine.db import sql
 from storemon_pipeline.engine.files import atomic_target, free_disk_bytes
 from storemon_pipeline.engine.instants import utc_now
 from storemon_pipeline.engine.shards import Shard
+from storemon_pipeline.engine.textscan import (
+    MAX_LINE_BYTES,
+    FileScan,
+    TextTooLargeError,
+    UnreadableFileError,
+    header_names,
+    sanitise,
+)
 
 POLLS, HOURS, TIMEZONES = "polls", "business_hours", "timezones"
 
@@ -41,6 +49,12 @@ HEADER_ALIASES = {"day": "dayofweek"}
 # What a store id may be (docs/semantics.md §1.1): text, never parsed as a number.
 STORE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
 CSV_SUFFIXES = (".csv", ".csv.gz")
+# The instants a poll may have (docs/semantics.md §1.3): a report, its week and its look-back
+# are computed and printed for any of them. Outside: invalid_timestamp.
+FIRST_VALID_INSTANT = datetime(1970, 1, 1)
+END_VALID_INSTANT = datetime(2100, 1, 1)
+# A poll later than the ingest's clock plus this is a device's wrong clock: future_timestamp.
+DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=60)
 
 
 @dataclass
@@ -97,11 +111,9 @@ def csv_files(paths: Iterable[Path | str]) -> list[Path]:
 
 
 def read_header(path: Path) -> list[str]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        first_line = handle.readline()
-    text = first_line.decode("utf-8-sig", errors="replace")
-    return [name.strip().lower() for name in next(csv.reader([text]), [])]
+    """The column names of a file's first line ([] if it has none a feed could have)."""
+    with FileScan(path) as scan:
+        return header_names(scan.first_line())
 
 
 def recognise_feed(header: list[str]) -> tuple[str, dict[str, int]]:
@@ -111,8 +123,10 @@ def recognise_feed(header: list[str]) -> tuple[str, dict[str, int]]:
         if sorted(names) == sorted(columns):
             return feed, {columns[name]: names.index(name) + 1 for name in names}
     expected = " | ".join(",".join(columns) for columns in FEED_HEADERS.values())
+    shown = ",".join(header)
+    shown = shown if len(shown) <= 200 else shown[:200] + "…"  # a garbage header is long
     raise UnknownFeedError(
-        f"unknown header {','.join(header)!r}: expected one of {expected} "
+        f"unknown header {shown!r}: expected one of {expected} "
         "(the day column may also be called 'day')"
     )
 
@@ -135,29 +149,39 @@ def already_loaded(con: duckdb.DuckDBPyConnection, feed: str, sha: str) -> bool:
 
 
 def _check_rows(
-    con: duckdb.DuckDBPyConnection, feed: str, path: Path, positions: dict[str, int]
+    con: duckdb.DuckDBPyConnection,
+    feed: str,
+    path: Path,
+    positions: dict[str, int],
+    not_after: datetime,
 ) -> None:
-    """Stage the file's rows in ``ingest_checked``, each valid or with its reason.
+    """Stage the file's rows in ``ingest_checked``, each valid or with its reason. The file is
+    UTF-8 with LF or CRLF line ends and no line DuckDB cannot take (engine/textscan.py); a poll
+    after ``not_after`` is in the future."""
+    params: dict[str, object] = {
+        "path": str(path),
+        "encoding": "utf-8",
+        "store_id_pattern": STORE_ID_PATTERN,
+        **positions,
+    }
+    if feed == POLLS:
+        params |= {
+            "first_valid_ts": FIRST_VALID_INSTANT,
+            "end_valid_ts": END_VALID_INSTANT,
+            "not_after": not_after,
+        }
+    con.execute(sql(f"ingest_check_{'hours' if feed == HOURS else feed}"), params)
 
-    A file that is not UTF-8 is read as Latin-1: valid values are ASCII anyway, and the odd
-    bytes end up in the quarantine instead of failing the file.
-    """
-    query = sql(f"ingest_check_{'hours' if feed == HOURS else feed}")
-    for encoding in ("utf-8", "latin-1"):
-        try:
-            con.execute(
-                query,
-                {
-                    "path": str(path),
-                    "encoding": encoding,
-                    "store_id_pattern": STORE_ID_PATTERN,
-                    **positions,
-                },
-            )
-            return
-        except duckdb.InvalidInputException as exc:
-            if "unicode" not in str(exc).lower() or encoding == "latin-1":
-                raise
+
+def _check_sanitised(
+    con: duckdb.DuckDBPyConnection, file: RecognisedFile, max_line_bytes: int, not_after: datetime
+) -> None:
+    """``_check_rows`` on a copy of a file with hostile lines: the copy's lines (its hostile
+    lines blank), then the hostile lines themselves, each rejected with its reason."""
+    with tempfile.TemporaryDirectory(prefix="storemon-sanitised-") as folder:
+        copy = sanitise(Path(file.path), Path(folder), max_line_bytes)
+        _check_rows(con, file.feed, copy.text, file.positions, not_after)
+        con.execute(sql("ingest_hostile_lines"), {"path": str(copy.hostile)})
 
 
 def _ensure_known_timezones(con: duckdb.DuckDBPyConnection) -> None:
@@ -194,11 +218,14 @@ def _load_checked_rows(con: duckdb.DuckDBPyConnection, feed: str) -> int:
 
 @dataclass(frozen=True)
 class IngestGuards:
-    """Files refused whole, before anything of them is read: too large, or too little room."""
+    """Files refused whole, before anything of them is read: too large, or too little room;
+    and the rows rejected for what no valid row has: a line too long, a poll in the future."""
 
     max_file_bytes: int
     min_free_bytes: int
     disk_of: Path  # the folder whose disk must keep min_free_bytes free
+    max_line_bytes: int = MAX_LINE_BYTES
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
 
     def refusal(self, path: Path) -> str | None:
         size = path.stat().st_size
@@ -225,36 +252,64 @@ class RecognisedFile:
     feed: str
     sha256: str
     positions: dict[str, int]
+    clean: bool = True  # DuckDB may read it as it is (else a sanitised copy, textscan.py)
+
+
+def _max_line_bytes(guards: IngestGuards | None) -> int:
+    return MAX_LINE_BYTES if guards is None else guards.max_line_bytes
+
+
+def _not_after(guards: IngestGuards | None) -> datetime:
+    """The latest poll the ingest accepts now: its wall clock plus the allowed skew."""
+    return utc_now() + (DEFAULT_MAX_CLOCK_SKEW if guards is None else guards.max_clock_skew)
 
 
 def recognise_file(path: Path, guards: IngestGuards | None = None) -> RecognisedFile | FileResult:
     """The file's feed, or the result of refusing it (too large, no room, unknown header,
-    unreadable)."""
+    unreadable). One read of the file: its header, its SHA-256 and whether it is clean."""
     name = str(path)
-    refusal = None if guards is None else guards.refusal(path)
-    if refusal is not None:
-        return FileResult(name, None, "refused", message=refusal)
     try:
-        feed, positions = recognise_feed(read_header(path))
+        refusal = None if guards is None else guards.refusal(path)
+        if refusal is not None:
+            return FileResult(name, None, "refused", message=refusal)
+        max_text = None if guards is None else guards.max_file_bytes
+        with FileScan(path, _max_line_bytes(guards), max_text) as scan:
+            feed, positions = recognise_feed(header_names(scan.first_line()))
+            found = scan.finish()
     except UnknownFeedError as exc:
         return FileResult(name, None, "refused", message=str(exc))
-    except (OSError, EOFError) as exc:  # e.g. a .gz name on something that is not gzip
+    except TextTooLargeError as exc:
+        limit = exc.text_bytes / 2**20
+        message = (
+            f"its text has more than STOREMON_MAX_FILE_MB={limit:.10g} MB once decompressed: "
+            "split it, or raise the limit"
+        )
+        return FileResult(name, None, "refused", message=message)
+    except (OSError, UnreadableFileError) as exc:  # e.g. a .gz name on something not gzip
         return FileResult(name, None, "refused", message=f"cannot be read: {exc}")
-    return RecognisedFile(name, feed, file_sha256(path), positions)
+    return RecognisedFile(name, feed, found.sha256, positions, found.clean)
 
 
-def check_file(con: duckdb.DuckDBPyConnection, file: RecognisedFile) -> FileResult | None:
+def check_file(
+    con: duckdb.DuckDBPyConnection, file: RecognisedFile, guards: IngestGuards | None = None
+) -> FileResult | None:
     """Stage the file's rows in the temp table ``ingest_checked``, each valid or with its
-    reason; the result of refusing the file if it cannot be read as CSV text."""
+    reason; the result of refusing the file if it cannot be read after all."""
     if file.feed == TIMEZONES:
         _ensure_known_timezones(con)
+    not_after = _not_after(guards)
     try:
-        _check_rows(con, file.feed, Path(file.path), file.positions)
-    except duckdb.InvalidInputException as exc:
+        if file.clean:
+            _check_rows(con, file.feed, Path(file.path), file.positions, not_after)
+        else:
+            _check_sanitised(con, file, _max_line_bytes(guards), not_after)
+    except (duckdb.InvalidInputException, duckdb.IOException) as exc:
         reason = str(exc).strip().splitlines()[0]
         return FileResult(
             file.path, file.feed, "refused", message=f"cannot be read as CSV text: {reason}"
         )
+    except (OSError, UnreadableFileError) as exc:  # changed or gone since it was recognised
+        return FileResult(file.path, file.feed, "refused", message=f"cannot be read: {exc}")
     return None
 
 
@@ -299,8 +354,10 @@ def load_checked(con: duckdb.DuckDBPyConnection, file: RecognisedFile) -> FileRe
     finally:
         for staging in ("ingest_checked", "incoming_polls"):
             con.execute(f"DROP TABLE IF EXISTS {staging}")
+    # a snapshot stores each distinct valid row once: the others are duplicates
+    # (ingest_manifest.rows_duplicate says 0 for them until the transaction counts them too)
     return FileResult(
-        name, feed, "loaded", rows_read, rows_loaded, rows_duplicate, rejected,
+        name, feed, "loaded", rows_read, rows_loaded, rows_valid - rows_loaded, rejected,
         poll_hours=poll_hours,
     )
 
@@ -315,7 +372,7 @@ def ingest_file(
         return file
     if already_loaded(con, file.feed, file.sha256):
         return FileResult(file.path, file.feed, "skipped", message="this content is already loaded")
-    return check_file(con, file) or load_checked(con, file)
+    return check_file(con, file, guards) or load_checked(con, file)
 
 
 @dataclass(frozen=True)
@@ -344,7 +401,7 @@ def stage_file(
     file = recognise_file(path, guards)
     if isinstance(file, FileResult):
         return StagedFile(None, None, file, order)
-    refused = check_file(con, file)
+    refused = check_file(con, file, guards)
     if refused is not None:
         return StagedFile(None, None, refused, order)
     folder = staging_dir / file.sha256

@@ -119,3 +119,77 @@ def test_a_report_does_not_start_without_room_to_spill(tmp_path):
     assert refused.returncode == 1
     assert "STOREMON_DUCKDB_TEMP_LIMIT_GB" in refused.stderr and "free" in refused.stderr
     assert not (home / "reports" / "latest.csv").exists()
+
+
+def test_hostile_files_never_print_a_traceback_nor_move_the_report(tmp_path):
+    """Each measured hostile file after the sample: one line per file, exit 1 for the refused
+    one, every other file's bad lines quarantined with their reason and line number, and the
+    report afterwards as of the same instant (a device's wrong clock moves nothing)."""
+    import duckdb
+
+    home = tmp_path / "state"
+    assert storemon(home, "ingest", str(SAMPLE_DATA_DIR)).returncode == 0
+    before = storemon(home, "report")
+    assert before.returncode == 0, before.stderr
+    as_of_line = before.stdout.splitlines()[0].split(":")[0]
+
+    header = b"store_id,status,timestamp_utc\n"
+    new = b"hostile-new,active,2023-01-25 10:00:00 UTC\n"  # a store of its own
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    files = {
+        "a_skewed.csv": header + new + b"hostile-skew,active,2033-01-20 10:00:00 UTC\n",
+        "b_far.csv": header + b"hostile-far,active,9999-12-31 23:59:59 UTC\n"
+        + b"hostile-far,active,0001-01-01 00:00:00 UTC\n",
+        "c_nul.csv": header + b"hostile-nul,act\x00ive,2023-01-25 10:00:00 UTC\n" + new,
+        "d_long.csv": header + b"x" * 50_000_000 + b"\n" + new,
+        "e_cr.csv": (header + new).replace(b"\n", b"\r")
+        + b"hostile-cr,active,2023-01-25 10:00:00 UTC\r",
+        "f_garbage.csv": bytes(range(256)) * 4000,
+        "g_nuls.csv": header + new + b"\x00" * 100 + b"\n",
+    }
+    for name, data in files.items():
+        (hostile / name).write_bytes(data)
+    ingest = storemon(home, "ingest", str(hostile))
+    output = ingest.stdout + ingest.stderr
+    assert ingest.returncode == 1  # the garbage file is refused
+    assert "Traceback" not in output
+    lines = {line.split(":")[0].rsplit("/", 1)[-1]: line for line in ingest.stdout.splitlines()}
+    assert "f_garbage.csv: refused — unknown header" in lines["f_garbage.csv"]
+    assert "1 future_timestamp" in lines["a_skewed.csv"]
+    assert "2 invalid_timestamp" in lines["b_far.csv"]
+    assert "1 control_characters" in lines["c_nul.csv"]
+    assert "1 line_too_long" in lines["d_long.csv"]
+    assert "2 rows, 1 loaded, 1 duplicate, 0 rejected" in lines["e_cr.csv"]
+    assert "1 control_characters" in lines["g_nuls.csv"]
+    assert "6 refused" not in ingest.stdout and "; 1 refused" in ingest.stdout
+
+    with duckdb.connect(str(home / "storemon.duckdb"), read_only=True) as con:
+        found = con.execute(
+            "SELECT regexp_extract(file, '[^/]*$'), line, reason, length(raw) FROM quarantine "
+            "WHERE file LIKE ? ORDER BY ALL",
+            [f"{hostile}%"],
+        ).fetchall()
+    assert [row[:3] for row in found] == [
+        ("a_skewed.csv", 3, "future_timestamp"),
+        ("b_far.csv", 2, "invalid_timestamp"),
+        ("b_far.csv", 3, "invalid_timestamp"),
+        ("c_nul.csv", 2, "control_characters"),
+        ("d_long.csv", 2, "line_too_long"),
+        ("g_nuls.csv", 3, "control_characters"),
+    ]
+    assert max(row[3] for row in found) < 5000  # never the 50 MB line itself
+
+    after = storemon(home, "report")
+    assert after.returncode == 0 and "Traceback" not in after.stdout + after.stderr
+    assert after.stdout.splitlines()[0].split(":")[0] == as_of_line
+    explained = storemon(home, "explain", "hostile-cr")
+    assert explained.returncode == 0, explained.stderr
+    skewed = storemon(home, "explain", "hostile-skew")
+    assert skewed.returncode == 1 and "Traceback" not in skewed.stderr
+
+
+def test_ingest_of_a_missing_path_says_so_without_a_traceback(tmp_path):
+    result = storemon(tmp_path / "state", "ingest", str(tmp_path / "nowhere.csv"))
+    assert result.returncode == 1
+    assert "no such file or folder" in result.stderr and "Traceback" not in result.stderr

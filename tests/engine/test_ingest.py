@@ -236,13 +236,18 @@ def test_gzip_files_and_folders_load(con, tmp_path):
 
 
 def test_latin1_bytes_are_quarantined_not_fatal(con, tmp_path):
+    """A line that is not UTF-8 is rejected on its own (the same whatever the other lines
+    hold), its bytes kept escaped; the file's other rows load."""
     path = tmp_path / "polls.csv"
     path.write_bytes(
         (POLLS_HEADER + "\ns,active,2023-01-22 12:00:00 UTC\n").encode()
         + b"s\xe9,active,2023-01-22 12:00:00 UTC\n"
     )
     [result] = ingest_paths(con, [path])
-    assert (result.rows_loaded, result.rejected) == (1, {"invalid_store_id": 1})
+    assert (result.rows_loaded, result.rejected) == (1, {"invalid_encoding": 1})
+    assert rows(con, "SELECT line, raw FROM quarantine") == [
+        (3, "s\\xe9,active,2023-01-22 12:00:00 UTC")
+    ]
 
 
 def test_a_file_duckdb_cannot_read_as_text_is_refused_and_the_rest_loads(con, tmp_path):

@@ -43,7 +43,10 @@ SELECT
         WHEN NOT regexp_full_match(store_id, $store_id_pattern)
             THEN 'invalid_store_id'
         WHEN is_active IS NULL THEN 'invalid_status'
-        WHEN ts IS NULL THEN 'invalid_timestamp'
+        -- an instant a report cannot represent (docs/semantics.md §1.3)
+        WHEN ts IS NULL OR ts < $first_valid_ts OR ts >= $end_valid_ts THEN 'invalid_timestamp'
+        -- later than the ingest's clock plus the allowed skew: a device with a wrong clock
+        WHEN ts > $not_after THEN 'future_timestamp'
     END AS reason,
     -- the raw line is kept for the quarantine only
     CASE WHEN reason IS NOT NULL THEN raw END AS raw
