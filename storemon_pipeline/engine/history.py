@@ -73,10 +73,10 @@ def latest_report_partition_key(state_dir: Path, duckdb_path: Path, wait_seconds
 def partitions_changed_by(
     new_poll_hours: list[datetime], previous_latest: datetime | None, latest: datetime | None
 ) -> list[datetime]:
-    """The partition hours whose report an ingest changed: the hours its polls fall in, and the
+    """The partition hours an ingest asks to compute: the hours its new polls fall in, and the
     hour of the previous latest poll when the latest poll moved on (that partition's as-of was
-    the latest poll; it becomes the end of its hour). Later partitions of a late poll keep the
-    report they had: backfill them to account for it."""
+    the latest poll; it becomes the end of its hour). The later stored partitions a late poll
+    changes are the backlog's (``converge_history``)."""
     changed = set(new_poll_hours)
     if previous_latest is not None and latest is not None and latest > previous_latest:
         changed.add(partition_hour_of(previous_latest))
@@ -117,20 +117,235 @@ def save_history(
         "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
         [list(as_of_by_hour), list(as_of_by_hour.values())],
     )
+    _write_history(con, path, "history_save", {"run_id": run_id, "computed_at": utc_now()})
+    return con.execute(
+        "SELECT count(*) FROM report_results SEMI JOIN saved_partitions USING (as_of)"
+    ).fetchone()[0]
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """What bringing the stored partitions up to date with the backlog did."""
+
+    stores: int  # stores the backlog named
+    partitions: int  # stored partitions recomputed for some of them
+    rows: int  # history rows written
+    first_partition: datetime | None = None
+    last_partition: datetime | None = None
+
+
+def backlog_stores(con: duckdb.DuckDBPyConnection) -> int:
+    """How many stores have stored partitions that may be out of date."""
+    return con.execute("SELECT count(*) FROM history_backlog").fetchone()[0]
+
+
+def stored_as_of(path: Path, hours: Sequence[datetime], wait_seconds: float = 30.0) -> dict:
+    """The stored as-of of each of these partitions that the history holds."""
+    found = _read_history(
+        path,
+        "SELECT partition_hour, as_of FROM history.uptime_report_partitions "
+        "WHERE partition_hour IN (SELECT unnest($hours::TIMESTAMP[]))",
+        {"hours": list(hours)},
+        wait_seconds,
+    )
+    return {
+        row.partition_hour.to_pydatetime(): row.as_of.to_pydatetime()
+        for row in found.itertuples()
+    }
+
+
+def converge_history(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    computed_hours: Sequence[datetime] = (),
+    run_id: str | None = None,
+    rows_per_pass: int = ROWS_PER_PASS,
+) -> Convergence:
+    """Recompute, for the stores of the backlog only, every stored partition whose as-of is at
+    or after the store's first change (docs/semantics.md §2.12), at its stored as-of.
+    ``computed_hours`` are partitions this run computes whole: they are skipped. Call
+    ``forget_converged`` once those are saved too.
+
+    Stores whose changes start in the same hour share their partitions; a group is merged into
+    the one before it when that adds at most a quarter more partitions, so a late file spanning
+    a few hours is one pass, and a stray old poll of one store costs one store's pass.
+    """
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE consumed_backlog AS SELECT * FROM history_backlog"
+    )
+    groups = con.execute(
+        """
+        SELECT min(backlog.changed_from), list(stores.store_id ORDER BY stores.store_id)
+        FROM consumed_backlog AS backlog
+        JOIN stores USING (store_key)
+        GROUP BY date_trunc('hour', backlog.changed_from)
+        ORDER BY 1
+        """
+    ).fetchall()
+    stored: dict[datetime, datetime] = {}
+    if groups and path.exists():
+        found = _read_history(
+            path,
+            "SELECT partition_hour, as_of FROM history.uptime_report_partitions "
+            "WHERE as_of >= $since ORDER BY as_of",
+            {"since": groups[0][0]},
+            30.0,
+        )
+        skipped = set(computed_hours)
+        stored = {
+            row.partition_hour.to_pydatetime(): row.as_of.to_pydatetime()
+            for row in found.itertuples()
+            if row.partition_hour.to_pydatetime() not in skipped
+        }
+    rows = 0
+    revised: set[datetime] = set()
+    for since, store_ids in _merged_groups(groups, stored):
+        partitions = {hour: as_of for hour, as_of in stored.items() if as_of >= since}
+        per_pass = max(1, rows_per_pass // len(store_ids))
+        for chunk in _passes(partitions, per_pass):
+            compute_reports(con, list(chunk.values()), store_ids)
+            rows += _save_revision(con, path, chunk, store_ids, run_id)
+            revised |= set(chunk)
+    return Convergence(
+        sum(len(ids) for _, ids in groups), len(revised), rows,
+        min(revised, default=None), max(revised, default=None),
+    )
+
+
+def partitions_to_compute(
+    path: Path, as_of_by_hour: dict[datetime, datetime], only_stale: bool
+) -> dict[datetime, datetime]:
+    """The partitions to compute whole: all of them, or only those the history lacks or holds
+    as of another instant (the others change only for the backlog's stores)."""
+    if not only_stale:
+        return as_of_by_hour
+    stored = stored_as_of(path, list(as_of_by_hour))
+    return {hour: as_of for hour, as_of in as_of_by_hour.items() if stored.get(hour) != as_of}
+
+
+@dataclass(frozen=True)
+class HistoryUpdate:
+    whole: dict[datetime, datetime]  # the partitions computed whole (hour -> as-of)
+    rows: int  # history rows written, whole and late
+    convergence: Convergence
+
+
+def update_history(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    as_of_by_hour: dict[datetime, datetime],
+    run_id: str | None = None,
+    *,
+    only_stale: bool = False,
+    rows_per_pass: int = ROWS_PER_PASS,
+) -> HistoryUpdate:
+    """What a report run does to the history: compute these partitions (hour -> as-of) whole
+    (with ``only_stale``, those the history lacks or holds as of another instant), and every
+    other stored partition the backlog's late data changed, for its stores; then forget the
+    backlog. ``report_results`` is left holding the newest partition's report."""
+    whole = partitions_to_compute(path, as_of_by_hour, only_stale)
+    convergence = converge_history(con, path, list(whole), run_id, rows_per_pass)
+    rows = compute_history(con, path, whole, run_id, rows_per_pass)
+    newest = max(as_of_by_hour)
+    if newest not in whole:  # stored, and now up to date with the late data
+        load_stored_report(con, path, newest)
+    forget_converged(con)
+    return HistoryUpdate(whole, rows + convergence.rows, convergence)
+
+
+def load_stored_report(con: duckdb.DuckDBPyConnection, path: Path, hour: datetime) -> None:
+    """``report_results`` from a stored partition's rows (they are its report, unrounded), for
+    its CSV and summaries without computing it again."""
+    attach_history(con, path, read_only=True)
+    try:
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE report_results AS
+            SELECT as_of, NULL::INTEGER AS store_key, store_id,
+                   uptime_hour_us, uptime_day_us, uptime_week_us,
+                   business_hour_us, business_day_us, business_week_us
+            FROM history.uptime_report
+            WHERE partition_hour = ?
+            """,
+            [hour],
+        )
+    finally:
+        con.execute("DETACH history")
+
+
+def forget_converged(con: duckdb.DuckDBPyConnection) -> None:
+    """Forget the backlog ``converge_history`` worked through, once the run's partitions are all
+    saved (a run that dies before leaves it for the next)."""
+    con.execute(
+        "DELETE FROM history_backlog USING consumed_backlog AS consumed "
+        "WHERE history_backlog.store_key = consumed.store_key "
+        "AND history_backlog.changed_from >= consumed.changed_from"
+    )
+
+
+def _merged_groups(
+    groups: list[tuple[datetime, list[str]]], stored: dict[datetime, datetime]
+) -> Iterator[tuple[datetime, list[str]]]:
+    """The backlog's groups (earliest change, stores), oldest first, each merged into the one
+    before it when that adds at most a quarter more partitions; groups with no stored partition
+    at or after their change are dropped."""
+    def partitions_since(since: datetime) -> int:
+        return sum(1 for as_of in stored.values() if as_of >= since)
+
+    current: tuple[datetime, list[str]] | None = None
+    for since, store_ids in groups:
+        own = partitions_since(since)
+        if own == 0:
+            continue
+        if current is not None and partitions_since(current[0]) <= 1.25 * own:
+            current = (current[0], current[1] + store_ids)
+            continue
+        if current is not None:
+            yield current
+        current = (since, list(store_ids))
+    if current is not None:
+        yield current
+
+
+def _save_revision(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    as_of_by_hour: dict[datetime, datetime],
+    store_ids: list[str],
+    run_id: str | None,
+) -> int:
+    """Replace these stores' rows of these stored partitions with ``report_results``."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE revised_partitions AS "
+        "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
+        [list(as_of_by_hour), list(as_of_by_hour.values())],
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE revised_stores AS "
+        "SELECT unnest(?::VARCHAR[]) AS store_id",
+        [store_ids],
+    )
+    _write_history(con, path, "history_revise", {"run_id": run_id, "revised_at": utc_now()})
+    return con.execute(
+        "SELECT count(*) FROM report_results SEMI JOIN revised_partitions USING (as_of)"
+    ).fetchone()[0]
+
+
+def _write_history(
+    con: duckdb.DuckDBPyConnection, path: Path, script: str, params: dict[str, object]
+) -> None:
+    """Run a script over the history file in one transaction, attached only for that moment."""
     attach_history(con, path)
     try:
         con.begin()
         try:
-            run_script(con, "history_save", {"run_id": run_id, "computed_at": utc_now()})
+            run_script(con, script, params)
             con.commit()
         except BaseException:
             con.rollback()
             raise
     finally:
         con.execute("DETACH history")
-    return con.execute(
-        "SELECT count(*) FROM report_results SEMI JOIN saved_partitions USING (as_of)"
-    ).fetchone()[0]
 
 
 def _passes(

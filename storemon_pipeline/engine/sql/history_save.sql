@@ -20,7 +20,10 @@ SELECT
 FROM report_results
 JOIN saved_partitions USING (as_of);
 
-INSERT INTO history.uptime_report_partitions
+INSERT INTO history.uptime_report_partitions (
+    partition_hour, as_of, stores, uptime_day_us, business_day_us, uptime_week_us,
+    business_week_us, computed_at, run_id
+)
 SELECT
     saved_partitions.partition_hour,
     saved_partitions.as_of,

@@ -22,5 +22,12 @@ CREATE TABLE IF NOT EXISTS history.uptime_report_partitions (
     uptime_week_us   BIGINT    NOT NULL,
     business_week_us BIGINT    NOT NULL,
     computed_at      TIMESTAMP NOT NULL,
-    run_id           VARCHAR
+    run_id           VARCHAR,
+    -- when late data or a new snapshot last made a run recompute some stores' rows, and which run
+    revised_at       TIMESTAMP,
+    revised_run_id   VARCHAR
 );
+
+-- History files of earlier versions lack the revision columns.
+ALTER TABLE history.uptime_report_partitions ADD COLUMN IF NOT EXISTS revised_at TIMESTAMP;
+ALTER TABLE history.uptime_report_partitions ADD COLUMN IF NOT EXISTS revised_run_id VARCHAR;

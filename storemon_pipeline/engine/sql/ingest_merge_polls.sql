@@ -27,24 +27,39 @@ GROUP BY stores.store_key, ingest_checked.ts;
 SET VARIABLE incoming_from = (SELECT min(ts) FROM incoming_polls);
 SET VARIABLE incoming_to = (SELECT max(ts) FROM incoming_polls);
 
-UPDATE polls
-SET is_active = false
+-- The incoming polls that change what is stored: new ones, and inactive ones whose stored twin
+-- is active (inactive wins). A re-delivered poll that changes nothing is not among them.
+CREATE OR REPLACE TEMP TABLE changed_polls AS
+SELECT incoming.store_key, incoming.ts, incoming.is_active, stored.ts IS NOT NULL AS is_stored
 FROM incoming_polls AS incoming
-WHERE polls.store_key = incoming.store_key
-  AND polls.ts = incoming.ts
-  AND polls.ts BETWEEN getvariable('incoming_from') AND getvariable('incoming_to')
-  AND polls.is_active
-  AND NOT incoming.is_active;
-
-INSERT INTO polls
-SELECT incoming.store_key, incoming.ts, incoming.is_active
-FROM incoming_polls AS incoming
-ANTI JOIN (
-    SELECT store_key, ts
+LEFT JOIN (
+    SELECT store_key, ts, is_active
     FROM polls
     WHERE ts BETWEEN getvariable('incoming_from') AND getvariable('incoming_to')
 ) AS stored
-    ON stored.store_key = incoming.store_key AND stored.ts = incoming.ts;
+    ON stored.store_key = incoming.store_key AND stored.ts = incoming.ts
+WHERE stored.ts IS NULL OR (stored.is_active AND NOT incoming.is_active);
+
+UPDATE polls
+SET is_active = false
+FROM changed_polls AS changed
+WHERE changed.is_stored
+  AND polls.store_key = changed.store_key
+  AND polls.ts = changed.ts
+  AND polls.ts BETWEEN getvariable('incoming_from') AND getvariable('incoming_to');
+
+INSERT INTO polls
+SELECT store_key, ts, is_active
+FROM changed_polls
+WHERE NOT is_stored;
+
+-- Every stored report partition as of the first changed poll or later may now be another
+-- report for the store (docs/semantics.md §2.12).
+INSERT INTO history_backlog
+SELECT store_key, min(ts)
+FROM changed_polls
+GROUP BY store_key
+ON CONFLICT (store_key) DO UPDATE SET changed_from = least(changed_from, excluded.changed_from);
 
 UPDATE stores
 SET first_poll = least(stores.first_poll, incoming.first_poll),

@@ -71,6 +71,16 @@ CREATE TABLE IF NOT EXISTS search_memo (
     last_active          BOOLEAN
 );
 
+-- Stores whose stored report partitions may no longer be the reports of the data
+-- (docs/semantics.md §2.12): polls that arrived late or turned a stored poll inactive, or a new
+-- hours or time-zone snapshot that changed the store's rows. changed_from is the earliest as-of
+-- whose report may differ. The next report run recomputes those partitions for these stores and
+-- then forgets the rows (engine/history.py: converge_history).
+CREATE TABLE IF NOT EXISTS history_backlog (
+    store_key    INTEGER   PRIMARY KEY,  -- stores.store_key
+    changed_from TIMESTAMP NOT NULL
+);
+
 -- Tables of earlier versions, now derived elsewhere: the report history lives in
 -- history.duckdb (engine/history.py), and reports build their own business windows.
 DROP TABLE IF EXISTS uptime_report;
