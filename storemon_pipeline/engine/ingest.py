@@ -201,6 +201,7 @@ def _load_checked_rows(con: duckdb.DuckDBPyConnection, feed: str) -> int:
         return con.execute("SELECT count(*) FROM polls").fetchone()[0] - before
     if feed in (HOURS, TIMEZONES):  # which polls are in hours changes with either snapshot
         con.execute("DELETE FROM search_memo")
+        con.execute(sql(f"ingest_changed_{feed}"))
     if feed == HOURS:
         con.execute("DELETE FROM business_hours")
         con.execute(
@@ -339,7 +340,7 @@ def load_checked(con: duckdb.DuckDBPyConnection, file: RecognisedFile) -> FileRe
         poll_hours = [
             row[0]
             for row in con.execute(
-                "SELECT DISTINCT date_trunc('hour', ts) FROM incoming_polls ORDER BY 1"
+                "SELECT DISTINCT date_trunc('hour', ts) FROM changed_polls ORDER BY 1"
             ).fetchall()
         ] if feed == POLLS else []
         con.execute(
@@ -352,7 +353,7 @@ def load_checked(con: duckdb.DuckDBPyConnection, file: RecognisedFile) -> FileRe
         con.rollback()
         raise
     finally:
-        for staging in ("ingest_checked", "incoming_polls"):
+        for staging in ("ingest_checked", "incoming_polls", "changed_polls"):
             con.execute(f"DROP TABLE IF EXISTS {staging}")
     # a snapshot stores each distinct valid row once: the others are duplicates
     # (ingest_manifest.rows_duplicate says 0 for them until the transaction counts them too)
