@@ -23,11 +23,14 @@ from storemon_pipeline.defs.partitions import add_report_partitions, report_part
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.engine.db import ensure_spill_room
 from storemon_pipeline.engine.history import (
-    compute_history,
+    HistoryUpdate,
+    backlog_stores,
     partition_as_of,
     partition_hour,
+    partition_hour_of,
     partition_key,
     partitions_changed_by,
+    update_history,
 )
 from storemon_pipeline.engine.ingest import (
     FileResult,
@@ -63,6 +66,11 @@ DUCKDB_POOL = "duckdb"
 POLLS_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=2), warn_window=timedelta(hours=1)
 )
+
+# A run with this tag (the sensor after an ingest) computes whole only the partitions the
+# history lacks or holds as of another instant; the others change for the late data's stores.
+RECOMPUTE_TAG = "storemon/recompute"
+RECOMPUTE_STALE = "stale"
 
 REJECTED_SHARE_CHECK = "rejected_rows_share"
 FILES_RECOGNISED_CHECK = "files_recognised"
@@ -175,9 +183,14 @@ def record_ingest(
     added = add_report_partitions(instance, new_hours)
     changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
     metadata = _ingest_metadata(con, results, expired)
+    backlog = backlog_stores(con)
+    if backlog and not changed and newest_poll is not None:
+        # only stored partitions changed (a new snapshot): the newest run brings them up to date
+        changed = [partition_hour_of(newest_poll)]
     metadata["polls"] |= {
         "new_report_partitions": len(added),
         "report_partitions_to_refresh": dg.MetadataValue.json([partition_key(h) for h in changed]),
+        "stores_with_late_data": backlog,
     }
     files = dg.MetadataValue.md(_files_table(results))
     return {
@@ -376,14 +389,42 @@ def uptime_report(
         as_of_by_hour = {
             partition_hour(key): partition_as_of(partition_hour(key), newest_poll) for key in keys
         }
-        rows = compute_history(con, storemon.history_path, as_of_by_hour, run_id)
+        update = update_history(
+            con, storemon.history_path, as_of_by_hour, run_id,
+            only_stale=context.run.tags.get(RECOMPUTE_TAG) == RECOMPUTE_STALE,
+        )
         as_of = as_of_by_hour[max(as_of_by_hour)]
         export_report_csv(con, csv_path, as_of)
         report = FinishedReport(
-            rows, as_of, result_summary(con, as_of), most_downtime(con, as_of), newest_poll,
-            data_version(con),
+            update.rows, as_of, result_summary(con, as_of),
+            most_downtime(con, as_of), newest_poll, data_version(con),
         )
-    return finish_report(context, storemon, keys, report, time.perf_counter() - started)
+    late = update.convergence
+    context.log.info(
+        f"{len(update.whole)} of {len(keys)} partition(s) computed whole; late data: "
+        f"{late.stores} store(s) in the backlog, {late.partitions} other stored "
+        f"partition(s) recomputed for them ({late.rows} rows)"
+    )
+    return finish_report(
+        context, storemon, keys, report, time.perf_counter() - started, update_metadata(update)
+    )
+
+
+def update_metadata(update: HistoryUpdate) -> dict[str, object]:
+    """What the run did to the history: partitions computed whole, and the late data's."""
+    convergence = update.convergence
+    metadata: dict[str, object] = {
+        "partitions_computed_whole": len(update.whole),
+        "late_data_stores": convergence.stores,
+        "late_data_partitions": convergence.partitions,
+        "late_data_rows": convergence.rows,
+    }
+    if convergence.first_partition is not None:
+        metadata |= {
+            "late_data_first_partition": partition_key(convergence.first_partition),
+            "late_data_last_partition": partition_key(convergence.last_partition),
+        }
+    return metadata
 
 
 def finish_report(
@@ -392,6 +433,7 @@ def finish_report(
     keys: list[str],
     report: FinishedReport,
     seconds: float,
+    extra_metadata: dict[str, object] | None = None,
 ) -> dg.MaterializeResult:
     """The report's sidecar (its CSV is written: the REST facade may serve it now), a log line
     and the materialization's metadata."""
@@ -428,4 +470,4 @@ def finish_report(
     share = report.summary.uptime_share_last_week
     if share is not None:
         metadata["uptime_share_last_week"] = round(share, 6)
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata | (extra_metadata or {}))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from storemon_pipeline.defs.assets import POLLS, IngestConfig
+from storemon_pipeline.defs.assets import POLLS, RECOMPUTE_STALE, RECOMPUTE_TAG, IngestConfig
 from storemon_pipeline.defs.jobs import ingest_job, refresh_job
 from storemon_pipeline.defs.partitions import contiguous_ranges, is_materialized, range_tags
 from storemon_pipeline.defs.resources import StoremonState
@@ -101,7 +101,8 @@ def incoming_files(
                     ops={"ingest": IngestConfig(paths=[str(folder / n) for n in request["files"]])}
                 ),
                 tags={
-                    "storemon/trigger": "incoming_files",
+                    "storemon/trigger": "sensor",
+                    "dagster/priority": "0",
                     "storemon/files": str(len(request["files"])),
                     "storemon/attempt": str(request["attempt"]),
                 },
@@ -130,7 +131,9 @@ def report_after_ingest(
 ) -> dg.SensorResult:
     """After polls are ingested (by any run), bring the report partitions they changed up to
     date: the hours the new polls fall in, and the previous latest hour. Neighbouring partitions
-    go into one run (a single-run backfill); partitions materialized since are skipped."""
+    go into one run (a single-run backfill); partitions materialized since are skipped. The run
+    computes whole only the partitions that are new or whose as-of moved, and recomputes the
+    stored partitions that late polls or a new snapshot changed for those stores alone."""
     materialization = asset_event.asset_materialization
     entry = (
         materialization.metadata.get("report_partitions_to_refresh") if materialization else None
@@ -146,7 +149,12 @@ def report_after_ingest(
         run_requests=[
             dg.RunRequest(
                 run_key=f"after-ingest-{asset_event.run_id}-{keys[0]}-{keys[-1]}",
-                tags={**range_tags(keys), "storemon/trigger": "report_after_ingest"},
+                tags={
+                    **range_tags(keys),
+                    "storemon/trigger": "sensor",
+                    "dagster/priority": "0",
+                    RECOMPUTE_TAG: RECOMPUTE_STALE,
+                },
             )
             for keys in ranges
         ]
