@@ -401,6 +401,83 @@ def test_page_explains_a_store_week_in_headless_chromium(api_stack, api, first_r
         browser.close()
 
 
+def test_hostile_files_in_incoming_are_quarantined_and_move_nothing(api_stack, api):
+    """The measured hostile files dropped in incoming/: the sensor's ingest run succeeds, their
+    hostile lines are quarantined with their reasons and line numbers, and the latest poll and
+    the next report's as-of do not move. Their valid rows are sample polls again (duplicates),
+    so the other tests sharing this stack see the same data; a report is made after the ingest
+    so that the next test still finds the data unchanged since the last report."""
+    import os
+
+    import dagster as dg
+    import duckdb
+
+    from storemon_pipeline.engine.state import read_latest_poll
+
+    home = api_stack.home
+    latest_before = read_latest_poll(home)
+    header = b"store_id,status,timestamp_utc\n"
+    sample = b"1515989402848510686,active,2023-01-21 18:41:02.866076 UTC\n"  # the first poll
+    skewed = b"1515989402848510686,active,2033-01-20 10:00:00 UTC\n"  # a wrong clock
+    files = {
+        "hostile_skewed.csv": header + sample + skewed,
+        "hostile_far.csv": header + b"hostile-far,active,9999-12-31 23:59:59 UTC\n" + sample,
+        "hostile_nul.csv": header + b"hostile-nul,act\x00ive,2023-01-21 18:00:00 UTC\n" + sample,
+        "hostile_long.csv": header + b"x" * 50_000_000 + b"\n" + sample,
+        "hostile_cr.csv": (header + sample).replace(b"\n", b"\r"),
+        "hostile_nuls.csv": header + sample + b"\x00" * 100 + b"\n",
+    }
+    staging = home / "hostile_staging"
+    staging.mkdir()
+    for name, data in files.items():
+        (staging / name).write_bytes(data)
+    time.sleep(2.5)  # settled: the sensor takes them all at one tick
+    started = time.time()
+    for name in files:
+        os.replace(staging / name, home / "incoming" / name)
+
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    deadline = time.monotonic() + REPORT_TIMEOUT
+    while True:
+        runs = [
+            r for r in instance.get_run_records(dg.RunsFilter(job_name="ingest_job"))
+            if r.create_timestamp.timestamp() > started and r.dagster_run.is_finished
+        ]
+        if runs:
+            break
+        assert time.monotonic() < deadline, "the incoming files were never ingested"
+        time.sleep(1)
+    [run] = runs
+    assert run.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.dagster_run.tags["storemon/files"] == str(len(files))
+
+    with duckdb.connect(str(home / "storemon.duckdb"), read_only=True) as con:
+        found = con.execute(
+            "SELECT regexp_extract(file, '[^/]*$'), line, reason, length(raw) FROM quarantine "
+            "WHERE file LIKE '%/incoming/hostile_%' ORDER BY ALL"
+        ).fetchall()
+        manifest = con.execute(
+            "SELECT sum(rows_loaded), sum(rows_read) FROM ingest_manifest "
+            "WHERE file LIKE '%/incoming/hostile_%'"
+        ).fetchone()
+    assert [row[:3] for row in found] == [
+        ("hostile_far.csv", 2, "invalid_timestamp"),
+        ("hostile_long.csv", 2, "line_too_long"),
+        ("hostile_nul.csv", 2, "control_characters"),
+        ("hostile_nuls.csv", 3, "control_characters"),
+        ("hostile_skewed.csv", 3, "future_timestamp"),
+    ]
+    assert max(row[3] for row in found) < 5000
+    assert manifest == (0, 11)  # every valid row a duplicate of the sample: nothing new
+    assert read_latest_poll(home) == latest_before
+
+    answer = api.post("/trigger_report?fresh=true")
+    assert answer.status_code == 202, answer.text
+    status = wait_for_report(api, answer.json()["report_id"])
+    assert status["status"] == "Complete", status
+    assert datetime.fromisoformat(status["as_of"]).replace(tzinfo=None) == latest_before
+
+
 def test_dagster_down_gives_503_but_finished_reports_still_download(api_stack, api, first_report):
     """Last: stops the Dagster webserver for good."""
     api_stack.stop_webserver()
