@@ -1,1 +1,1 @@
-"""REST facade over Dagster (issue 4)."""
+"""The REST facade over Dagster: trigger reports, follow them, download them."""

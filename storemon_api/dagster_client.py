@@ -34,7 +34,15 @@ REPORT_PARTITIONS = "report_hours"  # storemon_pipeline.defs.partitions.report_p
 PARTITION_TAG = "dagster/partition"
 # The data a triggered report was launched on (storemon_pipeline.engine.ingest.data_version).
 DATA_VERSION_TAG = "storemon/data_version"
+# Who launched a run (storemon_pipeline.defs.tags: api, sensor, schedule, up, ui; no tag: ui),
+# and its place in Dagster's run queue: a report someone waits for through the API goes first.
+TRIGGER_TAG = "storemon/trigger"
+PRIORITY_TAG = "dagster/priority"
+UNTAGGED = "ui"
+API_RUN_TAGS = {TRIGGER_TAG: "api", PRIORITY_TAG: "10"}
 IN_PROGRESS = {"QUEUED", "NOT_STARTED", "MANAGED", "STARTING", "STARTED", "CANCELING"}
+# What Dagster raises in a step whose blocking asset check failed.
+CHECK_FAILED_ERROR = "DagsterAssetCheckFailedError"
 FAILED = {"FAILURE", "CANCELED"}
 
 
@@ -59,6 +67,10 @@ class RunInfo:
     @property
     def partition(self) -> str | None:
         return self.tags.get(PARTITION_TAG)
+
+    @property
+    def trigger(self) -> str:
+        return self.tags.get(TRIGGER_TAG, UNTAGGED)
 
     def is_report(self, report_job: str) -> bool:
         """A run of the report job, or any run (e.g. from the UI) materializing the report."""
@@ -118,6 +130,9 @@ query StoremonRunFailure($runId: ID!) {{
           ... on RunFailureEvent {{ message {_ERROR} }}
           ... on RunCanceledEvent {{ message }}
           ... on EngineEvent {{ message {_ERROR} }}
+          ... on AssetCheckEvaluationEvent {{
+            evaluation {{ checkName success severity description partition }}
+          }}
         }}
       }}
     }}
@@ -322,10 +337,16 @@ class DagsterClient:
 
 
 def failure_message(status: str, events: Sequence[Mapping[str, Any]]) -> str:
-    """The most specific reason among a failed run's events."""
+    """The most specific reason among a failed run's events: the checks that blocked it, with
+    what they found, or else the innermost error of the failed step."""
     if status == "CANCELED":
         canceled = [e["message"] for e in events if e["__typename"] == "RunCanceledEvent"]
         return canceled[-1] if canceled else "the run was canceled"
+    blocked = _failed_checks(events)
+    if blocked:
+        return "; ".join(
+            f"check {name} failed: {description}" for name, description in blocked.items()
+        )[:2000]
     for kind in ("ExecutionStepFailureEvent", "RunFailureEvent", "EngineEvent"):
         for event in reversed(events):
             if event["__typename"] != kind or (kind == "EngineEvent" and not event.get("error")):
@@ -335,6 +356,37 @@ def failure_message(status: str, events: Sequence[Mapping[str, Any]]) -> str:
             step = event.get("stepKey")
             return (f"step {step}: {text}" if step else text).strip()[:2000]
     return "the run failed (no error was recorded; see the run in the Dagster UI)"
+
+
+def _failed_checks(events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Check name -> what it found, for the ERROR checks that failed a step of the run (the
+    run's own evaluation of a check over many partitions, rather than each partition's)."""
+    if not any(
+        event["__typename"] == "ExecutionStepFailureEvent"
+        and CHECK_FAILED_ERROR in _class_names(event.get("error"))
+        for event in events
+    ):
+        return {}
+    found: dict[str, tuple[bool, str]] = {}  # name -> (for the whole run?, description)
+    for event in events:
+        evaluation = event.get("evaluation") if event["__typename"] == (
+            "AssetCheckEvaluationEvent"
+        ) else None
+        if not evaluation or evaluation["success"] or evaluation["severity"] != "ERROR":
+            continue
+        whole = evaluation.get("partition") is None
+        name = evaluation["checkName"]
+        if whole or not found.get(name, (False, ""))[0]:
+            found[name] = (whole, evaluation.get("description") or "no description")
+    return {name: description for name, (_, description) in found.items()}
+
+
+def _class_names(error: Mapping[str, Any] | None) -> list[str]:
+    names = []
+    while error:
+        names.append(str(error.get("className")))
+        error = error.get("cause")
+    return names
 
 
 def _innermost(error: Mapping[str, Any] | None) -> str | None:

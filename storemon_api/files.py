@@ -20,7 +20,11 @@ from typing import Any
 from storemon_api.ids import parse_report_id
 from storemon_pipeline.engine.files import read_json, write_json_atomically
 from storemon_pipeline.engine.instants import as_aware_utc, iso, parse_iso, utc_now
-from storemon_pipeline.engine.state import report_csv_path, report_sidecar_path
+from storemon_pipeline.engine.state import (
+    read_withheld_report,
+    report_csv_path,
+    report_sidecar_path,
+)
 
 ALIASES = "aliases"
 # How many of the newest finished reports a trigger looks through for one it can answer with.
@@ -55,6 +59,16 @@ class ReportFiles:
         if sidecar is None or not csv_path.is_file():
             return None
         return FinishedReport(parse_report_id(report_id), csv_path, sidecar)
+
+    def withheld(self, report_id: str) -> str | None:
+        """Why the report was withheld (it failed a blocking check), or None."""
+        found = read_withheld_report(self.reports_dir, parse_report_id(report_id))
+        if found is None:
+            return None
+        return "; ".join(
+            f"check {f.get('check')} failed: {f.get('description')}"
+            for f in found.get("failed_checks", [])
+        ) or "the report failed a check"
 
     def recent(self, limit: int) -> list[FinishedReport]:
         """The newest finished reports by sidecar time, newest first."""

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from storemon_api.ids import EXAMPLE_REPORT_ID
 
 Status = Literal["Running", "Complete", "Failed"]
+Trigger = Literal["api", "sensor", "schedule", "up", "ui"]
 
 
 def _example(**example: object) -> ConfigDict:
@@ -60,6 +61,7 @@ class ReportStatus(BaseModel):
         requested="2024-05-01T09:30:00.123000Z",
         created="2024-05-01T09:30:02.481000Z",
         stores=14092,
+        trigger="api",
         links={
             "self": f"/reports/{EXAMPLE_REPORT_ID}",
             "csv": f"/reports/{EXAMPLE_REPORT_ID}/csv",
@@ -78,6 +80,12 @@ class ReportStatus(BaseModel):
     requested: datetime | None = Field(default=None, description="When the run was created.")
     created: datetime | None = Field(default=None, description="When the CSV was finished.")
     stores: int | None = Field(default=None, description="Rows (stores) in the CSV.")
+    trigger: Trigger | None = Field(
+        default=None,
+        description="What launched the run: the API, a sensor (after an ingest), the hourly "
+        "schedule, `storemon up`, or someone in the Dagster UI; None if Dagster does not know "
+        "the run.",
+    )
     links: ReportLinks
 
 

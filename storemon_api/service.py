@@ -94,9 +94,13 @@ class ReportService:
         try:
             run = self.dagster.run(report_id)
         except DagsterUnavailable:
-            if finished is None:
+            if finished is not None:
+                return self._describe(report_id, None, finished), finished
+            withheld = self.files.withheld(report_id)
+            if withheld is None:
                 raise
-            return self._describe(report_id, None, finished), finished
+            # its run failed a blocking check: Failed, whether Dagster answers or not
+            return self._failed(report_id, withheld), None
         if run is None or not run.is_report(self.dagster.report_job):
             if finished is None:
                 raise UnknownReport(f"no report with id {report_id}")
@@ -116,9 +120,9 @@ class ReportService:
             raise ReportNotComplete(report.status)
         return finished
 
-    def recent(self, limit: int) -> list[ReportStatus]:
+    def recent(self, limit: int, trigger: str | None = None) -> list[ReportStatus]:
         """The report job's latest runs plus finished reports made by other jobs (e.g. the
-        Dagster UI's asset job), newest first."""
+        Dagster UI's asset job), newest first; only those ``trigger`` launched, if given."""
         runs = {run.run_id: run for run in self.dagster.runs(limit=limit)}
         finished = {report.report_id: report for report in self.files.recent(limit)}
         others = [report_id for report_id in finished if report_id not in runs]
@@ -135,6 +139,8 @@ class ReportService:
             if target in described
         ]
         every = [*described.values(), *aliases]
+        if trigger is not None:
+            every = [r for r in every if r.trigger == trigger]
         every.sort(key=lambda r: (r.requested or r.created or _EPOCH, r.report_id))
         return every[::-1][:limit]
 
@@ -185,7 +191,13 @@ class ReportService:
             requested=None if run is None else run.created,
             created=_parse(sidecar.get("created")),
             stores=sidecar.get("stores"),
+            trigger=None if run is None else run.trigger,
             links=self._links(report_id, run),
+        )
+
+    def _failed(self, report_id: str, error: str) -> ReportStatus:
+        return ReportStatus(
+            report_id=report_id, status="Failed", error=error, links=self._links(report_id, None)
         )
 
     def _links(self, report_id: str, run: RunInfo | ReportStatus | None) -> ReportLinks:

@@ -304,6 +304,7 @@ def prepare_state(settings: Settings) -> None:
     )
     from storemon_pipeline.defs.resources import StoremonState
     from storemon_pipeline.defs.sharded import shard_pool
+    from storemon_pipeline.defs.tags import trigger_tags
     from storemon_pipeline.engine.history import poll_hours
     from storemon_pipeline.engine.ingest import files_loaded
 
@@ -322,7 +323,7 @@ def prepare_state(settings: Settings) -> None:
             log("empty state: ingesting the sample data (data/)")
             result = defs.resolve_job_def("ingest_job").execute_in_process(
                 instance=instance, run_config=QUIET_RUN_CONFIG,
-                tags={"storemon/trigger": "storemon up"}, raise_on_error=False,
+                tags=trigger_tags("up"), raise_on_error=False,
             )
             log(f"ingest run {result.run_id}: "
                 f"{'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f} s")
@@ -342,7 +343,7 @@ def prepare_state(settings: Settings) -> None:
                 f"({len(keys)}) in one run")
             result = defs.resolve_job_def("refresh_job").execute_in_process(
                 instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False,
-                tags={**range_tags(keys), "storemon/trigger": "storemon up"},
+                tags={**range_tags(keys), **trigger_tags("up")},
             )
             evaluations = result.get_asset_check_evaluations()
             names = {c.check_name for c in evaluations}

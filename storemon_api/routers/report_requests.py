@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from storemon_api.dagster_client import API_RUN_TAGS
 from storemon_api.deps import TOKEN_REQUIRED, ReportsDep
 from storemon_api.models import FailedResponse, Problem, RunningResponse, TriggerResponse
 from storemon_api.routers.responses import (
@@ -39,9 +40,10 @@ def trigger_report(
     If the data has not changed since a finished report of that partition, the new id stands
     for that report and is already Complete; while an equivalent report is queued or running,
     it joins it; otherwise a Dagster run of `uptime_report` is launched (its run id is the
-    report id). `?fresh=true` always launches a run.
+    report id), ahead of the sensors' and backfills' runs in Dagster's queue. `?fresh=true`
+    always launches a run.
     """
-    report_id = reports.trigger(tags={"storemon/source": "api"}, fresh=fresh)
+    report_id = reports.trigger(tags=API_RUN_TAGS, fresh=fresh)
     response.headers["Location"] = f"/reports/{report_id}"
     return TriggerResponse(report_id=report_id)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
 from storemon_api.deps import TOKEN_REQUIRED, ApiSettingsDep, ReportsDep
-from storemon_api.models import ReportList, ReportStatus, UptimeSummary
+from storemon_api.models import ReportList, ReportStatus, Trigger, UptimeSummary
 from storemon_api.routers.responses import (
     CSV_CONTENT,
     ERRORS,
@@ -22,8 +22,15 @@ router = APIRouter(prefix="/reports", tags=["reports"], dependencies=TOKEN_REQUI
 
 
 @router.get("", response_model=ReportList, responses=ERRORS, summary="Recent reports, newest first")
-def list_reports(settings: ApiSettingsDep, reports: ReportsDep) -> ReportList:
-    return ReportList(reports=reports.recent(settings.reports_list_limit))
+def list_reports(
+    settings: ApiSettingsDep,
+    reports: ReportsDep,
+    trigger: Annotated[
+        Trigger | None,
+        Query(description="Only the reports this launched (api, sensor, schedule, up, ui)."),
+    ] = None,
+) -> ReportList:
+    return ReportList(reports=reports.recent(settings.reports_list_limit, trigger))
 
 
 @router.get(

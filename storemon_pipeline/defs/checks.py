@@ -4,6 +4,10 @@ the engine (``engine/checks.py``) from the source tables, independently of the r
 A run may materialize many partitions at once (a backfill is one run): each check then computes
 all of them in one pass and records one evaluation per partition, plus one for the run as a
 whole. (The ingest checks are computed by the ingest multi-asset itself: see assets.py.)
+
+The three invariants are blocking: a report that breaks one fails its run (Dagster fails the
+check's step), and its sidecar is withheld, so the REST API answers Failed with what the check
+found and never serves the CSV. ``polls_fresh`` only warns: old data is not wrong data.
 """
 
 
@@ -28,6 +32,7 @@ from storemon_pipeline.engine.history import (
     partition_key,
 )
 from storemon_pipeline.engine.report import latest_poll
+from storemon_pipeline.engine.state import withhold_report
 
 # Partitioned asset checks are a preview feature of Dagster 1.13 (pinned below 1.14). They give
 # each report partition its own check results, which is what browsing the history needs.
@@ -40,6 +45,7 @@ CHECK_KWARGS = dict(
     partitions_def=report_partitions,
     pool=DUCKDB_POOL,
 )
+BLOCKING = dict(CHECK_KWARGS, blocking=True)
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,25 @@ def _evaluate(
         outcomes: dict[datetime, Outcome] = check(
             con, {hour: stored[hour].as_of for hour in hours}
         )
-    name = context.check_specs[0].name
-    if len(hours) == 1:
+    spec = context.check_specs[0]
+    result = _result(context, spec.name, outcomes, severity)
+    if not result.passed and spec.blocking and severity == dg.AssetCheckSeverity.ERROR:
+        # Dagster fails the step; the report of this run must not be served meanwhile either
+        withhold_report(
+            storemon.reports_dir, context.run.run_id, spec.name, result.description or ""
+        )
+    return result
+
+
+def _result(
+    context: dg.AssetCheckExecutionContext,
+    name: str,
+    outcomes: dict[datetime, Outcome],
+    severity: dg.AssetCheckSeverity,
+) -> dg.AssetCheckResult:
+    """The result itself for one partition; for many, each partition's evaluation logged and
+    the run's result naming the failing partitions and what the first of them found."""
+    if len(outcomes) == 1:
         (outcome,) = outcomes.values()
         return dg.AssetCheckResult(
             passed=outcome.passed,
@@ -87,12 +110,16 @@ def _evaluate(
             )
         )
     failing = sorted(partition_key(h) for h, o in outcomes.items() if not o.passed)
+    first = outcomes[partition_hour(failing[0])].description if failing else ""
     return dg.AssetCheckResult(
         passed=not failing,
         severity=severity,
-        description=f"{len(hours)} partitions checked, {len(failing)} failing"
-        + (f" ({', '.join(failing[:5])}{', ...' if len(failing) > 5 else ''})" if failing else ""),
-        metadata={"partitions": len(hours), "failing_partitions": dg.MetadataValue.json(failing)},
+        description=f"{len(outcomes)} partitions checked, {len(failing)} failing"
+        + (f" ({', '.join(failing[:5])}{', ...' if len(failing) > 5 else ''}; "
+           f"{failing[0]}: {first})" if failing else ""),
+        metadata={
+            "partitions": len(outcomes), "failing_partitions": dg.MetadataValue.json(failing)
+        },
     )
 
 
@@ -110,7 +137,7 @@ def _stored_outcomes(
     }
 
 
-@dg.asset_check(**CHECK_KWARGS)
+@dg.asset_check(**BLOCKING)
 def uptime_plus_downtime_is_business_time(
     context: dg.AssetCheckExecutionContext, storemon: StoremonState
 ) -> dg.AssetCheckResult:
@@ -140,7 +167,7 @@ def uptime_plus_downtime_is_business_time(
     return _evaluate(context, storemon, check)
 
 
-@dg.asset_check(**CHECK_KWARGS)
+@dg.asset_check(**BLOCKING)
 def values_within_period(
     context: dg.AssetCheckExecutionContext, storemon: StoremonState
 ) -> dg.AssetCheckResult:
@@ -167,7 +194,7 @@ def values_within_period(
     return _evaluate(context, storemon, check)
 
 
-@dg.asset_check(**CHECK_KWARGS)
+@dg.asset_check(**BLOCKING)
 def one_row_per_store_with_polls(
     context: dg.AssetCheckExecutionContext, storemon: StoremonState
 ) -> dg.AssetCheckResult:

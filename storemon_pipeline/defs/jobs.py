@@ -12,19 +12,25 @@ from storemon_pipeline.defs.keys import (
     TIMEZONES,
     WINDOWS,
 )
+from storemon_pipeline.defs.tags import trigger_tags
 
 # Selected by key: with shards, the same keys are graph-backed assets (defs/sharded.py).
 INGEST_KEYS = (POLLS, BUSINESS_HOURS, TIMEZONES, QUARANTINE)
+# A run launched by hand from the UI's launchpad says so; the API, sensors, schedule and
+# `storemon up` give tags of their own, which take precedence over the job's.
+BY_HAND = trigger_tags("ui")
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets(*INGEST_KEYS),
+    tags=BY_HAND,
     description="Load CSV files into the feed tables (config: paths; default data/ + incoming/).",
 )
 
 uptime_report_job = dg.define_asset_job(
     "uptime_report_job",
     selection=dg.AssetSelection.assets(REPORT),
+    tags=BY_HAND,
     description="The uptime report of one hourly partition, its checks, and its CSV file "
     "reports/<run id>.csv. The REST facade launches it for the latest poll's partition.",
 )
@@ -32,6 +38,7 @@ uptime_report_job = dg.define_asset_job(
 refresh_job = dg.define_asset_job(
     "refresh_job",
     selection=dg.AssetSelection.assets(WINDOWS, REPORT),
+    tags=BY_HAND,
     description="Rebuild the business windows, then the report of one partition: what follows "
     "an ingest.",
 )

@@ -7,6 +7,7 @@ import dagster as dg
 
 from storemon_pipeline.defs.jobs import uptime_report_job
 from storemon_pipeline.defs.partitions import report_partitions
+from storemon_pipeline.defs.tags import trigger_tags
 from storemon_pipeline.engine.history import partition_key
 from storemon_pipeline.engine.instants import as_naive_utc
 
@@ -25,4 +26,6 @@ def hourly_uptime_report(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
     partition = partition_key(tick - timedelta(hours=1))
     if not context.instance.has_dynamic_partition(report_partitions.name, partition):
         return dg.SkipReason(f"no polls in hour {partition} (yet): nothing to report")
-    return dg.RunRequest(run_key=partition, partition_key=partition)
+    return dg.RunRequest(
+        run_key=partition, partition_key=partition, tags=trigger_tags("schedule")
+    )

@@ -5,7 +5,9 @@ and the Dagster sensors must answer meanwhile. So each run that changes what the
 leaves it in a JSON file, written to a temporary name and renamed (never seen half-written):
 
 - ``latest_poll.json``: the newest poll instant and the data version after the last ingest;
-- ``reports/<run id>.json``: beside each ``reports/<run id>.csv``, what that report is.
+- ``reports/<run id>.json``: beside each ``reports/<run id>.csv``, what that report is;
+- ``reports/withheld/<run id>.json``: instead of it, when the report failed a blocking check
+  (its CSV stays, to be looked into, but is never served).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from storemon_pipeline.engine.files import read_json, write_json_atomically
 from storemon_pipeline.engine.instants import iso, parse_iso, utc_now
 
 LATEST_POLL_FILE = "latest_poll.json"
+WITHHELD = "withheld"
 
 
 def write_latest_poll(
@@ -77,3 +80,29 @@ def write_report_sidecar(
 
 def read_report_sidecar(reports_dir: Path, run_id: str) -> dict[str, Any] | None:
     return read_json(report_sidecar_path(reports_dir, run_id))
+
+
+def withheld_report_path(reports_dir: Path, run_id: str) -> Path:
+    return reports_dir / WITHHELD / f"{run_id}.json"
+
+
+def withhold_report(
+    reports_dir: Path, run_id: str, check: str, description: str
+) -> Path | None:
+    """A report that failed a blocking check is not complete: its sidecar moves to
+    ``reports/withheld/``, with the check and what it found, so nothing serves the CSV (even
+    while Dagster cannot be asked). None when the run made no report (a run of checks only)."""
+    sidecar = report_sidecar_path(reports_dir, run_id)
+    target = withheld_report_path(reports_dir, run_id)
+    payload = read_json(target) or read_json(sidecar)
+    if payload is None:
+        return None
+    failed = [f for f in payload.get("failed_checks", []) if f.get("check") != check]
+    payload["failed_checks"] = [*failed, {"check": check, "description": description}]
+    write_json_atomically(target, payload)
+    sidecar.unlink(missing_ok=True)
+    return target
+
+
+def read_withheld_report(reports_dir: Path, run_id: str) -> dict[str, Any] | None:
+    return read_json(withheld_report_path(reports_dir, run_id))

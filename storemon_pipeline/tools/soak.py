@@ -76,6 +76,10 @@ class Soak:
     polls_written: set[tuple[str, str]] = field(default_factory=set)
     triggers: dict[str, str] = field(default_factory=dict)  # report id -> final status
     failures: collections.Counter = field(default_factory=collections.Counter)
+    # what launched the run each ended report came from (storemon/trigger: a trigger's own run
+    # says api; an alias may stand for a sensor's report)
+    launched_by: collections.Counter = field(default_factory=collections.Counter)
+    untagged_runs: list[str] = field(default_factory=list)  # own runs not tagged api
     # report id -> (as_of, when its CSV was made, the CSV)
     downloads: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)
     late: int = 0  # reports made before a file of their week was (re)loaded: not comparable
@@ -166,6 +170,10 @@ class Soak:
                 if status.status_code == 200 and status.json()["status"] != "Running":
                     body = status.json()
                     self.triggers[report_id] = body["status"]
+                    self.launched_by[body.get("trigger")] += 1
+                    own_run = (body["links"].get("dagster") or "").endswith(f"/runs/{report_id}")
+                    if own_run and body.get("trigger") != "api":
+                        self.untagged_runs.append(report_id)
                     if body["status"] == "Complete":
                         csv = api.get(f"/reports/{report_id}/csv")
                         csv.raise_for_status()
@@ -231,6 +239,11 @@ class Soak:
         still = [i for i, s in self.triggers.items() if s not in ("Complete", "Failed")]
         if still:
             self.problems.append(f"{len(still)} report(s) never ended, e.g. {still[:3]}")
+        if self.untagged_runs:
+            self.problems.append(
+                f"{len(self.untagged_runs)} run(s) the API launched are not tagged "
+                f"storemon/trigger=api, e.g. {self.untagged_runs[:3]}"
+            )
         try:
             con = connect(self.home / "storemon.duckdb", read_only=True)
         except Exception as exc:
@@ -289,6 +302,9 @@ class Soak:
             f"{len(self.downloads)} CSVs downloaded ({self.late} made before a file of their "
             f"week was loaded again, not compared); {self.unavailable} answers not 202"
         )
+        self.out("reports' runs launched by: " + ", ".join(
+            f"{k or 'unknown to Dagster'} {n}" for k, n in self.launched_by.most_common()
+        ))
         if self.kills:
             self.out("kills: " + ", ".join(f"{k} {n}" for k, n in sorted(self.kills.items())))
         for reason, count in self.failures.most_common():

@@ -26,6 +26,8 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from support.processes import free_port
 
 from storemon_api.dagster_client import (
+    API_RUN_TAGS,
+    UNTAGGED,
     DagsterClient,
     DagsterError,
     DagsterHealth,
@@ -43,7 +45,11 @@ from storemon_pipeline.engine.history import compute_history, partition_as_of, p
 from storemon_pipeline.engine.history import partition_key as partition_key_for
 from storemon_pipeline.engine.report import latest_poll
 from storemon_pipeline.engine.shards import reshard
-from storemon_pipeline.engine.state import write_latest_poll, write_report_sidecar
+from storemon_pipeline.engine.state import (
+    withhold_report,
+    write_latest_poll,
+    write_report_sidecar,
+)
 from storemon_pipeline.settings import Settings
 
 with warnings.catch_warnings():  # Starlette's note about its httpx-based client, not ours
@@ -299,8 +305,37 @@ def test_trigger_launches_the_latest_partition(client, dagster, state):
     assert answer.status_code == 202
     assert answer.json() == {"report_id": RID}
     assert answer.headers["location"] == f"/reports/{RID}"
-    assert dagster.launched == [(partition_key_for(latest), {"storemon/source": "api"})]
+    assert dagster.launched == [
+        (partition_key_for(latest), {"storemon/trigger": "api", "dagster/priority": "10"})
+    ]
     assert client.get(f"/get_report?report_id={RID}").json() == {"status": "Running"}
+    assert client.get(f"/reports/{RID}").json()["trigger"] == "api"
+
+
+def test_api_runs_are_tagged_as_the_pipeline_names_them():
+    """The API does not import the pipeline's code (Dagster only over HTTP): its copy of the
+    tags must agree, and put its runs ahead of every other trigger's in the run queue."""
+    from storemon_pipeline.defs.tags import PRIORITY, PRIORITY_TAG, TRIGGER_TAG, trigger_tags
+
+    assert trigger_tags("api") == API_RUN_TAGS
+    assert (TRIGGER_TAG, PRIORITY_TAG, UNTAGGED) == (
+        "storemon/trigger", "dagster/priority", "ui"
+    )
+    assert PRIORITY["api"] > max(p for trigger, p in PRIORITY.items() if trigger != "api")
+
+
+def test_list_by_trigger(client, dagster, state):
+    """Every run says what launched it; a run without the tag was launched in the Dagster UI."""
+    finish(state, RID)
+    dagster.add(RID, "SUCCESS", tags={"storemon/trigger": "api"})
+    dagster.add(OTHER, "STARTED", tags={"storemon/trigger": "sensor"})
+    by_hand = str(uuid.uuid4())
+    dagster.add(by_hand, "QUEUED")
+    listed = {r["report_id"]: r["trigger"] for r in client.get("/reports").json()["reports"]}
+    assert listed == {RID: "api", OTHER: "sensor", by_hand: "ui"}
+    only = client.get("/reports", params={"trigger": "sensor"}).json()["reports"]
+    assert [r["report_id"] for r in only] == [OTHER]
+    assert client.get("/reports", params={"trigger": "nobody"}).status_code == 422
 
 
 def test_unchanged_data_answers_at_once_with_a_new_id(client, dagster, state):
@@ -421,6 +456,61 @@ FAILED_EVENTS = json.loads("""[
   "message": "Execution of run for \\"uptime_report_job\\" failed. Steps failed: [...].",
   "error": null}
 ]""")
+
+
+# A run whose blocking check failed, as Dagster 1.13 reports it (shape of a real run, trimmed).
+def _evaluation(name: str, severity: str, description: str, partition: str | None) -> dict:
+    return {"__typename": "AssetCheckEvaluationEvent", "evaluation": {
+        "checkName": name, "success": False, "severity": severity, "description": description,
+        "partition": partition}}
+
+
+CHECK_FOUND = "1 of 9 stores have a value outside [0, period]"
+CHECK_FAILED_EVENTS = [
+    _evaluation("values_within_period", "ERROR",
+                f"2 partitions checked, 1 failing (2023-01-20-03:00; 2023-01-20-03:00: "
+                f"{CHECK_FOUND})", None),
+    _evaluation("values_within_period", "ERROR", CHECK_FOUND, "2023-01-20-03:00"),
+    _evaluation("polls_fresh", "WARN", "newest poll is over 24 h before the end", None),
+    {"__typename": "ExecutionStepFailureEvent", "stepKey": "uptime_report_values_within_period",
+     "message": "Execution of step failed.",
+     "error": {"message": "dagster._core.errors.DagsterAssetCheckFailedError: 1 blocking asset "
+               "check failed with ERROR severity:\nuptime_report: values_within_period\n",
+               "className": "DagsterAssetCheckFailedError", "cause": None}},
+    {"__typename": "RunFailureEvent", "message": "Execution of run failed.", "error": None},
+]
+
+
+def test_failure_reason_names_the_blocking_checks_and_what_they_found():
+    assert failure_message("FAILURE", CHECK_FAILED_EVENTS) == (
+        "check values_within_period failed: 2 partitions checked, 1 failing (2023-01-20-03:00; "
+        f"2023-01-20-03:00: {CHECK_FOUND})"
+    )
+    # a failed check that did not fail the run is not the reason
+    assert failure_message("FAILURE", CHECK_FAILED_EVENTS[:3] + FAILED_EVENTS) == (
+        "step uptime_report: storemon_pipeline.engine.report.NoPollsError: no polls are loaded yet"
+    )
+
+
+def test_a_withheld_report_is_failed_and_never_served(client, down, dagster, state):
+    """A report that failed a blocking check: its sidecar is withheld, so it is Failed with
+    the check's finding even while Dagster is down, and a trigger on the same data does not
+    answer with it."""
+    finish(state)
+    write_report_sidecar(state.reports_dir, RID, as_of=AS_OF, stores=5,  # made on data "v1"
+                         partition="2023-01-25-18:00", latest_poll=AS_OF, data_version="v1")
+    withhold_report(state.reports_dir, RID, "values_within_period", "1 of 5 stores ...")
+    assert not (state.reports_dir / f"{RID}.json").exists()
+    assert (state.reports_dir / f"{RID}.csv").exists()  # kept, to be looked into
+    expected = {"status": "Failed", "error": "check values_within_period failed: 1 of 5 stores ..."}
+    assert down.get("/get_report", params={"report_id": RID}).json() == expected
+    assert down.get(f"/reports/{RID}/csv").status_code == 409
+    dagster.add(RID, "FAILURE", tags={"dagster/partition": "2023-01-25-18:00"})
+    dagster.reasons[RID] = expected["error"]
+    assert client.get("/get_report", params={"report_id": RID}).json() == expected
+    write_latest_poll(state.state_dir, AS_OF, "v1")  # the data has not changed since
+    client.post("/trigger_report")
+    assert len(dagster.launched) == 1  # a run, not an alias of the withheld report
 
 
 def test_failure_reason_is_the_innermost_error_of_the_failed_step():

@@ -2,8 +2,9 @@
 
 In-process part: one temporary state folder and Dagster instance (module-scoped), the sample
 data in data/ ingested and reported once. Process part: `storemon up` as a subprocess on its own
-state folder (dagster dev: webserver, daemon with the run queue and the sensors), driven through
-the GraphQL client as the REST facade will drive it, stopped with SIGINT and started again.
+state folder (what `dg dev` starts: webserver, daemon with the run queue and the sensors),
+driven through the GraphQL client as the REST facade drives it, stopped with SIGINT and started
+again.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from storemon_pipeline.defs.assets import uptime_report
 from storemon_pipeline.defs.partitions import report_partitions
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.defs.schedules import hourly_uptime_report
+from storemon_pipeline.defs.tags import trigger_tags
 from storemon_pipeline.engine.history import (
     attach_history,
     latest_report_partition_key,
@@ -40,7 +42,11 @@ from storemon_pipeline.engine.history import (
 )
 from storemon_pipeline.engine.instants import parse_iso
 from storemon_pipeline.engine.report import report_frame
-from storemon_pipeline.engine.state import read_latest_poll, read_report_sidecar
+from storemon_pipeline.engine.state import (
+    read_latest_poll,
+    read_report_sidecar,
+    read_withheld_report,
+)
 from storemon_pipeline.settings import PROJECT_ROOT, SAMPLE_DATA_DIR, Settings
 
 SAMPLE_POLLS = SAMPLE_DATA_DIR / "store_status.csv.gz"  # 2023-01-18 .. 2023-01-25
@@ -315,6 +321,7 @@ def test_schedule_requests_the_hour_that_ended_if_it_holds_polls(graph: Graph) -
 
     request = tick(datetime(2023, 1, 25, 10, 5))
     assert request.partition_key == "2023-01-25-09:00"
+    assert request.tags == trigger_tags("schedule")
     skipped = tick(datetime(2023, 2, 25, 10, 5))
     assert isinstance(skipped, dg.SkipReason) and "no polls in hour" in skipped.skip_message
     assert hourly_uptime_report.default_status == dg.DefaultScheduleStatus.STOPPED
@@ -366,7 +373,10 @@ def test_report_checks_fail_on_corrupted_rows(graph: Graph) -> None:
             "DELETE FROM history.uptime_report WHERE partition_hour = ? AND store_id = ?",
             [hour, victims[1]],
         )
-    result = graph.run("uptime_report_checks_job", tags={"dagster/partition": partition})
+    result = graph.run(
+        "uptime_report_checks_job", tags={"dagster/partition": partition}, raise_on_error=False
+    )
+    assert not result.success  # the checks are blocking
     checks = _checks(result)
     assert not checks["values_within_period"].passed
     assert checks["values_within_period"].description.startswith(
@@ -383,6 +393,56 @@ def test_report_checks_fail_on_corrupted_rows(graph: Graph) -> None:
     assert checks["polls_fresh"].passed
     # the checks of the other partitions were not touched
     assert all(c.passed for c in graph.report.get_asset_check_evaluations())
+    # the partition's report made again: its checks pass
+    assert graph.run("uptime_report_job", partition_key=partition).success
+
+
+def test_a_report_that_breaks_a_check_fails_its_run(
+    graph: Graph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The invariants are blocking checks: a materialization whose rows break one (a fault
+    injected after the engine saved them) ends in a failed run, the check's evaluation says what
+    it found, and the run's report is withheld; over many partitions the run's result names the
+    failing one. Made again without the fault, the partitions pass."""
+    from support.faults import corrupting, saver_of
+
+    import storemon_pipeline.defs.assets as assets
+
+    saver = saver_of(assets)
+    monkeypatch.setattr(assets, saver, corrupting(getattr(assets, saver)))
+    partition = "2023-01-20-03:00"
+    result = graph.run("uptime_report_job", partition_key=partition, raise_on_error=False)
+    assert not result.success
+    checks = _checks(result)
+    failed = {name for name, c in checks.items() if not c.passed}
+    assert failed == {"values_within_period", "uptime_plus_downtime_is_business_time"}
+    assert checks["values_within_period"].description.startswith(
+        f"1 of {graph.stores} stores have a value outside [0, period]"
+    )
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert {e.step_key for e in failures} == {
+        "uptime_report_values_within_period", "uptime_report_uptime_plus_downtime_is_business_time"
+    }
+    assert all(
+        e.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError" for e in failures
+    )
+    reports = graph.settings.reports_dir
+    assert (reports / f"{result.run_id}.csv").exists()
+    assert not (reports / f"{result.run_id}.json").exists()  # withheld: never served
+    withheld = read_withheld_report(reports, result.run_id)
+    assert {f["check"] for f in withheld["failed_checks"]} == failed
+    assert withheld["partition"] == partition
+
+    # a range: the run's own evaluation names the failing partition and what it found
+    keys = ["2023-01-20-02:00", partition]
+    ranged = graph.run("refresh_job", tags=_range(keys), raise_on_error=False)
+    assert not ranged.success
+    whole = _checks(ranged)["values_within_period"]
+    assert whole.description.startswith(f"2 partitions checked, 1 failing ({partition}; ")
+    assert "stores have a value outside [0, period]" in whole.description
+
+    monkeypatch.undo()
+    assert graph.run("refresh_job", tags=_range(keys)).success
 
 
 def test_ingest_checks_warn_on_rejected_rows_and_unknown_files(
@@ -487,6 +547,7 @@ def test_incoming_sensor_requests_each_content_once(
     assert len(result.run_requests) == 1
     request = result.run_requests[0]
     assert request.job_name in (None, "ingest_job")
+    assert trigger_tags("sensor").items() <= request.tags.items()
     assert request.run_config["ops"]["ingest"]["config"]["paths"] == [str(new_file)]
 
     # the requested run ingests the file and adds the partition of its hour; the follow-up
@@ -507,6 +568,7 @@ def test_incoming_sensor_requests_each_content_once(
     (follow_up,) = list(report_after_ingest(dg.build_sensor_context(instance=graph.instance)))
     (requested,) = follow_up.run_requests
     assert requested.tags["dagster/partition"] == "2023-01-26-00:00"
+    assert trigger_tags("sensor").items() <= requested.tags.items()
 
     # the same file again: nothing; the same content rewritten (new mtime): nothing
     assert not evaluate(result.cursor).run_requests
@@ -642,7 +704,7 @@ def test_up_queue_sensor_and_restart(up_factory, up_home: Path) -> None:
     _write(new_file, "store_id,status,timestamp_utc\nup-store,active,2023-01-26 01:10:00 UTC\n")
     ingest = _wait_for_run(instance, "ingest_job", before)
     assert ingest.dagster_run.status == dg.DagsterRunStatus.SUCCESS
-    assert ingest.dagster_run.tags["storemon/trigger"] == "incoming_files"
+    assert ingest.dagster_run.tags["storemon/trigger"] == "sensor"
     refresh = _wait_for_run(instance, "refresh_job", before)
     assert refresh.dagster_run.status == dg.DagsterRunStatus.SUCCESS
     assert refresh.dagster_run.tags["dagster/asset_partition_range_start"] == latest
@@ -671,3 +733,39 @@ def test_up_queue_sensor_and_restart(up_factory, up_home: Path) -> None:
         f"storemon up: first start {first_start:.1f} s, restart {second_start:.1f} s; "
         f"two queued report runs finished {queued_seconds:.1f} s after submission"
     )
+
+
+def test_api_reports_are_dequeued_before_earlier_sensor_runs(up_factory, up_home: Path) -> None:
+    """The queue is held (the duckdb pool has no slot) while a sensor's report run and then an
+    API report are queued; given a slot, Dagster's queued run coordinator starts the API's first
+    (dagster/priority), and the sensor's after it, in the one slot."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    from storemon_api.dagster_client import API_RUN_TAGS, DagsterClient
+    from storemon_pipeline.defs.assets import DUCKDB_POOL
+
+    up = up_factory()
+    up.wait_ready()
+    instance = dg.DagsterInstance.from_config(str(up_home / "dagster"))
+    partition = latest_report_partition_key(up_home, up_home / "storemon.duckdb", 30)
+    url = f"http://127.0.0.1:{up.port}"
+    instance.event_log_storage.set_concurrency_slots(DUCKDB_POOL, 0)
+    try:
+        sensor_run = DagsterGraphQLClient("127.0.0.1", port_number=up.port).submit_job_execution(
+            "refresh_job", tags={"dagster/partition": partition, **trigger_tags("sensor")}
+        )
+        api = DagsterClient(url, timeout=30, report_job="uptime_report_job")
+        try:
+            api_run = api.launch_report(partition, tags=API_RUN_TAGS)
+        finally:
+            api.close()
+        time.sleep(5)  # several dequeue intervals: both wait
+        runs = [instance.get_run_by_id(run_id) for run_id in (sensor_run, api_run)]
+        assert [run.status for run in runs] == [dg.DagsterRunStatus.QUEUED] * 2
+        assert [run.tags["storemon/trigger"] for run in runs] == ["sensor", "api"]
+    finally:
+        instance.event_log_storage.set_concurrency_slots(DUCKDB_POOL, 1)
+    records = {r.dagster_run.run_id: r for r in _wait_runs(instance, [sensor_run, api_run])}
+    assert {r.dagster_run.status for r in records.values()} == {dg.DagsterRunStatus.SUCCESS}
+    assert records[api_run].end_time <= records[sensor_run].start_time
+    assert up.stop() == 0

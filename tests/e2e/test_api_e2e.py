@@ -276,9 +276,10 @@ def test_page_trigger_watch_download_in_headless_chromium(api_stack, api, tmp_pa
         browser.close()
 
 
-# Issue 11 on the page. Everything the test reads from the DOM, in one evaluation: each day row's
-# width (its `rect.span`, the whole local day) and bounds, and the summed on-screen widths of the
-# up and down bands. Widths are CSS pixels as laid out (getBoundingClientRect), not SVG units.
+# A store's week on the page. Everything the test reads from the DOM, in one evaluation: each
+# day row's width (its `rect.span`, the whole local day) and bounds, and the summed on-screen
+# widths of the up and down bands. Widths are CSS pixels as laid out (getBoundingClientRect),
+# not SVG units.
 WEEK_DOM = """(() => {
   const width = (node) => node.getBoundingClientRect().width;
   const total = (selector) => [...document.querySelectorAll(selector)]
@@ -314,7 +315,7 @@ def _open_store(browser: Browser, store: str) -> None:
 @pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium "
                     "(apt-get install -y chromium chromium-driver)")
 def test_page_explains_a_store_week_in_headless_chromium(api_stack, api, first_report, tmp_path):
-    """Issue 11: search a store, see its week (bands as wide as the values say, polls, the six
+    """Search a store, see its week (bands as wide as the values say, polls, the six
     values), its history and the fleet's; follow a link from the worst stores; errors are
     messages on the page, not exceptions. Keeps a screenshot of the week (store_week.png)."""
     summary = api.get(f"/reports/{first_report['id']}/summary", params={"worst": 10}).json()

@@ -77,8 +77,9 @@ class Stack:
         self.processes.append(proc)
         return proc
 
-    def start_dagster(self) -> None:
-        workspace = str(ROOT / "workspace.yaml")
+    def start_dagster(self, workspace: Path = ROOT / "workspace.yaml") -> None:
+        """The webserver and the daemon over ``workspace`` (default: the product's)."""
+        workspace = str(workspace)
         self.webserver = self._start(
             "dagster-webserver",
             [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1",
