@@ -246,8 +246,8 @@ def update_history(
     whole = partitions_to_compute(path, as_of_by_hour, only_stale)
     convergence = converge_history(con, path, list(whole), run_id, rows_per_pass)
     rows = compute_history(con, path, whole, run_id, rows_per_pass)
-    newest = max(as_of_by_hour)
-    if newest not in whole:  # stored, and now up to date with the late data
+    newest = max(as_of_by_hour, default=None)
+    if newest is not None and newest not in whole:  # stored, up to date with the late data now
         load_stored_report(con, path, newest)
     forget_converged(con)
     return HistoryUpdate(whole, rows + convergence.rows, convergence)

@@ -42,10 +42,14 @@ REPORT_BAR_S = 2.0
 MEMORY_BAR_MB = 4096.0
 WEEK_BAR_X = 10.0  # 168 hourly reports in one pass, against one report
 STRAY_BAR_X = 1.5  # a report after stray old polls arrived, against the same without them
+LATE_FLEET_BAR_X = 3.0  # the history recomputed after the fleet's file of a day ago, / a report
+LATE_STORES_BAR_S = 1.0  # the same after a late file of 100 stores
 HISTORY_BAR_X = 1.3  # a report with D days of history, against 8 days (time and memory)
 HOUR_INGEST_BAR_S = 1.0  # one more hour of polls into D days of history
 EXPLAIN_BAR_S = 1.0  # one store's timeline, at any scale: the page waits for it
-PHASES = ("floor", "ingest", "windows", "report", "explain", "week", "stray")
+PHASES = (
+    "floor", "ingest", "windows", "report", "explain", "week", "late_fleet", "late_100", "stray"
+)
 # above 1x: the week's bar is for 1x
 SCALED_PHASES = ("floor", "ingest", "windows", "report", "explain")
 EXPLAINED_STORES = 20
@@ -235,9 +239,9 @@ def phase_week(db_path: str, history_path: str) -> dict:
     history: what a single-run backfill of a week of partitions computes."""
     from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.history import (
-        compute_history,
         partition_as_of,
         partition_hour_of,
+        update_history,
     )
     from storemon_pipeline.engine.report import latest_poll
 
@@ -247,9 +251,65 @@ def phase_week(db_path: str, history_path: str) -> dict:
         newest_hour = partition_hour_of(latest)
         hours = [newest_hour - timedelta(hours=h) for h in range(168)]
         as_of_by_hour = {hour: partition_as_of(hour, latest) for hour in hours}
-        rows = compute_history(con, Path(history_path), as_of_by_hour)
+        rows = update_history(con, Path(history_path), as_of_by_hour).rows
         seconds = time.perf_counter() - began
     return {"seconds": seconds, "rows": rows, "detail": f"168 reports, {rows:,} rows saved"}
+
+
+def phase_late(db_path: str, history_path: str, late_file: str, stores: str) -> dict:
+    """A late poll file arriving a day after its hour (one new poll per store of ``stores``
+    stores, "all" for the fleet, in the hour a day before the latest poll), then the run the
+    sensor starts for it: the partitions of the week's history those polls change, recomputed
+    for those stores. The history of the week phase is there; the ingest is timed apart."""
+    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.history import (
+        partition_as_of,
+        partition_hour_of,
+        partitions_changed_by,
+        update_history,
+    )
+    from storemon_pipeline.engine.ingest import ingest_paths
+    from storemon_pipeline.engine.report import latest_poll
+
+    with database(db_path, limits=_limits()) as con:
+        latest = latest_poll(con)
+        hour = partition_hour_of(latest) - timedelta(days=1)
+        sample = (
+            "" if stores == "all" else f"USING SAMPLE reservoir({int(stores)} ROWS) REPEATABLE (3)"
+        )
+        con.execute(
+            f"""
+            COPY (
+                SELECT
+                    store_id,
+                    CASE WHEN hash(store_id) % 5 = 0 THEN 'inactive' ELSE 'active' END AS status,
+                    strftime(
+                        TIMESTAMP '{hour}' + to_microseconds(  -- not an instant stored yet
+                            1_800_000_000 + (hash(store_id || '{stores}') % 1_700_000_000)::BIGINT),
+                        '%Y-%m-%d %H:%M:%S.%f'
+                    ) AS timestamp_utc
+                FROM (SELECT store_id FROM stores {sample})
+            ) TO '{late_file}' (HEADER)
+            """
+        )
+        began = time.perf_counter()
+        (result,) = ingest_paths(con, [late_file])
+        ingested = time.perf_counter() - began
+        began = time.perf_counter()
+        changed = partitions_changed_by(result.poll_hours, latest, latest_poll(con))
+        update = update_history(
+            con, Path(history_path), {h: partition_as_of(h, latest) for h in changed},
+            only_stale=True,
+        )
+        seconds = time.perf_counter() - began
+    late = update.convergence
+    return {
+        "seconds": seconds,
+        "rows": update.rows,
+        "detail": f"{result.rows_loaded:,} late polls (ingest {ingested:.2f} s): "
+        f"{late.stores:,} stores x {late.partitions} partitions recomputed, "
+        f"{update.rows:,} rows saved",
+    }
 
 
 PHASE_FUNCTIONS: dict[str, Callable[..., dict]] = {
@@ -259,6 +319,8 @@ PHASE_FUNCTIONS: dict[str, Callable[..., dict]] = {
     "report": phase_report,
     "explain": phase_explain,
     "week": phase_week,
+    "late_fleet": phase_late,
+    "late_100": phase_late,
     "stray": phase_report,
     "ingest_hour": phase_ingest,
     "first_report": phase_report,
@@ -384,6 +446,8 @@ def run_bench(
         "report": [str(db), str(run_dir / "report.csv")],
         "explain": [str(db)],
         "week": [str(db), str(run_dir / "history.duckdb")],
+        "late_fleet": [str(db), str(run_dir / "history.duckdb"), str(run_dir / "late.csv"), "all"],
+        "late_100": [str(db), str(run_dir / "history.duckdb"), str(run_dir / "late100.csv"), "100"],
         "stray": [str(stray_db), str(run_dir / "stray.csv"), str(_stray_polls_file(run_dir, info))],
         "ingest_hour": [str(db), str(info.get("extra_poll_file"))],
         "first_report": [str(db), str(run_dir / "first_report.csv")],
@@ -440,6 +504,10 @@ def _bars(scale: float, by_phase: dict[str, dict]) -> list[dict]:
                  _ratio(by_phase["week"]["seconds"], report), WEEK_BAR_X, "x"),
             _bar("report after stray polls / report",
                  _ratio(by_phase["stray"]["seconds"], report), STRAY_BAR_X, "x"),
+            _bar("history after the fleet's late file / report",
+                 _ratio(by_phase["late_fleet"]["seconds"], report), LATE_FLEET_BAR_X, "x"),
+            _bar("history after 100 stores' late file",
+                 by_phase["late_100"]["seconds"], LATE_STORES_BAR_S, "s"),
         ]
     return bars
 
