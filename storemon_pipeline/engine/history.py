@@ -273,9 +273,24 @@ def load_stored_report(con: duckdb.DuckDBPyConnection, path: Path, hour: datetim
         con.execute("DETACH history")
 
 
-def forget_converged(con: duckdb.DuckDBPyConnection) -> None:
+def consumed_backlog(con: duckdb.DuckDBPyConnection) -> list[tuple[int, datetime]]:
+    """The backlog rows the last ``converge_history`` worked through: (store_key, changed_from)."""
+    return con.execute("SELECT store_key, changed_from FROM consumed_backlog").fetchall()
+
+
+def forget_converged(
+    con: duckdb.DuckDBPyConnection, consumed: Sequence[tuple[int, datetime]] | None = None
+) -> None:
     """Forget the backlog ``converge_history`` worked through, once the run's partitions are all
-    saved (a run that dies before leaves it for the next)."""
+    saved (a run that dies before leaves it for the next); a store changed again since stays.
+    ``consumed``: its (store_key, changed_from) rows, when it was read through another connection
+    (over all shards)."""
+    if consumed is not None:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE consumed_backlog AS "
+            "SELECT unnest(?::BIGINT[]) AS store_key, unnest(?::TIMESTAMP[]) AS changed_from",
+            [[key for key, _ in consumed], [since for _, since in consumed]],
+        )
     con.execute(
         "DELETE FROM history_backlog USING consumed_backlog AS consumed "
         "WHERE history_backlog.store_key = consumed.store_key "

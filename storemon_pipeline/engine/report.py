@@ -204,10 +204,18 @@ def _search_before_lookback(
 
 
 def _writable(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the database is open for writing (a read-only reader computes without
-    remembering its search)."""
-    return not con.execute(
-        "SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()"
+    """Whether the search can be remembered: a read-only reader, or a view over all shards,
+    computes without remembering it."""
+    return con.execute(
+        """
+        SELECT count(*) > 0
+        FROM duckdb_tables() AS tables
+        JOIN duckdb_databases() AS databases USING (database_name)
+        WHERE tables.database_name = current_database()
+          AND tables.schema_name = 'main'
+          AND tables.table_name = 'search_memo'
+          AND NOT databases.readonly
+        """
     ).fetchone()[0]
 
 

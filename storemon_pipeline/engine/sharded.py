@@ -19,6 +19,9 @@ from storemon_pipeline.engine.db import ResourceLimits, connect_memory, database
 from storemon_pipeline.engine.history import (
     assemble_history,
     compute_shard_results,
+    consumed_backlog,
+    converge_history,
+    forget_converged,
     load_shard_results,
     partition_as_of,
 )
@@ -212,6 +215,16 @@ def report_shard(
         )
 
 
+def forget_shards_backlog(state: ShardedState, consumed: Sequence[tuple[int, datetime]]) -> None:
+    """Each shard forgets its part of the backlog the assembled report worked through (a key
+    across shards is its key in shard k times the number of shards, plus k)."""
+    for index in sorted({key % state.shards for key, _ in consumed}):
+        mine = [(key // state.shards, since) for key, since in consumed
+                if key % state.shards == index]
+        with shard_database(state, index) as con:
+            forget_converged(con, mine)
+
+
 def assemble_report(
     state: ShardedState,
     run_id: str,
@@ -224,11 +237,16 @@ def assemble_report(
     """The shards' rows as one report: the history rows of every partition (with
     ``save_history``) and the CSV of the newest, byte-identical to the one-file report. The
     shards' files are removed once assembled."""
+    consumed: list[tuple[int, datetime]] = []
     with all_shards(state) as con:
         newest_hour = max(as_of_by_hour)
         as_of = as_of_by_hour[newest_hour]
         if save_history:
-            rows = assemble_history(con, files, state.history_path, as_of_by_hour, run_id)
+            late = converge_history(con, state.history_path, list(as_of_by_hour), run_id)
+            consumed = consumed_backlog(con)
+            rows = late.rows + assemble_history(
+                con, files, state.history_path, as_of_by_hour, run_id
+            )
         else:
             rows = 0
             load_shard_results(con, files, [as_of])
@@ -237,6 +255,7 @@ def assemble_report(
             rows, as_of, result_summary(con, as_of), most_downtime(con, as_of),
             latest_poll(con), data_version(con),
         )
+    forget_shards_backlog(state, consumed)
     for file in files:
         file.unlink(missing_ok=True)
     folder = state.shard_results_dir / run_id

@@ -33,6 +33,17 @@ SINGLE_FILE = "storemon.duckdb"
 # How long a reader waits for a shard file that a process is writing.
 LOCK_WAIT_SECONDS = 120.0
 FEED_TABLES = ("stores", "polls", "business_hours", "timezones", "quarantine", "ingest_manifest")
+# Seen through the views as well: a report over all shards reads what their searches remembered
+# and what their history backlogs hold (engine/history.py). Files of an older version may lack a
+# table: their part is left out.
+KEYED_TABLES = ("stores", "polls", "search_memo", "history_backlog")
+EMPTY_TABLES = {
+    "search_memo": "SELECT NULL::BIGINT AS store_key, NULL::TIMESTAMP AS searched_before, "
+    "NULL::TIMESTAMP AS last_in_hours_ts, NULL::BOOLEAN AS last_in_hours_active, "
+    "NULL::TIMESTAMP AS last_ts, NULL::BOOLEAN AS last_active WHERE false",
+    "history_backlog": "SELECT NULL::BIGINT AS store_key, NULL::TIMESTAMP AS changed_from "
+    "WHERE false",
+}
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -85,22 +96,28 @@ def attach_shards(
     con: duckdb.DuckDBPyConnection, paths: Sequence[Path], view_prefix: str = ""
 ) -> None:
     """Attach the shard files read-only and make each feed table a view over all of them
-    (``<view_prefix><table>``), with store keys made unique across shards: what is loaded, seen
-    as one database."""
+    (``<view_prefix><table>``), with store keys made unique across shards (a key in shard k of
+    N becomes key * N + k, small enough for the report's keys): what is loaded, seen as one
+    database."""
     for k, path in enumerate(paths):
         retry_while_locked(
             lambda k=k, path=path: con.execute(f"ATTACH '{path}' AS shard_{k} (READ_ONLY)"),
             LOCK_WAIT_SECONDS,
         )
-    for table in FEED_TABLES:
-        key = {"stores": "store_key", "polls": "store_key"}.get(table)
+    present = set(con.execute(
+        "SELECT database_name, table_name FROM duckdb_tables() WHERE database_name LIKE 'shard_%'"
+    ).fetchall())
+    for table in (*FEED_TABLES, "search_memo", "history_backlog"):
         parts = [
-            f"SELECT * REPLACE (({k}::BIGINT << 32) + {key} AS {key}) FROM shard_{k}.{table}"
-            if key else f"SELECT * FROM shard_{k}.{table}"
+            f"SELECT * REPLACE (store_key * {len(paths)} + {k} AS store_key) "
+            f"FROM shard_{k}.{table}" if table in KEYED_TABLES
+            else f"SELECT * FROM shard_{k}.{table}"
             for k in range(len(paths))
+            if (f"shard_{k}", table) in present
         ]
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {view_prefix}{table} AS " + " UNION ALL ".join(parts)
+            f"CREATE OR REPLACE TEMP VIEW {view_prefix}{table} AS "
+            + (" UNION ALL ".join(parts) if parts else EMPTY_TABLES[table])
         )
 
 

@@ -204,3 +204,59 @@ def test_a_late_poll_recomputes_only_its_store(tmp_path):
         assert_history_is_the_data(con, history, {START + timedelta(hours=h) for h in range(30)})
     finally:
         con.close()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=feeds())
+def test_the_sharded_history_converges_to_the_one_file_history(case, tmp_path_factory):
+    """The same deliveries into 3 shards, each followed by the sharded report run over the same
+    partitions: the history rows are those of one file, and every shard's backlog is empty."""
+    from storemon_pipeline.engine.sharded import (
+        assemble_report,
+        ingest_one_after_another,
+        report_plan,
+        report_shard,
+    )
+    from storemon_pipeline.engine.shards import union_connection
+    from storemon_pipeline.settings import Settings
+
+    stores, hours, zones, files, order, redelivered, new_snapshot, snapshot_at = case
+    folder = tmp_path_factory.mktemp("converge-shards")
+    one = connect(folder / "one.duckdb")
+    state = Settings(home=folder / "sharded", shards=3, lock_wait_seconds=5).sharded
+    try:
+        hours_rows = [f"{s},{d},{a},{b}" for s, rows in hours.items() for d, a, b in rows]
+        deliveries = [
+            [_write(folder / "hours.csv", HOURS_HEADER, hours_rows),
+             _write(folder / "zones.csv", ZONES_HEADER, [f"{s},{z}" for s, z in zones.items()])],
+            *([_write(folder / f"polls_{h}.csv", POLLS_HEADER, files[h])] for h in order),
+            *([_write(folder / f"again_{h}.csv", POLLS_HEADER,
+                      [r.replace(",active,", ",inactive,") for r in files[h]])]
+              for h in redelivered),
+        ]
+        if new_snapshot:
+            deliveries.insert(1 + snapshot_at, [_write(
+                folder / "hours2.csv", HOURS_HEADER,
+                hours_rows[1:] + [f"{stores[0]},{d},05:00,13:30" for d in range(3)])])
+        for k, paths in enumerate(deliveries):
+            previous = latest_poll(one)
+            results = ingest_paths(one, paths)
+            sensor_run(one, folder / "one_history.duckdb", previous, results)
+            ingest_one_after_another(state, paths)
+            changed = partitions_changed_by(
+                sorted({h for r in results for h in r.poll_hours}), previous, latest_poll(one))
+            if backlog_stores(one) == 0 and not changed:
+                continue  # the one-file run had nothing to do either
+            if not changed:
+                changed = [partition_hour_of(latest_poll(one))]
+            plan = report_plan(state, changed)
+            parts = [f for i in range(3) for f in report_shard(state, i, f"run{k}", plan)]
+            assemble_report(state, f"run{k}", parts, plan, folder / f"report{k}.csv")
+        with union_connection(state.shard_paths) as con:
+            assert con.execute("SELECT count(*) FROM history_backlog").fetchone()[0] == 0
+            sharded = stored_history(con, state.history_path)
+        expected = stored_history(one, folder / "one_history.duckdb")
+        pd.testing.assert_frame_equal(
+            sharded.drop(columns=[]).reset_index(drop=True), expected.reset_index(drop=True))
+    finally:
+        one.close()

@@ -39,3 +39,11 @@ SELECT
     CASE WHEN $shard = 0 THEN sum(rows_rejected) ELSE 0 END
 FROM source_ingest_manifest
 GROUP BY file_sha256, feed, file;
+
+-- The stores whose stored report partitions are still to be brought up to date.
+INSERT INTO history_backlog
+SELECT stores.store_key, min(source_history_backlog.changed_from)
+FROM source_history_backlog
+JOIN source_stores USING (store_key)
+JOIN stores ON stores.store_id = source_stores.store_id
+GROUP BY stores.store_key;
