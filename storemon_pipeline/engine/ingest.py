@@ -336,7 +336,8 @@ def load_checked(con: duckdb.DuckDBPyConnection, file: RecognisedFile) -> FileRe
             [feed, name, sha, loaded_at],
         )
         rows_loaded = _load_checked_rows(con, feed)
-        rows_duplicate = rows_valid - rows_loaded if feed == POLLS else 0
+        # a snapshot stores each distinct valid row once: the others are duplicates, as polls
+        rows_duplicate = rows_valid - rows_loaded
         poll_hours = [
             row[0]
             for row in con.execute(
@@ -355,10 +356,8 @@ def load_checked(con: duckdb.DuckDBPyConnection, file: RecognisedFile) -> FileRe
     finally:
         for staging in ("ingest_checked", "incoming_polls", "changed_polls"):
             con.execute(f"DROP TABLE IF EXISTS {staging}")
-    # a snapshot stores each distinct valid row once: the others are duplicates
-    # (ingest_manifest.rows_duplicate says 0 for them until the transaction counts them too)
     return FileResult(
-        name, feed, "loaded", rows_read, rows_loaded, rows_valid - rows_loaded, rejected,
+        name, feed, "loaded", rows_read, rows_loaded, rows_duplicate, rejected,
         poll_hours=poll_hours,
     )
 

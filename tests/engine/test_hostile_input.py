@@ -294,6 +294,11 @@ def test_snapshot_duplicates_are_counted(con, tmp_path):
     zones = ZONES_HEADER + b"\ns,Europe/Paris\ns,Europe/Paris\nt,Asia/Tokyo\n"
     result = ingest_bytes(con, tmp_path, "zones.csv", zones)
     assert (result.rows_loaded, result.rows_duplicate, result.rows_rejected) == (2, 1, 0)
+    manifest = con.execute(
+        "SELECT feed, rows_read, rows_loaded, rows_duplicate, rows_rejected FROM ingest_manifest "
+        "WHERE feed <> 'polls' ORDER BY feed"
+    ).fetchall()
+    assert manifest == [("business_hours", 4, 1, 2, 1), ("timezones", 3, 2, 1, 0)]
 
 
 def test_a_sharded_ingest_quarantines_the_same_lines(tmp_path):
