@@ -9,8 +9,9 @@ Two kinds of run:
 
 - ``storemon bench [--scale K]``: K x the real scale over 8 days: ingest, the business windows,
   one report (as the CLI makes it), the week of 168 hourly reports in one pass (what a backfill
-  of a week's partitions computes), and the report again after two valid polls ten months older
-  than the rest arrived (a stray row).
+  of a week's partitions computes), the history brought up to date after a late file of the
+  whole fleet and of 100 stores (a day after their hour), and the report again after two valid
+  polls ten months older than the rest arrived (a stray row).
 - ``storemon bench --history-days D``: the same stores polled for D days (daily files, as a
   live feed accumulates them): ingest, a first report, the ingest of one more hour, and the
   report after it (what a live feed computes every hour). Compared with the last 8-day run at
