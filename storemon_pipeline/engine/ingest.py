@@ -193,28 +193,29 @@ def _ensure_known_timezones(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# The columns of a snapshot's table, as the check stages them.
+SNAPSHOT_COLUMNS = {
+    HOURS: "store_id, day_of_week, start_sec, end_sec",
+    TIMEZONES: "store_id, timezone",
+}
+
+
 def _load_checked_rows(con: duckdb.DuckDBPyConnection, feed: str) -> int:
-    """Move the valid staged rows into the feed's table; returns how many rows are new."""
+    """Move the valid staged rows into the feed's table; returns how many rows are new (for a
+    snapshot: how many it holds)."""
     if feed == POLLS:
         before = con.execute("SELECT count(*) FROM polls").fetchone()[0]
         con.execute(sql("ingest_merge_polls"))
         return con.execute("SELECT count(*) FROM polls").fetchone()[0] - before
-    if feed in (HOURS, TIMEZONES):  # which polls are in hours changes with either snapshot
-        con.execute("DELETE FROM search_memo")
-        con.execute(sql(f"ingest_changed_{feed}"))
-    if feed == HOURS:
-        con.execute("DELETE FROM business_hours")
-        con.execute(
-            "INSERT INTO business_hours SELECT DISTINCT store_id, day_of_week, start_sec, end_sec "
-            "FROM ingest_checked WHERE reason IS NULL"
-        )
-        return con.execute("SELECT count(*) FROM business_hours").fetchone()[0]
-    con.execute("DELETE FROM timezones")
+    # which polls are in hours changes with either snapshot, and so may the stored reports
+    con.execute("DELETE FROM search_memo")
+    columns = SNAPSHOT_COLUMNS[feed]
+    con.execute(sql("ingest_changed_snapshot").format(table=feed, columns=columns))
+    con.execute(f"DELETE FROM {feed}")
     con.execute(
-        "INSERT INTO timezones SELECT DISTINCT store_id, timezone "
-        "FROM ingest_checked WHERE reason IS NULL"
+        f"INSERT INTO {feed} SELECT DISTINCT {columns} FROM ingest_checked WHERE reason IS NULL"
     )
-    return con.execute("SELECT count(*) FROM timezones").fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM {feed}").fetchone()[0]
 
 
 @dataclass(frozen=True)
