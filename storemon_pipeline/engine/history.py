@@ -139,14 +139,13 @@ def backlog_stores(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT count(*) FROM history_backlog").fetchone()[0]
 
 
-def stored_as_of(path: Path, hours: Sequence[datetime], wait_seconds: float = 30.0) -> dict:
-    """The stored as-of of each of these partitions that the history holds."""
+def _stored_as_of(path: Path, condition: str, params: dict) -> dict[datetime, datetime]:
+    """partition hour -> as-of of the stored partitions that meet ``condition``."""
     found = _read_history(
         path,
-        "SELECT partition_hour, as_of FROM history.uptime_report_partitions "
-        "WHERE partition_hour IN (SELECT unnest($hours::TIMESTAMP[]))",
-        {"hours": list(hours)},
-        wait_seconds,
+        f"SELECT partition_hour, as_of FROM history.uptime_report_partitions WHERE {condition}",
+        params,
+        30.0,
     )
     return {
         row.partition_hour.to_pydatetime(): row.as_of.to_pydatetime()
@@ -182,21 +181,14 @@ def converge_history(
         ORDER BY 1
         """
     ).fetchall()
-    stored: dict[datetime, datetime] = {}
-    if groups and path.exists():
-        found = _read_history(
-            path,
-            "SELECT partition_hour, as_of FROM history.uptime_report_partitions "
-            "WHERE as_of >= $since ORDER BY as_of",
-            {"since": groups[0][0]},
-            30.0,
-        )
-        skipped = set(computed_hours)
-        stored = {
-            row.partition_hour.to_pydatetime(): row.as_of.to_pydatetime()
-            for row in found.itertuples()
-            if row.partition_hour.to_pydatetime() not in skipped
-        }
+    skipped = set(computed_hours)
+    stored = {
+        hour: as_of
+        for hour, as_of in (
+            _stored_as_of(path, "as_of >= $since", {"since": groups[0][0]}) if groups else {}
+        ).items()
+        if hour not in skipped
+    }
     rows = 0
     revised: set[datetime] = set()
     for since, store_ids in _merged_groups(groups, stored):
@@ -219,7 +211,10 @@ def partitions_to_compute(
     as of another instant (the others change only for the backlog's stores)."""
     if not only_stale:
         return as_of_by_hour
-    stored = stored_as_of(path, list(as_of_by_hour))
+    stored = _stored_as_of(
+        path, "partition_hour IN (SELECT unnest($hours::TIMESTAMP[]))",
+        {"hours": list(as_of_by_hour)},
+    )
     return {hour: as_of for hour, as_of in as_of_by_hour.items() if stored.get(hour) != as_of}
 
 
@@ -274,27 +269,27 @@ def load_stored_report(con: duckdb.DuckDBPyConnection, path: Path, hour: datetim
 
 
 def consumed_backlog(con: duckdb.DuckDBPyConnection) -> list[tuple[int, datetime]]:
-    """The backlog rows the last ``converge_history`` worked through: (store_key, changed_from)."""
-    return con.execute("SELECT store_key, changed_from FROM consumed_backlog").fetchall()
+    """The backlog rows the last ``converge_history`` worked through: (store_key, noted_at)."""
+    return con.execute("SELECT store_key, noted_at FROM consumed_backlog").fetchall()
 
 
 def forget_converged(
     con: duckdb.DuckDBPyConnection, consumed: Sequence[tuple[int, datetime]] | None = None
 ) -> None:
     """Forget the backlog ``converge_history`` worked through, once the run's partitions are all
-    saved (a run that dies before leaves it for the next); a store changed again since stays.
-    ``consumed``: its (store_key, changed_from) rows, when it was read through another connection
-    (over all shards)."""
+    saved (a run that dies before leaves it for the next); a store an ingest changed again since
+    stays. ``consumed``: its (store_key, noted_at) rows, when it was read through another
+    connection (over all shards)."""
     if consumed is not None:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE consumed_backlog AS "
-            "SELECT unnest(?::BIGINT[]) AS store_key, unnest(?::TIMESTAMP[]) AS changed_from",
-            [[key for key, _ in consumed], [since for _, since in consumed]],
+            "SELECT unnest(?::BIGINT[]) AS store_key, unnest(?::TIMESTAMP[]) AS noted_at",
+            [[key for key, _ in consumed], [noted for _, noted in consumed]],
         )
     con.execute(
         "DELETE FROM history_backlog USING consumed_backlog AS consumed "
         "WHERE history_backlog.store_key = consumed.store_key "
-        "AND history_backlog.changed_from >= consumed.changed_from"
+        "AND history_backlog.noted_at = consumed.noted_at"
     )
 
 

@@ -219,7 +219,7 @@ def forget_shards_backlog(state: ShardedState, consumed: Sequence[tuple[int, dat
     """Each shard forgets its part of the backlog the assembled report worked through (a key
     across shards is its key in shard k times the number of shards, plus k)."""
     for index in sorted({key % state.shards for key, _ in consumed}):
-        mine = [(key // state.shards, since) for key, since in consumed
+        mine = [(key // state.shards, noted) for key, noted in consumed
                 if key % state.shards == index]
         with shard_database(state, index) as con:
             forget_converged(con, mine)

@@ -41,8 +41,8 @@ EMPTY_TABLES = {
     "search_memo": "SELECT NULL::BIGINT AS store_key, NULL::TIMESTAMP AS searched_before, "
     "NULL::TIMESTAMP AS last_in_hours_ts, NULL::BOOLEAN AS last_in_hours_active, "
     "NULL::TIMESTAMP AS last_ts, NULL::BOOLEAN AS last_active WHERE false",
-    "history_backlog": "SELECT NULL::BIGINT AS store_key, NULL::TIMESTAMP AS changed_from "
-    "WHERE false",
+    "history_backlog": "SELECT NULL::BIGINT AS store_key, NULL::TIMESTAMP AS changed_from, "
+    "NULL::TIMESTAMP AS noted_at WHERE false",
 }
 
 

@@ -13,7 +13,8 @@ changed_stores AS (
     UNION
     SELECT store_id FROM (SELECT * FROM new_rows EXCEPT SELECT {columns} FROM {table})
 )
-SELECT stores.store_key, stores.first_poll
+SELECT stores.store_key, stores.first_poll, now()::TIMESTAMP
 FROM stores
 SEMI JOIN changed_stores USING (store_id)
-ON CONFLICT (store_key) DO UPDATE SET changed_from = least(changed_from, excluded.changed_from);
+ON CONFLICT (store_key) DO UPDATE
+SET changed_from = least(changed_from, excluded.changed_from), noted_at = excluded.noted_at;

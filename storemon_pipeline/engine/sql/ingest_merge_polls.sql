@@ -56,10 +56,11 @@ WHERE NOT is_stored;
 -- Every stored report partition as of the first changed poll or later may now be another
 -- report for the store (docs/semantics.md §2.12).
 INSERT INTO history_backlog
-SELECT store_key, min(ts)
+SELECT store_key, min(ts), now()::TIMESTAMP
 FROM changed_polls
 GROUP BY store_key
-ON CONFLICT (store_key) DO UPDATE SET changed_from = least(changed_from, excluded.changed_from);
+ON CONFLICT (store_key) DO UPDATE
+SET changed_from = least(changed_from, excluded.changed_from), noted_at = excluded.noted_at;
 
 UPDATE stores
 SET first_poll = least(stores.first_poll, incoming.first_poll),

@@ -42,7 +42,8 @@ GROUP BY file_sha256, feed, file;
 
 -- The stores whose stored report partitions are still to be brought up to date.
 INSERT INTO history_backlog
-SELECT stores.store_key, min(source_history_backlog.changed_from)
+SELECT stores.store_key, min(source_history_backlog.changed_from),
+       max(source_history_backlog.noted_at)
 FROM source_history_backlog
 JOIN source_stores USING (store_key)
 JOIN stores ON stores.store_id = source_stores.store_id

@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS search_memo (
 -- then forgets the rows (engine/history.py: converge_history).
 CREATE TABLE IF NOT EXISTS history_backlog (
     store_key    INTEGER   PRIMARY KEY,  -- stores.store_key
-    changed_from TIMESTAMP NOT NULL
+    changed_from TIMESTAMP NOT NULL,
+    noted_at     TIMESTAMP NOT NULL      -- the last ingest that changed the row
 );
 
 -- Tables of earlier versions, now derived elsewhere: the report history lives in
