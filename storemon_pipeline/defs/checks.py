@@ -7,7 +7,8 @@ whole. (The ingest checks are computed by the ingest multi-asset itself: see ass
 
 The three invariants are blocking: a report that breaks one fails its run (Dagster fails the
 check's step), and its sidecar is withheld, so the REST API answers Failed with what the check
-found and never serves the CSV. ``polls_fresh`` only warns: old data is not wrong data.
+found and never serves the CSV; the partitions it broke are withheld from the history's readers
+until a run computes them again. ``polls_fresh`` only warns: old data is not wrong data.
 """
 
 
@@ -30,6 +31,7 @@ from storemon_pipeline.engine.history import (
     partition_as_of,
     partition_hour,
     partition_key,
+    withhold_partitions,
 )
 from storemon_pipeline.engine.report import latest_poll
 from storemon_pipeline.engine.state import withhold_report
@@ -74,9 +76,13 @@ def _evaluate(
     spec = context.check_specs[0]
     result = _result(context, spec.name, outcomes, severity)
     if not result.passed and spec.blocking and severity == dg.AssetCheckSeverity.ERROR:
-        # Dagster fails the step; the report of this run must not be served meanwhile either
+        # Dagster fails the step; the report of this run must not be served meanwhile either,
+        # nor the partitions it broke shown as history
         withhold_report(
             storemon.reports_dir, context.run.run_id, spec.name, result.description or ""
+        )
+        withhold_partitions(
+            storemon.history_path, [h for h, o in outcomes.items() if not o.passed], spec.name
         )
     return result
 

@@ -268,6 +268,21 @@ def load_stored_report(con: duckdb.DuckDBPyConnection, path: Path, hour: datetim
         con.execute("DETACH history")
 
 
+def withhold_partitions(path: Path, hours: Sequence[datetime], check: str) -> None:
+    """Mark these stored partitions as broken by a blocking check: the history's readers leave
+    them out until a run computes them again (their rows stay, for the checks and for a look)."""
+    con = connect_memory()
+    try:
+        con.execute(
+            "CREATE TEMP TABLE withheld_partitions AS "
+            "SELECT unnest(?::TIMESTAMP[]) AS partition_hour",
+            [list(hours)],
+        )
+        _write_history(con, path, "history_withhold", {"check": check})
+    finally:
+        con.close()
+
+
 def consumed_backlog(con: duckdb.DuckDBPyConnection) -> list[tuple[int, datetime]]:
     """The backlog rows the last ``converge_history`` worked through: (store_key, noted_at)."""
     return con.execute("SELECT store_key, noted_at FROM consumed_backlog").fetchall()
@@ -524,7 +539,7 @@ def report_source(
         """
         SELECT partition_hour, as_of, run_id
         FROM history.uptime_report_partitions
-        WHERE $as_of::TIMESTAMP IS NULL OR as_of = $as_of::TIMESTAMP
+        WHERE ($as_of::TIMESTAMP IS NULL OR as_of = $as_of::TIMESTAMP) AND withheld_by IS NULL
         ORDER BY partition_hour DESC, computed_at DESC
         LIMIT 1
         """,

@@ -37,8 +37,11 @@ from storemon_pipeline.defs.tags import trigger_tags
 from storemon_pipeline.engine.history import (
     attach_history,
     latest_report_partition_key,
+    partition_hour,
     partition_key,
     poll_hours,
+    read_fleet_history,
+    read_store_history,
 )
 from storemon_pipeline.engine.instants import parse_iso
 from storemon_pipeline.engine.report import report_frame
@@ -432,6 +435,11 @@ def test_a_report_that_breaks_a_check_fails_its_run(
     withheld = read_withheld_report(reports, result.run_id)
     assert {f["check"] for f in withheld["failed_checks"]} == failed
     assert withheld["partition"] == partition
+    # nor is the broken partition shown as history, for a store or the fleet
+    history = graph.settings.history_path
+    store = _history_store(history)
+    assert partition_hour(partition) not in _store_partitions(history, store)
+    assert partition_hour(partition) not in set(read_fleet_history(history).partition_hour)
 
     # a range: the run's own evaluation names the failing partition and what it found
     keys = ["2023-01-20-02:00", partition]
@@ -443,6 +451,18 @@ def test_a_report_that_breaks_a_check_fails_its_run(
 
     monkeypatch.undo()
     assert graph.run("refresh_job", tags=_range(keys)).success
+    assert partition_hour(partition) in _store_partitions(history, store)
+
+
+def _history_store(history: Path) -> str:
+    """A store the history holds rows of."""
+    with duckdb.connect(str(history), read_only=True) as con:
+        return con.execute("SELECT min(store_id) FROM uptime_report").fetchone()[0]
+
+
+def _store_partitions(history: Path, store: str) -> set[datetime]:
+    rows = read_store_history(history, store).rows
+    return {ts.to_pydatetime() for ts in rows.partition_hour}
 
 
 def test_ingest_checks_warn_on_rejected_rows_and_unknown_files(

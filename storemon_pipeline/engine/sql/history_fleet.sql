@@ -7,7 +7,8 @@ WITH newest AS (
 chosen_partitions AS (
     SELECT partition_hour, as_of, stores
     FROM history.uptime_report_partitions
-    WHERE partition_hour >= coalesce(
+    WHERE withheld_by IS NULL  -- a partition a blocking check withheld is not history
+      AND partition_hour >= coalesce(
               $since::TIMESTAMP, (SELECT partition_hour FROM newest) - INTERVAL 167 HOUR)
       AND partition_hour <= coalesce($until::TIMESTAMP, (SELECT partition_hour FROM newest))
 ),

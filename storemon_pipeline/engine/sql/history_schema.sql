@@ -25,9 +25,12 @@ CREATE TABLE IF NOT EXISTS history.uptime_report_partitions (
     run_id           VARCHAR,
     -- when late data or a new snapshot last made a run recompute some stores' rows, and which run
     revised_at       TIMESTAMP,
-    revised_run_id   VARCHAR
+    revised_run_id   VARCHAR,
+    -- the blocking check its rows broke: a withheld partition is not shown as history
+    withheld_by      VARCHAR
 );
 
--- History files of earlier versions lack the revision columns.
+-- History files of earlier versions lack these columns.
 ALTER TABLE history.uptime_report_partitions ADD COLUMN IF NOT EXISTS revised_at TIMESTAMP;
 ALTER TABLE history.uptime_report_partitions ADD COLUMN IF NOT EXISTS revised_run_id VARCHAR;
+ALTER TABLE history.uptime_report_partitions ADD COLUMN IF NOT EXISTS withheld_by VARCHAR;
