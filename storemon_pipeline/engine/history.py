@@ -207,12 +207,12 @@ def converge_history(
 def partitions_to_compute(
     path: Path, as_of_by_hour: dict[datetime, datetime], only_stale: bool
 ) -> dict[datetime, datetime]:
-    """The partitions to compute whole: all of them, or only those the history lacks or holds
-    as of another instant (the others change only for the backlog's stores)."""
+    """The partitions to compute whole: all of them, or only those the history lacks, holds as
+    of another instant or withheld (the others change only for the backlog's stores)."""
     if not only_stale:
         return as_of_by_hour
-    stored = _stored_as_of(
-        path, "partition_hour IN (SELECT unnest($hours::TIMESTAMP[]))",
+    stored = _stored_as_of(  # a withheld partition is computed again
+        path, "partition_hour IN (SELECT unnest($hours::TIMESTAMP[])) AND withheld_by IS NULL",
         {"hours": list(as_of_by_hour)},
     )
     return {hour: as_of for hour, as_of in as_of_by_hour.items() if stored.get(hour) != as_of}
