@@ -191,13 +191,20 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
     lines: list[str] = []
     short = run_bench(scale=0.02, cache_dir=tmp_path, out=lines.append)
     phases = {r["phase"]: r for r in short if r["kind"] == "phase"}
-    assert set(phases) == {"floor", "ingest", "windows", "report", "explain", "week", "stray"}
+    assert set(phases) == {
+        "floor", "ingest", "windows", "report", "explain", "week", "late_fleet", "late_100", "stray"
+    }
     assert all(r["seconds"] is not None and r["peak_rss_mb"] > 0 for r in phases.values())
     assert phases["week"]["rows"] == 168 * phases["report"]["rows"]
+    # the fleet's late file rewrites each store's rows of the day of partitions after it (its own
+    # hour's partition and the 24 after it); 100 stores' file, at most 100 stores' rows of them
+    assert phases["late_fleet"]["rows"] == 25 * phases["report"]["rows"]
+    assert 0 < phases["late_100"]["rows"] <= 25 * 100
     assert phases["explain"]["rows"] == 20  # stores explained
     assert {r["bar"] for r in short if r["kind"] == "bar"} >= {
         "ingest", "report", "week of hourly reports / report",
         "report after stray polls / report", "peak memory of a phase", "one store's timeline",
+        "history after the fleet's late file / report", "history after 100 stores' late file",
     }
     long = run_bench(scale=0.02, cache_dir=tmp_path, history_days=12, out=lines.append)
     assert {r["phase"] for r in long if r["kind"] == "phase"} == {
