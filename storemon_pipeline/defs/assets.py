@@ -21,6 +21,7 @@ from storemon_pipeline.defs.keys import BUSINESS_HOURS, POLLS, QUARANTINE, TIMEZ
 from storemon_pipeline.defs.metadata import markdown, markdown_table, timestamp
 from storemon_pipeline.defs.partitions import add_report_partitions, report_partitions
 from storemon_pipeline.defs.resources import StoremonState
+from storemon_pipeline.defs.tags import RECOMPUTE_STALE, RECOMPUTE_TAG
 from storemon_pipeline.engine.db import ensure_spill_room
 from storemon_pipeline.engine.history import (
     HistoryUpdate,
@@ -66,11 +67,6 @@ DUCKDB_POOL = "duckdb"
 POLLS_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=2), warn_window=timedelta(hours=1)
 )
-
-# A run with this tag (the sensor after an ingest) computes whole only the partitions the
-# history lacks or holds as of another instant; the others change for the late data's stores.
-RECOMPUTE_TAG = "storemon/recompute"
-RECOMPUTE_STALE = "stale"
 
 REJECTED_SHARE_CHECK = "rejected_rows_share"
 FILES_RECOGNISED_CHECK = "files_recognised"

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from storemon_pipeline.defs.assets import POLLS, RECOMPUTE_STALE, RECOMPUTE_TAG, IngestConfig
+from storemon_pipeline.defs.assets import POLLS, IngestConfig
 from storemon_pipeline.defs.jobs import ingest_job, refresh_job
 from storemon_pipeline.defs.partitions import contiguous_ranges, is_materialized, range_tags
 from storemon_pipeline.defs.resources import StoremonState
+from storemon_pipeline.defs.tags import RECOMPUTE_STALE, RECOMPUTE_TAG, trigger_tags
 from storemon_pipeline.engine.ingest import csv_files, file_sha256
 
 # A file modified this recently may still be being written: look again at the next tick.
@@ -101,8 +102,7 @@ def incoming_files(
                     ops={"ingest": IngestConfig(paths=[str(folder / n) for n in request["files"]])}
                 ),
                 tags={
-                    "storemon/trigger": "sensor",
-                    "dagster/priority": "0",
+                    **trigger_tags("sensor"),
                     "storemon/files": str(len(request["files"])),
                     "storemon/attempt": str(request["attempt"]),
                 },
@@ -151,8 +151,7 @@ def report_after_ingest(
                 run_key=f"after-ingest-{asset_event.run_id}-{keys[0]}-{keys[-1]}",
                 tags={
                     **range_tags(keys),
-                    "storemon/trigger": "sensor",
-                    "dagster/priority": "0",
+                    **trigger_tags("sensor"),
                     RECOMPUTE_TAG: RECOMPUTE_STALE,
                 },
             )

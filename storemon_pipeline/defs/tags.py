@@ -21,6 +21,11 @@ PRIORITY_TAG = "dagster/priority"  # read by Dagster's QueuedRunCoordinator
 Trigger = Literal["api", "sensor", "schedule", "up", "ui"]
 PRIORITY: dict[str, int] = {"api": 10, "schedule": 5, "sensor": 0, "up": 0, "ui": 0}
 UNTAGGED = "ui"
+# A report run with this tag (the sensor's, after an ingest) computes whole only the partitions
+# the history lacks, holds as of another instant or withheld; the others change only for the
+# stores whose data changed (engine/history.py: update_history).
+RECOMPUTE_TAG = "storemon/recompute"
+RECOMPUTE_STALE = "stale"
 
 
 def trigger_tags(trigger: Trigger) -> dict[str, str]:

@@ -112,15 +112,10 @@ def save_history(
 ) -> int:
     """Replace the rows of the partitions of ``as_of_by_hour`` (partition hour -> as-of) with
     their reports in ``report_results``; returns the rows written."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE saved_partitions AS "
-        "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
-        [list(as_of_by_hour), list(as_of_by_hour.values())],
+    return _write_rows(
+        con, path, as_of_by_hour, ("history_save", "history_insert_rows"),
+        {"run_id": run_id, "computed_at": utc_now()},
     )
-    _write_history(con, path, "history_save", {"run_id": run_id, "computed_at": utc_now()})
-    return con.execute(
-        "SELECT count(*) FROM report_results SEMI JOIN saved_partitions USING (as_of)"
-    ).fetchone()[0]
 
 
 @dataclass(frozen=True)
@@ -278,7 +273,7 @@ def withhold_partitions(path: Path, hours: Sequence[datetime], check: str) -> No
             "SELECT unnest(?::TIMESTAMP[]) AS partition_hour",
             [list(hours)],
         )
-        _write_history(con, path, "history_withhold", {"check": check})
+        _write_history(con, path, ("history_withhold",), {"check": check})
     finally:
         con.close()
 
@@ -341,30 +336,47 @@ def _save_revision(
 ) -> int:
     """Replace these stores' rows of these stored partitions with ``report_results``."""
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE revised_partitions AS "
-        "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
-        [list(as_of_by_hour), list(as_of_by_hour.values())],
-    )
-    con.execute(
         "CREATE OR REPLACE TEMP TABLE revised_stores AS "
         "SELECT unnest(?::VARCHAR[]) AS store_id",
         [store_ids],
     )
-    _write_history(con, path, "history_revise", {"run_id": run_id, "revised_at": utc_now()})
+    return _write_rows(
+        con, path, as_of_by_hour,
+        ("history_revise", "history_insert_rows", "history_revise_totals"),
+        {"run_id": run_id, "revised_at": utc_now()},
+    )
+
+
+def _write_rows(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    as_of_by_hour: dict[datetime, datetime],
+    scripts: Sequence[str],
+    params: dict[str, object],
+) -> int:
+    """Write the rows of ``report_results`` of these partitions (``saved_partitions``) to the
+    history with these scripts; returns how many."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE saved_partitions AS "
+        "SELECT unnest(?::TIMESTAMP[]) AS partition_hour, unnest(?::TIMESTAMP[]) AS as_of",
+        [list(as_of_by_hour), list(as_of_by_hour.values())],
+    )
+    _write_history(con, path, scripts, params)
     return con.execute(
-        "SELECT count(*) FROM report_results SEMI JOIN revised_partitions USING (as_of)"
+        "SELECT count(*) FROM report_results SEMI JOIN saved_partitions USING (as_of)"
     ).fetchone()[0]
 
 
 def _write_history(
-    con: duckdb.DuckDBPyConnection, path: Path, script: str, params: dict[str, object]
+    con: duckdb.DuckDBPyConnection, path: Path, scripts: Sequence[str], params: dict[str, object]
 ) -> None:
-    """Run a script over the history file in one transaction, attached only for that moment."""
+    """Run scripts over the history file in one transaction, attached only for that moment."""
     attach_history(con, path)
     try:
         con.begin()
         try:
-            run_script(con, script, params)
+            for script in scripts:
+                run_script(con, script, params)
             con.commit()
         except BaseException:
             con.rollback()
