@@ -138,7 +138,7 @@ def _write(path: Path, header: str, rows: list[str]) -> Path:
     return path
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=feeds())
 def test_history_converges_whatever_the_order(case, tmp_path_factory):
     stores, hours, zones, files, order, redelivered, new_snapshot, snapshot_at = case
@@ -206,7 +206,7 @@ def test_a_late_poll_recomputes_only_its_store(tmp_path):
         con.close()
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=feeds())
 def test_the_sharded_history_converges_to_the_one_file_history(case, tmp_path_factory):
     """The same deliveries into 3 shards, each followed by the sharded report run over the same
