@@ -1,4 +1,4 @@
-"""Loading the three CSV feeds into DuckDB.
+"""Loading the four CSV feeds into DuckDB.
 
 DuckDB does the parsing and validation (set-based SQL over whole files); Python only recognises
 each file's feed by its header, keeps the manifest that makes loading idempotent, and scans each
@@ -32,7 +32,7 @@ from storemon_pipeline.engine.textscan import (
     sanitise,
 )
 
-POLLS, HOURS, TIMEZONES = "polls", "business_hours", "timezones"
+POLLS, HOURS, TIMEZONES, SPECIAL = "polls", "business_hours", "timezones", "special_hours"
 
 # Normalised header columns -> the SQL parameter naming each column's position.
 FEED_HEADERS: dict[str, dict[str, str]] = {
@@ -44,6 +44,21 @@ FEED_HEADERS: dict[str, dict[str, str]] = {
         "end_time_local": "end_pos",
     },
     TIMEZONES: {"store_id": "store_id_pos", "timezone_str": "timezone_pos"},
+    SPECIAL: {
+        "store_id": "store_id_pos",
+        "date": "date_pos",
+        "start_time_local": "start_pos",
+        "end_time_local": "end_pos",
+    },
+}
+# Columns a feed's header may have besides its own; a missing one is at position 0 (no cell).
+OPTIONAL_HEADERS: dict[str, dict[str, str]] = {SPECIAL: {"reason": "reason_pos"}}
+# The check query of each feed (engine/sql/ingest_check_<name>.sql).
+CHECK_QUERIES = {
+    POLLS: "ingest_check_polls",
+    HOURS: "ingest_check_hours",
+    TIMEZONES: "ingest_check_timezones",
+    SPECIAL: "ingest_check_special_hours",
 }
 HEADER_ALIASES = {"day": "dayofweek"}
 # What a store id may be (docs/semantics.md §1.1): text, never parsed as a number.
@@ -92,7 +107,7 @@ def is_valid_store_id(text: str) -> bool:
 
 
 class UnknownFeedError(ValueError):
-    """A file whose header is none of the three feeds."""
+    """A file whose header is none of the four feeds."""
 
 
 def csv_files(paths: Iterable[Path | str]) -> list[Path]:
@@ -119,10 +134,18 @@ def read_header(path: Path) -> list[str]:
 def recognise_feed(header: list[str]) -> tuple[str, dict[str, int]]:
     """The feed a header belongs to and the 1-based position of each of its columns."""
     names = [HEADER_ALIASES.get(name, name) for name in header]
-    for feed, columns in FEED_HEADERS.items():
-        if sorted(names) == sorted(columns):
-            return feed, {columns[name]: names.index(name) + 1 for name in names}
-    expected = " | ".join(",".join(columns) for columns in FEED_HEADERS.values())
+    for feed, required in FEED_HEADERS.items():
+        optional = OPTIONAL_HEADERS.get(feed, {})
+        extra = set(names) - set(required)
+        if set(required) <= set(names) and extra <= set(optional) and len(set(names)) == len(names):
+            columns = required | optional
+            positions = {param: 0 for param in optional.values()}
+            positions |= {columns[name]: names.index(name) + 1 for name in names}
+            return feed, positions | {"field_count": len(names)}
+    expected = " | ".join(
+        ",".join([*columns, *(f"[{name}]" for name in OPTIONAL_HEADERS.get(feed, {}))])
+        for feed, columns in FEED_HEADERS.items()
+    )
     shown = ",".join(header)
     shown = shown if len(shown) <= 200 else shown[:200] + "…"  # a garbage header is long
     raise UnknownFeedError(
@@ -170,7 +193,7 @@ def _check_rows(
             "end_valid_ts": END_VALID_INSTANT,
             "not_after": not_after,
         }
-    con.execute(sql(f"ingest_check_{'hours' if feed == HOURS else feed}"), params)
+    con.execute(sql(CHECK_QUERIES[feed]), params)
 
 
 def _check_sanitised(
@@ -193,11 +216,15 @@ def _ensure_known_timezones(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-# The columns of a snapshot's table, as the check stages them.
+# The columns of a snapshot's table that reports read, as the check stages them: a store whose
+# rows of these differ has other reports (the free-text reason of a special date changes none).
 SNAPSHOT_COLUMNS = {
     HOURS: "store_id, day_of_week, start_sec, end_sec",
     TIMEZONES: "store_id, timezone",
+    SPECIAL: "store_id, local_date, start_sec, end_sec",
 }
+# The staged columns a snapshot's table keeps besides those.
+SNAPSHOT_EXTRA_COLUMNS = {SPECIAL: ", reason_text"}
 
 
 def _load_checked_rows(con: duckdb.DuckDBPyConnection, feed: str) -> int:
@@ -212,8 +239,9 @@ def _load_checked_rows(con: duckdb.DuckDBPyConnection, feed: str) -> int:
     columns = SNAPSHOT_COLUMNS[feed]
     con.execute(sql("ingest_changed_snapshot").format(table=feed, columns=columns))
     con.execute(f"DELETE FROM {feed}")
+    stored = columns + SNAPSHOT_EXTRA_COLUMNS.get(feed, "")
     con.execute(
-        f"INSERT INTO {feed} SELECT DISTINCT {columns} FROM ingest_checked WHERE reason IS NULL"
+        f"INSERT INTO {feed} SELECT DISTINCT {stored} FROM ingest_checked WHERE reason IS NULL"
     )
     return con.execute(f"SELECT count(*) FROM {feed}").fetchone()[0]
 

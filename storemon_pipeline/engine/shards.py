@@ -2,9 +2,9 @@
 of their id, so that N processes (on N machines) ingest and report at once.
 
 Every number of a report depends on its own store's feeds only (§2.11), so a shard holds
-everything about its stores (polls, hours and time-zone rows) and computes their rows of any
-report by itself; the shards' rows together are the report. With one shard (the default) the
-state is the single file ``storemon.duckdb``, exactly as without shards.
+everything about its stores (polls, weekly and special hours, time-zone rows) and computes
+their rows of any report by itself; the shards' rows together are the report. With one shard
+(the default) the state is the single file ``storemon.duckdb``, exactly as without shards.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ SINGLE_FILE = "storemon.duckdb"
 # The feed tables, as a shard holds them; ``stores.store_key`` is local to its file.
 # How long a reader waits for a shard file that a process is writing.
 LOCK_WAIT_SECONDS = 120.0
-FEED_TABLES = ("stores", "polls", "business_hours", "timezones", "quarantine", "ingest_manifest")
+FEED_TABLES = (
+    "stores", "polls", "business_hours", "special_hours", "timezones", "quarantine",
+    "ingest_manifest",
+)
 # Seen through the views as well: a report over all shards reads what their searches remembered
 # and what their history backlogs hold (engine/history.py). Files of an older version may lack a
 # table: their part is left out.
@@ -43,6 +46,8 @@ EMPTY_TABLES = {
     "NULL::TIMESTAMP AS last_ts, NULL::BOOLEAN AS last_active WHERE false",
     "history_backlog": "SELECT NULL::BIGINT AS store_key, NULL::TIMESTAMP AS changed_from, "
     "NULL::TIMESTAMP AS noted_at WHERE false",
+    "special_hours": "SELECT NULL::VARCHAR AS store_id, NULL::DATE AS local_date, "
+    "NULL::INTEGER AS start_sec, NULL::INTEGER AS end_sec, NULL::VARCHAR AS reason WHERE false",
 }
 
 

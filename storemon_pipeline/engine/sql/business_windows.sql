@@ -1,6 +1,7 @@
 -- Business time of the stores in window_stores(store_key, store_id), as merged UTC intervals
 -- [window_start, window_end), every interval that reaches into [$covers_from, $covers_to]
--- (docs/semantics.md §2.4-§2.6). Needs the temp table
+-- (docs/semantics.md §2.4-§2.7): weekly hours on every local date, except the dates with
+-- special hours, which have those instead. Needs the temp table
 -- zone_offsets(timezone, valid_from, valid_to, utc_offset_sec) covering that span.
 -- Linear in the number of windows: each wall-clock boundary is converted once per zone, and
 -- each window end is looked up by equality on (zone, wall-clock time).
@@ -29,21 +30,37 @@ local_dates AS (
     SELECT range::DATE AS local_date, (isodow(range::DATE) - 1)::TINYINT AS day_of_week
     FROM range($covers_from::DATE - INTERVAL 2 DAY, $covers_to::DATE + INTERVAL 2 DAY, INTERVAL 1 DAY)
 ),
+special_rows AS (
+    -- the valid special rows of the dates in reach; a row without times only closes its date
+    SELECT store_zones.store_key, store_zones.timezone, special_hours.local_date,
+           special_hours.start_sec, special_hours.end_sec
+    FROM special_hours
+    JOIN store_zones USING (store_id)
+    SEMI JOIN local_dates USING (local_date)
+),
+dated_hours AS (
+    -- the weekly rows on each date without special rows, and the special rows of the others
+    SELECT weekly_hours.store_key, weekly_hours.timezone, local_dates.local_date,
+           weekly_hours.start_sec, weekly_hours.end_sec
+    FROM weekly_hours
+    JOIN local_dates USING (day_of_week)
+    ANTI JOIN special_rows USING (store_key, local_date)
+    UNION ALL
+    SELECT store_key, timezone, local_date, start_sec, end_sec
+    FROM special_rows
+    WHERE start_sec IS NOT NULL
+),
 local_windows AS (
     -- [start, end) in wall-clock time; end <= start runs overnight into the next date
     SELECT
         row_number() OVER () AS window_id,
-        weekly_hours.store_key,
-        weekly_hours.timezone,
-        local_dates.local_date + to_seconds(weekly_hours.start_sec) AS local_start,
-        local_dates.local_date + to_seconds(
-            CASE
-                WHEN weekly_hours.end_sec > weekly_hours.start_sec THEN weekly_hours.end_sec
-                ELSE weekly_hours.end_sec + 86400
-            END
+        store_key,
+        timezone,
+        local_date + to_seconds(start_sec) AS local_start,
+        local_date + to_seconds(
+            CASE WHEN end_sec > start_sec THEN end_sec ELSE end_sec + 86400 END
         ) AS local_end
-    FROM weekly_hours
-    JOIN local_dates USING (day_of_week)
+    FROM dated_hours
 ),
 window_ends AS (
     -- both ends of every window, one row each

@@ -5,7 +5,7 @@ WITH fields AS (
         line,
         raw,
         well_quoted,
-        len(cells) = 4 AS right_field_count,
+        len(cells) = $field_count AS right_field_count,
         trim_cell(cells[$store_id_pos]) AS store_id,
         trim_cell(cells[$day_pos]) AS day_text,
         regexp_extract(trim_cell(cells[$start_pos]), '^(\d{1,2}):(\d{2})(?::(\d{2}))?$', ['h', 'm', 's'])

@@ -5,7 +5,7 @@ WITH fields AS (
         line,
         raw,
         well_quoted,
-        len(cells) = 3 AS right_field_count,
+        len(cells) = $field_count AS right_field_count,
         trim_cell(cells[$store_id_pos]) AS store_id,
         cells[$status_pos] AS status_text,
         trim_cell(cells[$timestamp_pos]) AS ts_text

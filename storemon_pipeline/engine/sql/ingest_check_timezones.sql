@@ -7,7 +7,7 @@ WITH fields AS (
         line,
         raw,
         well_quoted,
-        len(cells) = 2 AS right_field_count,
+        len(cells) = $field_count AS right_field_count,
         trim_cell(cells[$store_id_pos]) AS store_id,
         trim_cell(cells[$timezone_pos]) AS timezone
     FROM csv_lines($path, $encoding)

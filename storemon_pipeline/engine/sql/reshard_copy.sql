@@ -19,6 +19,9 @@ JOIN stores ON stores.store_id = source_stores.store_id;
 INSERT INTO business_hours
 SELECT * FROM source_business_hours WHERE shard_of(store_id, $shards) = $shard;
 
+INSERT INTO special_hours
+SELECT * FROM source_special_hours WHERE shard_of(store_id, $shards) = $shard;
+
 INSERT INTO timezones
 SELECT * FROM source_timezones WHERE shard_of(store_id, $shards) = $shard;
 

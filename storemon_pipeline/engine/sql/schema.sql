@@ -23,6 +23,17 @@ CREATE TABLE IF NOT EXISTS business_hours (
     end_sec     INTEGER  NOT NULL   -- 86400 for 24:00
 );
 
+-- Dates on which a store keeps other hours than its weekly ones (docs/semantics.md §2.6): a
+-- date with rows here has these windows instead of its weekly rows. A row without times closes
+-- the date (a date with such a row and windows has the windows).
+CREATE TABLE IF NOT EXISTS special_hours (
+    store_id   VARCHAR NOT NULL,
+    local_date DATE    NOT NULL,  -- the store's local date
+    start_sec  INTEGER,           -- seconds after local midnight; NULL with end_sec: closed
+    end_sec    INTEGER,           -- 86400 for 24:00
+    reason     VARCHAR            -- free text, e.g. holiday
+);
+
 CREATE TABLE IF NOT EXISTS timezones (
     store_id VARCHAR NOT NULL,
     timezone VARCHAR NOT NULL
