@@ -17,7 +17,14 @@ import duckdb
 import pandas as pd
 from pydantic import Field
 
-from storemon_pipeline.defs.keys import BUSINESS_HOURS, POLLS, QUARANTINE, TIMEZONES
+from storemon_pipeline.defs.keys import (
+    BUSINESS_HOURS,
+    INGEST_KEYS,
+    POLLS,
+    QUARANTINE,
+    SPECIAL_HOURS,
+    TIMEZONES,
+)
 from storemon_pipeline.defs.metadata import markdown, markdown_table, timestamp
 from storemon_pipeline.defs.partitions import add_report_partitions, report_partitions
 from storemon_pipeline.defs.resources import StoremonState
@@ -116,6 +123,14 @@ class IngestConfig(dg.Config):
             "replaces the previous one. Stores without rows are open 24x7.",
         ),
         dg.AssetSpec(
+            SPECIAL_HOURS,
+            group_name="ingest",
+            kinds={"duckdb"},
+            description="Holidays, closures and other special days in each store's local "
+            "dates; the latest file replaces the previous one. A date with rows has those hours "
+            "(or none: closed) instead of its weekly ones.",
+        ),
+        dg.AssetSpec(
             TIMEZONES,
             group_name="ingest",
             kinds={"duckdb"},
@@ -136,7 +151,7 @@ class IngestConfig(dg.Config):
 def ingest(
     context: dg.AssetExecutionContext, config: IngestConfig, storemon: StoremonState
 ) -> Iterator[dg.MaterializeResult]:
-    """Load CSV files of the three feeds into DuckDB (engine: ``ingest.ingest_paths``)."""
+    """Load CSV files of the four feeds into DuckDB (engine: ``ingest.ingest_paths``)."""
     paths = [Path(p) for p in config.paths] or storemon.default_ingest_paths()
     context.log.info(f"ingesting {', '.join(map(str, paths))}")
     started = time.perf_counter()
@@ -191,7 +206,7 @@ def record_ingest(
     files = dg.MetadataValue.md(_files_table(results))
     return {
         key: {**metadata[key.path[-1]], "files": files}
-        for key in (POLLS, BUSINESS_HOURS, TIMEZONES, QUARANTINE)
+        for key in INGEST_KEYS
     }
 
 
@@ -257,6 +272,16 @@ def _ingest_metadata(
             "rows_loaded": loaded("business_hours"),
             "stores": tables.hours_stores,
         },
+        "special_hours": {
+            "dagster/row_count": tables.special_rows,
+            "rows_loaded": loaded("special_hours"),
+            "stores": tables.special_stores,
+            "store_dates": tables.special_store_dates,
+            "closed_store_dates": tables.closed_store_dates,
+            "first_date": str(tables.special_dates_span[0] or ""),
+            "last_date": str(tables.special_dates_span[1] or ""),
+            "next_special_dates": markdown(tables.next_special_dates),
+        },
         "timezones": {
             "dagster/row_count": tables.timezone_rows,
             "rows_loaded": loaded("timezones"),
@@ -316,7 +341,7 @@ def ingest_check_results(
 
 @dg.asset(
     group_name="business_time",
-    deps=[POLLS, BUSINESS_HOURS, TIMEZONES],
+    deps=[POLLS, BUSINESS_HOURS, SPECIAL_HOURS, TIMEZONES],
     kinds={"duckdb"},
     pool=DUCKDB_POOL,
 )

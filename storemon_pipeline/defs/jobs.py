@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from storemon_pipeline.defs.keys import (
-    BUSINESS_HOURS,
-    POLLS,
-    QUARANTINE,
-    REPORT,
-    TIMEZONES,
-    WINDOWS,
-)
+from storemon_pipeline.defs.keys import INGEST_KEYS, REPORT, WINDOWS
 from storemon_pipeline.defs.tags import trigger_tags
 
-# Selected by key: with shards, the same keys are graph-backed assets (defs/sharded.py).
-INGEST_KEYS = (POLLS, BUSINESS_HOURS, TIMEZONES, QUARANTINE)
 # A run launched by hand from the UI's launchpad says so; the API, sensors, schedule and
 # `storemon up` give tags of their own, which take precedence over the job's.
 BY_HAND = trigger_tags("ui")

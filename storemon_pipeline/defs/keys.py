@@ -7,7 +7,12 @@ import dagster as dg
 
 POLLS = dg.AssetKey("polls")
 BUSINESS_HOURS = dg.AssetKey("business_hours")
+SPECIAL_HOURS = dg.AssetKey("special_hours")
 TIMEZONES = dg.AssetKey("timezones")
 QUARANTINE = dg.AssetKey("quarantine")
 WINDOWS = dg.AssetKey("business_windows")
 REPORT = dg.AssetKey("uptime_report")
+
+# The ingest's assets, one per feed table. Selected by key: with shards, the same keys are
+# graph-backed assets (defs/sharded.py).
+INGEST_KEYS = (POLLS, BUSINESS_HOURS, SPECIAL_HOURS, TIMEZONES, QUARANTINE)

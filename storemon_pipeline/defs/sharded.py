@@ -15,18 +15,21 @@ from pathlib import Path
 import dagster as dg
 
 from storemon_pipeline.defs.assets import (
-    BUSINESS_HOURS,
     INGEST_CHECK_SPECS,
-    POLLS,
     POLLS_FRESHNESS,
-    QUARANTINE,
-    TIMEZONES,
     IngestConfig,
     business_windows,
     finish_report,
     ingest_check_results,
     log_file_result,
     record_ingest,
+)
+from storemon_pipeline.defs.keys import (
+    BUSINESS_HOURS,
+    POLLS,
+    QUARANTINE,
+    SPECIAL_HOURS,
+    TIMEZONES,
 )
 from storemon_pipeline.defs.partitions import report_partitions
 from storemon_pipeline.defs.resources import StoremonState
@@ -51,6 +54,7 @@ SHARD_RETRY = dg.RetryPolicy(max_retries=2, delay=5)
 INGEST_OUTPUTS = {
     "polls": POLLS,
     "business_hours": BUSINESS_HOURS,
+    "special_hours": SPECIAL_HOURS,
     "timezones": TIMEZONES,
     "quarantine": QUARANTINE,
 }

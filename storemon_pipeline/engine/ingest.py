@@ -13,7 +13,7 @@ import tempfile
 import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -574,6 +574,12 @@ class FeedTables:
     latest_poll: datetime | None
     hours_rows: int
     hours_stores: int
+    special_rows: int
+    special_stores: int
+    special_store_dates: int  # (store, local date) pairs with special hours
+    closed_store_dates: int  # of those, closed all day
+    special_dates_span: tuple[date | None, date | None]
+    next_special_dates: pd.DataFrame  # the first ten from the latest poll's date on
     timezone_rows: int
     timezone_stores: int
     distinct_timezones: int
@@ -589,6 +595,35 @@ def feed_tables(con: duckdb.DuckDBPyConnection, files: list[str]) -> FeedTables:
     hours, hours_stores = con.execute(
         "SELECT count(*), count(DISTINCT store_id) FROM business_hours"
     ).fetchone()
+    special = con.execute(
+        """
+        WITH store_dates AS (
+            SELECT store_id, local_date, bool_and(start_sec IS NULL) AS closed
+            FROM special_hours
+            GROUP BY store_id, local_date
+        )
+        SELECT (SELECT count(*) FROM special_hours), count(DISTINCT store_id), count(*),
+               count(*) FILTER (WHERE closed), min(local_date), max(local_date)
+        FROM store_dates
+        """
+    ).fetchone()
+    next_special = con.execute(
+        """
+        WITH store_dates AS (
+            SELECT store_id, local_date, bool_and(start_sec IS NULL) AS closed,
+                   string_agg(DISTINCT reason, '; ') AS reasons
+            FROM special_hours
+            WHERE local_date >= (SELECT max(last_poll)::DATE FROM stores)
+            GROUP BY store_id, local_date
+        )
+        SELECT local_date AS date, count(*) AS stores, count(*) FILTER (WHERE closed) AS closed,
+               string_agg(DISTINCT reasons, '; ') AS reasons
+        FROM store_dates
+        GROUP BY local_date
+        ORDER BY local_date
+        LIMIT 10
+        """
+    ).df()
     zones, zone_stores, zone_names = con.execute(
         "SELECT count(*), count(DISTINCT store_id), count(DISTINCT timezone) FROM timezones"
     ).fetchone()
@@ -609,6 +644,7 @@ def feed_tables(con: duckdb.DuckDBPyConnection, files: list[str]) -> FeedTables:
         {"files": files},
     ).df()
     return FeedTables(
-        polls, poll_stores, first_poll, latest, hours, hours_stores, zones, zone_stores,
-        zone_names, quarantined, by_reason, sample,
+        polls, poll_stores, first_poll, latest, hours, hours_stores, *special[:4],
+        (special[4], special[5]), next_special, zones, zone_stores, zone_names, quarantined,
+        by_reason, sample,
     )
