@@ -243,6 +243,29 @@ class WeeklyHours(BaseModel):
     end_local: str = Field(description="HH:MM:SS; 24:00:00 is midnight; <= start: overnight.")
 
 
+class SpecialWindow(BaseModel):
+    start_local: str = Field(description="HH:MM:SS, local time.")
+    end_local: str = Field(
+        description="HH:MM:SS; 24:00:00 is midnight; <= start: runs into the next date."
+    )
+
+
+class SpecialDate(BaseModel):
+    """A local date with special hours: its windows instead of the weekday's weekly rows."""
+
+    date: str = Field(description="The store's local date, YYYY-MM-DD.")
+    day: str
+    closed: bool = Field(description="No window that date: closed all day.")
+    windows: list[SpecialWindow] = Field(description="The date's business hours (local).")
+    reason: str | None = Field(description="As in the feed (several: joined by '; ').")
+    replaced_weekly: list[WeeklyHours] = Field(
+        description="The weekday's weekly rows, which this date does not have."
+    )
+    replaced_open_24x7: bool = Field(
+        description="No business-hours rows: this date replaces a whole day open."
+    )
+
+
 class LocalDay(BaseModel):
     date: str = Field(description="A local calendar date that touches the week.")
     start_utc: datetime
@@ -280,7 +303,7 @@ class TimelineSource(BaseModel):
 
 
 class StoreTimelineResponse(BaseModel):
-    """How a store's numbers were made (docs/semantics.md §2.11)."""
+    """How a store's numbers were made (docs/semantics.md §2.15)."""
 
     store_id: str
     as_of: datetime
@@ -288,6 +311,10 @@ class StoreTimelineResponse(BaseModel):
     timezone_defaulted: bool = Field(description="No valid time-zone row: the default zone.")
     open_24x7: bool = Field(description="No business-hours rows: open 24x7.")
     business_hours: list[WeeklyHours]
+    special_dates: list[SpecialDate] = Field(
+        description="Dates with special hours: the local days that touch the week and the day "
+        "before (its overnight rows reach into the week)."
+    )
     week: Span = Field(description="[as_of - 7 days, as_of).")
     days: list[LocalDay] = Field(description="The local days that touch the week.")
     business_windows: list[BusinessWindow] = Field(description="Clipped to the week.")

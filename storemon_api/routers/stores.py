@@ -61,8 +61,9 @@ def store_timeline(
               "partition's as-of, else the latest poll."),
     ] = None,
 ) -> StoreTimelineResponse:
-    """The store's business windows, polls (used or not, and why), interpolated status and
-    business time by status over the week before `as_of`, with the report's six values for
-    that instant, which the windows and status add up to; and the report partition and
-    Dagster run the numbers come from, when one has this as-of."""
+    """The store's business windows (with the special dates that replace weekly rows), polls
+    (used or not, and why), interpolated status and business time by status over the week
+    before `as_of`, with the report's six values for that instant, which the windows and
+    status add up to; and the report partition and Dagster run the numbers come from, when
+    one has this as-of."""
     return stores.timeline(store_id, as_of)

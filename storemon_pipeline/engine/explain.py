@@ -1,6 +1,7 @@
 """How one store's numbers were made (docs/semantics.md §2.15): its week as of an instant, with
-the business windows, the polls (used or not, and why), the status they interpolate to, and the
-report's values, which the windows and runs add up to.
+the business windows (and the special dates that replaced weekly rows), the polls (used or not,
+and why), the status they interpolate to, and the report's values, which the windows and runs
+add up to.
 
 The values come from the report engine itself (``compute_reports`` for this one store, which
 gives exactly its row of the full report); the timeline reads the temp tables that computation
@@ -76,12 +77,29 @@ class HoursRow:
 
 
 @dataclass(frozen=True)
+class SpecialWindow:
+    start_sec: int
+    end_sec: int  # 86400 for 24:00; <= start_sec runs into the next date
+
+
+@dataclass(frozen=True)
+class SpecialDate:
+    """A local date with special hours (docs/semantics.md §2.6): these windows instead of the
+    weekday's weekly rows."""
+
+    date: date  # the store's local date
+    windows: list[SpecialWindow]  # empty: closed all day
+    reasons: list[str]  # the rows' reasons, distinct, closed rows first, then by start
+
+
+@dataclass(frozen=True)
 class StoreTimeline:
     store_id: str
     as_of: datetime
     timezone: str
     timezone_defaulted: bool
     business_hours: list[HoursRow]  # empty: open 24x7
+    special_dates: list[SpecialDate]  # of the week's local days and the day before
     business_windows: list[Interval]  # clipped to the week
     polls: list[Poll]
     all_polls: bool | None  # the sequence used (§2.7): None when the store is not reported
@@ -105,6 +123,10 @@ class StoreTimeline:
             days.append((day, _utc_of_local(day, zone), _utc_of_local(day + timedelta(1), zone)))
         return days
 
+    def replaced_weekly(self, special: SpecialDate) -> list[HoursRow]:
+        """The weekly rows the special date does not have: its weekday's."""
+        return [row for row in self.business_hours if row.day_of_week == special.date.weekday()]
+
     def as_json(
         self, source: ReportSource | None = None, dagster_url: str | None = None
     ) -> dict[str, Any]:
@@ -116,20 +138,35 @@ class StoreTimeline:
         def local(value: datetime) -> str:
             return _local(value, zone).isoformat()
 
+        def weekly(row: HoursRow) -> dict[str, Any]:
+            return {
+                "day_of_week": row.day_of_week,
+                "day": DAY_NAMES[row.day_of_week],
+                "start_local": _clock(row.start_sec),
+                "end_local": _clock(row.end_sec),
+            }
+
         return {
             "store_id": self.store_id,
             "as_of": iso(self.as_of),
             "timezone": zone,
             "timezone_defaulted": self.timezone_defaulted,
             "open_24x7": not self.business_hours,
-            "business_hours": [
+            "business_hours": [weekly(row) for row in self.business_hours],
+            "special_dates": [
                 {
-                    "day_of_week": row.day_of_week,
-                    "day": DAY_NAMES[row.day_of_week],
-                    "start_local": _clock(row.start_sec),
-                    "end_local": _clock(row.end_sec),
+                    "date": special.date.isoformat(),
+                    "day": DAY_NAMES[special.date.weekday()],
+                    "closed": not special.windows,
+                    "windows": [
+                        {"start_local": _clock(w.start_sec), "end_local": _clock(w.end_sec)}
+                        for w in special.windows
+                    ],
+                    "reason": "; ".join(special.reasons) or None,
+                    "replaced_weekly": [weekly(row) for row in self.replaced_weekly(special)],
+                    "replaced_open_24x7": not self.business_hours,
                 }
-                for row in self.business_hours
+                for special in self.special_dates
             ],
             "week": {"start": iso(self.week.start), "end": iso(self.week.end)},
             "days": [
@@ -219,6 +256,14 @@ def timeline_text(timeline: StoreTimeline, source: ReportSource | None = None) -
     def local(instant: datetime) -> str:
         return _local(instant, timeline.timezone).strftime("%a %Y-%m-%d %H:%M:%S")
 
+    special = pd.DataFrame(
+        [{"local date": f"{row['day'][:3]} {row['date']}",
+          "hours": "closed" if row["closed"] else ", ".join(map(_span_text, row["windows"])),
+          "reason": row["reason"] or "",
+          "instead of": "open 24x7" if row["replaced_open_24x7"]
+          else ", ".join(map(_span_text, row["replaced_weekly"])) or "closed (no weekly rows)"}
+         for row in data["special_dates"]]
+    )
     windows = pd.DataFrame(
         [{"local start": local(w.start), "local end": local(w.end),
           "UTC start": _utc_text(w.start), "UTC end": _utc_text(w.end)}
@@ -237,6 +282,7 @@ def timeline_text(timeline: StoreTimeline, source: ReportSource | None = None) -
     )
     sections = [
         ("values (the report's row; uptime + downtime = business time)", periods),
+        ("special dates (their rows replace the weekday's weekly rows)", special),
         ("business windows in the week", windows),
         ("business time by status (what the values add up from)", segments),
         (f"polls ({data['sequence']} used)", polls),
@@ -248,6 +294,13 @@ def timeline_text(timeline: StoreTimeline, source: ReportSource | None = None) -
 
 def _status(active: bool) -> str:
     return "active" if active else "inactive"
+
+
+def _span_text(row: dict[str, Any]) -> str:
+    """A weekly or special row's local times, HH:MM; an end not after the start is the next
+    day's."""
+    start, end = row["start_local"], row["end_local"]
+    return f"{start[:5]}-{end[:5]}" + (" (next day)" if end <= start else "")
 
 
 def _utc_text(instant: datetime) -> str:
@@ -297,6 +350,7 @@ def explain_store(
                 [store_id],
             ).fetchall()
         ],
+        special_dates=_special_dates(con, store_id, week_start, as_of, zone),
         business_windows=[
             Interval(*row)
             for row in con.execute(
@@ -355,6 +409,29 @@ def read_store_timeline(
 def _timezone(con: duckdb.DuckDBPyConnection, store_id: str) -> tuple[str, bool]:
     found = con.execute("SELECT timezone FROM timezones WHERE store_id = ?", [store_id]).fetchone()
     return (DEFAULT_TIMEZONE, True) if found is None else (found[0], False)
+
+
+def _special_dates(
+    con: duckdb.DuckDBPyConnection, store_id: str, week_start: datetime, as_of: datetime, zone: str
+) -> list[SpecialDate]:
+    """The store's special dates that can reach into the week: its local days, and the day
+    before, whose overnight rows (special, or the weekly ones it replaced) run into it."""
+    first = _local(week_start, zone).date() - timedelta(days=1)
+    last = _local(as_of - timedelta(microseconds=1), zone).date()
+    found: dict[date, SpecialDate] = {}
+    for day, start_sec, end_sec, reason in con.execute(
+        "SELECT local_date, start_sec, end_sec, reason FROM special_hours "
+        "WHERE store_id = $store_id AND local_date BETWEEN $first AND $last "
+        "ORDER BY local_date, start_sec NULLS FIRST, end_sec, reason",
+        {"store_id": store_id, "first": first, "last": last},
+    ).fetchall():
+        special = found.setdefault(day, SpecialDate(day, [], []))
+        window = None if start_sec is None else SpecialWindow(start_sec, end_sec)
+        if window is not None and window not in special.windows:
+            special.windows.append(window)
+        if reason is not None and reason not in special.reasons:
+            special.reasons.append(reason)
+    return list(found.values())
 
 
 def _intervals(con: duckdb.DuckDBPyConnection, table: str) -> list[StatusInterval]:
