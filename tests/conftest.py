@@ -39,7 +39,7 @@ def run_engine():
     )
 
     def run(stores, as_of, folder, *, poll_files=1, seed=0, csv_path=None, store_ids=None,
-            file_order=("polls", "hours", "timezones"), replaced_hours=None):
+            file_order=("polls", "hours", "special", "timezones"), replaced_hours=None):
         paths = write_feeds(stores, folder, poll_files=poll_files, seed=seed)
         if replaced_hours:
             earlier = folder / "menu_hours_earlier.csv"

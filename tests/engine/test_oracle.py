@@ -142,6 +142,55 @@ def hours_strategy(draw):
         rows = draw(st.permutations(rows))
     return list(rows)
 
+
+
+# Special rows the engine must reject: they do not make their date special.
+INVALID_SPECIAL = [
+    ("2023-02-30", "", ""),
+    ("2023-1-05", "", ""),
+    ("25/12/2023", "10:00", "12:00"),
+    (None, "10:00", ""),  # None: a date near T
+    (None, "", "14:00"),
+    (None, "24:00", "10:00"),
+    (None, "09:00", "24:30"),
+]
+
+
+def local_date_text(day: int) -> str:
+    return (datetime(1970, 1, 1) + timedelta(days=day)).strftime("%Y-%m-%d")
+
+
+@st.composite
+def special_rows(draw, days: list[int]):
+    """Special dates on some of ``days`` (local dates, days since 1970): closed days, shorter
+    days, split days, overnight and 24-hour specials, a closed row beside a window, and a few
+    invalid rows; for about a third of the stores."""
+    if not draw(st.sampled_from([True, False, False])):
+        return []
+    rows = []
+    for day in draw(st.lists(st.sampled_from(days), min_size=1, max_size=4, unique=True)):
+        date_text = local_date_text(day)
+        kind = draw(st.sampled_from(
+            ["closed", "shorter", "split", "overnight", "whole", "closed_and_window"]))
+        if kind in ("closed", "closed_and_window"):
+            rows.append((date_text, "", ""))
+        count = {"closed": 0, "split": 2}.get(kind, 1)
+        for _ in range(count):
+            start = draw(local_seconds)
+            if kind == "overnight":
+                end_text = fmt_local(draw(st.integers(0, start)), False)
+            elif kind == "whole":
+                end_text = draw(st.sampled_from([fmt_local(start, False), "24:00"]))
+            else:
+                end_text = draw(st.one_of(
+                    local_seconds.map(lambda e: fmt_local(e, False)), st.just("24:00")))
+            rows.append((date_text, fmt_local(start, draw(st.booleans())), end_text))
+    if draw(st.sampled_from([False] * 3 + [True])):
+        for date_text, start, end in draw(st.lists(st.sampled_from(INVALID_SPECIAL), max_size=2)):
+            rows.append((date_text or local_date_text(draw(st.sampled_from(days))), start, end))
+    return list(draw(st.permutations(rows)))
+
+
 statuses = st.booleans()
 
 
@@ -216,14 +265,19 @@ def _store_id(draw, index: int) -> str:
     return f"store-{index}.{draw(st.sampled_from(['a', 'B', 'x_1', 'z:9']))}"
 
 
-def _store_basics(draw, index: int, t: int, reach: int):
-    """A store's id, zone and hours, and its windows from ``reach`` before T to two days after
-    (relative to T; None: open 24x7)."""
+def _store_basics(draw, index: int, t: int, reach: int, anchor: int | None = None):
+    """A store's id, zone, hours and special rows, and its windows from ``reach`` before T to
+    two days after (relative to T; None: open 24x7). Special dates fall in T's week and around
+    the ``anchor`` (a transition night)."""
     store_id = _store_id(draw, index)
     zone = draw(st.sampled_from(ZONES))
     hours = draw(hours_strategy())
-    intervals = business_intervals(hours, zone, t - reach, t + 2 * DAY)
-    return store_id, zone, hours, None if intervals is None else intervals - t
+    days = list(range(t // DAY - 8, t // DAY + 2))
+    if anchor is not None:
+        days += [anchor // DAY + d for d in (-1, 0, 1)]
+    special = draw(special_rows(days))
+    intervals = business_intervals(hours, zone, t - reach, t + 2 * DAY, special)
+    return store_id, zone, hours, special, None if intervals is None else intervals - t
 
 
 @st.composite
@@ -237,7 +291,8 @@ def scenarios(draw, *, max_stores: int = 7, near_transition: bool = False):
     n_stores = draw(st.integers(1, max_stores))
     stores = []
     for index in range(n_stores):
-        store_id, zone, hours, intervals = _store_basics(draw, index, t, 10 * DAY)
+        store_id, zone, hours, special, intervals = _store_basics(
+            draw, index, t, 10 * DAY, anchor)
         patterns = draw(st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3))
         polls = []
         for pattern in patterns:
@@ -246,7 +301,7 @@ def scenarios(draw, *, max_stores: int = 7, near_transition: bool = False):
             for o, a in draw(st.lists(st.sampled_from(polls), min_size=1, max_size=3)):
                 polls.append((o, not a))
         stores.append(StoreCase(
-            store_id, hours, zone, [(from_unix(t + o), a) for o, a in polls]))
+            store_id, hours, zone, [(from_unix(t + o), a) for o, a in polls], special))
     return stores, t
 
 
@@ -292,14 +347,16 @@ def _oracle_with_events(stores, t) -> pd.DataFrame:
         elif result.fallback:
             event("store uses the fallback (no poll in hours)")
         if not valid_hours(store.hours):
-            event("store open 24x7")
+            event("store open 24x7" + (" but on its special dates" if store.special else ""))
+        if store.special:
+            event("store has special dates")
         if len(valid_hours(store.hours)) < len(store.hours):
             event("store has invalid hours rows")
     return report_from_results(results)
 
 
 def check(run_engine, stores, t, as_of, *, poll_files=1, seed=0,
-          file_order=("polls", "hours", "timezones"), more_as_of=()) -> None:
+          file_order=("polls", "hours", "special", "timezones"), more_as_of=()) -> None:
     """Engine vs oracle at T (given as `as_of`) and at the extra Unix instants `more_as_of`."""
     expected = [_oracle_with_events(stores, t)] + [oracle_report(stores, x) for x in more_as_of]
     with tempfile.TemporaryDirectory(prefix="storemon-oracle-") as folder:
@@ -324,7 +381,8 @@ def test_engine_matches_oracle(run_engine, data, scenario):
     as_of = data.draw(as_of_forms(t), label="as_of")
     poll_files = data.draw(st.integers(1, 3), label="poll_files")
     seed = data.draw(st.integers(0, 2**16), label="seed")
-    order = data.draw(st.permutations(["polls", "hours", "timezones"]), label="file_order")
+    order = data.draw(st.permutations(["polls", "hours", "special", "timezones"]),
+                      label="file_order")
     # more reports of the same database, at other instants around T
     more = data.draw(st.lists(st.integers(-2 * DAY, DAY).map(lambda d: t + d), max_size=2),
                      label="more_as_of")
@@ -576,13 +634,14 @@ def history_scenarios(draw, max_stores: int = 5):
     t = anchor + draw(st.integers(-DAY, 8 * DAY))
     stores, replaced = [], {}
     for index in range(draw(st.integers(1, max_stores))):
-        store_id, zone, hours, intervals = _store_basics(draw, index, t, 62 * DAY)
+        store_id, zone, hours, special, intervals = _store_basics(draw, index, t, 62 * DAY)
         polls = []
         for pattern in draw(st.lists(st.sampled_from(HISTORY_PATTERNS), min_size=1, max_size=2)):
             polls += draw(history_polls(intervals, pattern))
         if draw(st.booleans()):  # the hours changed since an earlier snapshot
             replaced[store_id] = draw(valid_hours_strategy)
-        stores.append(StoreCase(store_id, hours, zone, [(from_unix(t + o), a) for o, a in polls]))
+        stores.append(StoreCase(
+            store_id, hours, zone, [(from_unix(t + o), a) for o, a in polls], special))
     return stores, t, replaced
 
 
@@ -647,13 +706,27 @@ def transition_scenarios(draw):
                 rows.append((day, fmt_local(other, False), fmt_local(edge, True)))
             else:
                 rows.append((day, fmt_local(edge, True), fmt_local(other, False)))
+        special = []
+        for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+            # a special date on the transition night (or the evening before it, overnight into
+            # it) whose window starts or ends at the edge, or that closes the whole date
+            wall = change + draw(st.sampled_from([before, after]))
+            day, edge = int(wall // DAY), int(wall % DAY)
+            date = local_date_text(day - draw(st.sampled_from([0, 0, 1])))
+            other = fmt_local(draw(local_seconds), False)
+            special += draw(st.sampled_from([
+                [(date, "", "")],
+                [(date, other, fmt_local(edge, True))],
+                [(date, fmt_local(edge, True), other)],
+                [(date, "", ""), (date, fmt_local(edge, True), other)],
+            ]))
         first = t - draw(st.integers(6 * DAY * TICKS, 9 * DAY * TICKS))
         step = draw(st.integers(3000 * TICKS, 4200 * TICKS))
         polls = [(from_ticks(p, TICKS), draw(statuses))
                  for p in range(first, t + HOUR * TICKS, step)][:300]
         polls += [(from_ticks(t + draw(st.integers(-8 * DAY * TICKS, 0)), TICKS), draw(statuses))
                   for _ in range(draw(st.integers(0, 4)))]
-        stores.append(StoreCase(f"edge-{index}", rows, zone, polls))
+        stores.append(StoreCase(f"edge-{index}", rows, zone, polls, special))
     return stores, t
 
 

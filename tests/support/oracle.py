@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -53,12 +53,15 @@ class StoreCase:
     ``24:00[:00]``. No (valid) rows: open 24x7; invalid rows are written to the feed, must be
     quarantined by the engine, and are ignored here. ``zone``: IANA name, ``None`` (no row) or
     an invalid name: both mean America/Chicago. ``polls``: ``(utc datetime, active)``; naive = UTC.
+    ``special``: rows ``(local date YYYY-MM-DD, start, end)``, times as in ``hours`` or both
+    empty (closed that date); invalid rows are quarantined and ignored here, like hours rows.
     """
 
     store_id: str
     hours: list[tuple[int | str, str, str]] = field(default_factory=list)
     zone: str | None = None
     polls: list[tuple[datetime, bool]] = field(default_factory=list)
+    special: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- conversions
@@ -117,6 +120,32 @@ def valid_hours(hours: Iterable[tuple[object, str, str]]) -> list[tuple[int, int
     return valid
 
 
+def valid_special(special: Iterable[tuple[str, str, str]]) -> dict[int, list[tuple[int, int]]]:
+    """{local date (days since 1970-01-01): its windows (start s, end s)} of the valid special
+    rows; an empty list is a date closed all day. Invalid rows make no date special."""
+    dates: dict[int, list[tuple[int, int]]] = {}
+    for date_text, start_text, end_text in special:
+        text = date_text.strip()
+        if len(text) != 10 or text[4] != "-" or text[7] != "-":
+            continue
+        try:
+            day = (date.fromisoformat(text) - date(1970, 1, 1)).days
+        except ValueError:
+            continue
+        if not 1970 <= date.fromisoformat(text).year <= 2099:
+            continue
+        if start_text.strip() == "" and end_text.strip() == "":
+            dates.setdefault(day, [])
+            continue
+        try:
+            start = parse_local_time(start_text, is_end=False)
+            end = parse_local_time(end_text, is_end=True)
+        except ValueError:
+            continue
+        dates.setdefault(day, []).append((start, end))
+    return dates
+
+
 def resolve_zone(zone: str | None) -> str:
     if zone is None:
         return DEFAULT_ZONE
@@ -161,15 +190,24 @@ def local_to_utc(zone: str, local_seconds: np.ndarray, first_day: int, last_day:
 
 
 def business_intervals(
-    hours: Sequence[tuple[int, str, str]], zone: str | None, lo: int, hi: int
+    hours: Sequence[tuple[int, str, str]],
+    zone: str | None,
+    lo: int,
+    hi: int,
+    special: Sequence[tuple[str, str, str]] = (),
 ) -> np.ndarray | None:
     """Windows (UTC second intervals [a, b)) that may touch [lo, hi); None = open 24x7.
 
-    The intervals may overlap and are not clipped to [lo, hi).
+    The intervals may overlap and are not clipped to [lo, hi). A date with special rows has
+    those windows and none of its weekly ones; without weekly hours every other date is one
+    24-hour window.
     """
     hours = valid_hours(hours)
-    if not hours:
+    special_dates = valid_special(special)
+    if not hours and not special_dates:
         return None
+    if not hours:
+        hours = [(day, 0, 0) for day in range(7)]  # start == end: 24 hours
     zone = resolve_zone(zone)
     # A window starting on local date D lies within local [D 00:00, D + 2 00:00), and local
     # dates differ from UTC dates by at most one; the wall clock from UTC by under 15 hours.
@@ -177,11 +215,17 @@ def business_intervals(
     last_date = hi // DAY + 1
     dates = np.arange(first_date, last_date + 1)
     weekdays = (dates + 3) % 7  # 1970-01-01 was a Thursday (weekday 3)
+    weekly_dates = ~np.isin(dates, list(special_dates))
     starts, ends = [], []
     for day, start, end in hours:
-        on = dates[weekdays == day]
+        on = dates[(weekdays == day) & weekly_dates]
         starts.append(on * DAY + start)
         ends.append(on * DAY + end if end > start else (on + 1) * DAY + end)
+    for day, windows in special_dates.items():
+        if first_date <= day <= last_date:
+            for start, end in windows:
+                starts.append(np.array([day * DAY + start]))
+                ends.append(np.array([day * DAY + end if end > start else (day + 1) * DAY + end]))
     local_a = np.concatenate(starts)
     local_b = np.concatenate(ends)
     grid_first, grid_last = first_date - 1, last_date + 3
@@ -284,7 +328,9 @@ def store_result(store: StoreCase, as_of: datetime | int, ticks: int = 1) -> Sto
     # Business time is needed from the earliest poll (for "in hours"); starting at least
     # 9 days back keeps the wall-clock grid shared by the stores of one example.
     earliest = min([t // ticks - 9 * DAY, *[p // ticks for p in poll_ticks if p <= t]])
-    intervals = business_intervals(store.hours, store.zone, earliest, -(-t // ticks) + 1)
+    intervals = business_intervals(
+        store.hours, store.zone, earliest, -(-t // ticks) + 1, store.special
+    )
     times, active = usable_polls(store, t, intervals, ticks)
     if len(times) == 0:
         return None
@@ -339,6 +385,9 @@ FRACTION_FORMATS = (
 )
 
 
+REASONS = ("holiday", "", "Christmas Eve", '"closed, family event"', "inventory", "Tết")
+
+
 def write_feeds(
     stores: Sequence[StoreCase],
     folder: Path | str,
@@ -346,7 +395,7 @@ def write_feeds(
     poll_files: int = 1,
     seed: int = 0,
 ) -> dict[str, list]:
-    """Write the three CSV feeds a user would drop in; returns {"polls": [...], ...} paths.
+    """Write the four CSV feeds a user would drop in; returns {"polls": [...], ...} paths.
 
     Polls are spread over ``poll_files`` files (row i goes to file i % n) in a shuffled order,
     with the documented timestamp formats and status spellings mixed.
@@ -364,7 +413,7 @@ def write_feeds(
             forms = FRACTION_FORMATS if utc.microsecond else POLL_FORMATS
             poll_rows.append(f"{store.store_id},{status},{rng.choice(forms).format(utc)}")
     rng.shuffle(poll_rows)
-    paths: dict[str, list] = {"polls": [], "hours": [], "timezones": []}
+    paths: dict[str, list] = {"polls": [], "hours": [], "timezones": [], "special": []}
     for i in range(poll_files):
         path = folder / f"store_status_{i}.csv"
         path.write_text("store_id,status,timestamp_utc\n" + "".join(
@@ -379,6 +428,19 @@ def write_feeds(
     path = folder / "menu_hours.csv"
     path.write_text("store_id,dayOfWeek,start_time_local,end_time_local\n" + "".join(hour_rows))
     paths["hours"].append(path)
+    # the reason column is optional: present or not, in any place, free text (quoted or not)
+    with_reason = rng.random() < 0.5
+    special_rows = [
+        f"{store.store_id},{day},{start},{end}"
+        + (f",{rng.choice(REASONS)}" if with_reason else "") + "\n"
+        for store in stores
+        for day, start, end in store.special
+    ]
+    rng.shuffle(special_rows)
+    path = folder / "special_hours.csv"
+    path.write_text("store_id,date,start_time_local,end_time_local"
+                    + (",reason" if with_reason else "") + "\n" + "".join(special_rows))
+    paths["special"] = [path]
     zone_rows = [f"{s.store_id},{s.zone}\n" for s in stores if s.zone is not None]
     rng.shuffle(zone_rows)
     path = folder / "timezones.csv"
