@@ -1,4 +1,4 @@
-"""The four worked examples of docs/semantics.md §3, verbatim: on the engine's CSV and on the
+"""The seven worked examples of docs/semantics.md §3, verbatim: on the engine's CSV and on the
 oracle."""
 
 from __future__ import annotations
@@ -95,6 +95,72 @@ EXAMPLES = [
         {"G": {"uptime_last_day": 0.0, "uptime_last_week": 0.50}},
         id="4-new-york-empty-window-fallback",
     ),
+    pytest.param(
+        # Store C, America/Chicago, every day 09:00-17:00; special hours 2023-12-24
+        # 10:00-14:00 and 2023-12-25 closed; polls 2023-12-22 10:00 local (inactive) and
+        # 2023-12-24 11:00 local (active); T = 2023-12-26 00:00 UTC (Dec 25 18:00 local).
+        [
+            StoreCase(
+                "C",
+                hours=[(day, "09:00", "17:00") for day in range(7)],
+                zone="America/Chicago",
+                polls=[(utc(2023, 12, 22, 16), False), (utc(2023, 12, 24, 17), True)],
+                special=[("2023-12-24", "10:00", "14:00"), ("2023-12-25", "", "")],
+            )
+        ],
+        utc(2023, 12, 26),
+        {
+            "C": {
+                "uptime_last_week": 10.50,
+                "downtime_last_week": 33.50,
+                "uptime_last_day": 0.0,
+                "downtime_last_day": 0.0,
+                "uptime_last_hour": 0.0,
+                "downtime_last_hour": 0.0,
+            }
+        },
+        id="5-chicago-christmas",
+    ),
+    pytest.param(
+        # Store S, America/New_York, Saturday 18:00-23:00; special hours 2023-03-11
+        # 20:00-04:00, overnight through the spring-forward night; one poll 2023-03-12
+        # 02:00 UTC (active); T = 2023-03-12 12:00 UTC: business time [01:00, 08:00) UTC.
+        [
+            StoreCase(
+                "S",
+                hours=[(5, "18:00", "23:00")],
+                zone="America/New_York",
+                polls=[(utc(2023, 3, 12, 2), True)],
+                special=[("2023-03-11", "20:00", "04:00")],
+            )
+        ],
+        utc(2023, 3, 12, 12),
+        {"S": {"uptime_last_day": 7.00, "uptime_last_week": 7.00, "downtime_last_week": 0.0}},
+        id="6-new-york-overnight-special-spring-forward",
+    ),
+    pytest.param(
+        # Store Q, Australia/Sydney, no weekly hours (24x7); special hours 2023-04-02 closed,
+        # the fall-back night (25 hours: [2023-04-01 13:00, 2023-04-02 14:00) UTC); one poll
+        # 2023-04-02 20:00 UTC (inactive); T = 2023-04-03 00:00 UTC.
+        [
+            StoreCase(
+                "Q",
+                zone="Australia/Sydney",
+                polls=[(utc(2023, 4, 2, 20), False)],
+                special=[("2023-04-02", "", "")],
+            )
+        ],
+        utc(2023, 4, 3),
+        {
+            "Q": {
+                "downtime_last_hour": 60.0,
+                "downtime_last_day": 10.00,
+                "downtime_last_week": 143.00,
+                "uptime_last_week": 0.0,
+            }
+        },
+        id="7-sydney-closed-fall-back-date",
+    ),
 ]
 
 
@@ -164,3 +230,17 @@ def test_worked_example_2_and_3_business_time():
         [],
         [(to_unix(utc(2023, 3, 12, 7)), to_unix(utc(2023, 3, 12, 7)))],
     )
+
+
+def test_worked_examples_5_and_6_without_their_special_dates():
+    """What §3 says the special dates change: without them, C's day has 8 h of business time
+    and its week 56 h; S's night has 5 h."""
+    christmas, overnight = EXAMPLES[4].values, EXAMPLES[5].values
+    [store], as_of, _ = christmas
+    plain = oracle_report([StoreCase("C", store.hours, store.zone, store.polls)], as_of)
+    row = plain.set_index("store_id").loc["C"]
+    assert row["uptime_last_day"] + row["downtime_last_day"] == pytest.approx(8.0)
+    assert row["uptime_last_week"] + row["downtime_last_week"] == pytest.approx(56.0)
+    [store], as_of, _ = overnight
+    plain = oracle_report([StoreCase("S", store.hours, store.zone, store.polls)], as_of)
+    assert plain.set_index("store_id").loc["S", "uptime_last_day"] == pytest.approx(5.0)
