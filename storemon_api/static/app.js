@@ -336,6 +336,31 @@ function dayLabel(date) {
   });
 }
 
+// "09:30:00" -> "09:30" (seconds only when not zero)
+const clockText = (text) => (text.endsWith(":00") ? text.slice(0, 5) : text);
+
+// A weekly or special row's local times; an end not after the start is the next day's.
+function rowSpan(row) {
+  if (row.start_local === row.end_local) return "all day";
+  const next = row.end_local < row.start_local ? " (next day)" : "";
+  return `${clockText(row.start_local)}–${clockText(row.end_local)}${next}`;
+}
+
+// "closed: Lunar New Year", "special hours 10:00–14:00: inventory"
+function specialText(special) {
+  const what = special.closed
+    ? "closed"
+    : `special hours ${special.windows.map(rowSpan).join(", ")}`;
+  return special.reason ? `${what}: ${special.reason}` : what;
+}
+
+// What the date would have had without its special rows.
+function replacedText(special) {
+  if (special.replaced_open_24x7) return "open 24x7";
+  if (!special.replaced_weekly.length) return `closed on ${special.day}s`;
+  return special.replaced_weekly.map(rowSpan).join(", ");
+}
+
 // --- the store's week: where it lives in the URL --------------------------------------------
 // The view is in the URL hash (#store=<id>&as_of=<ISO>): a store's week can be linked to, and
 // the back button returns to the front page or to the store seen before.
@@ -486,6 +511,7 @@ function renderFacts(t) {
   const facts = [
     ["Time zone", zone],
     ["Business hours", businessHoursList(t)],
+    ...(t.special_dates.length ? [["Special dates", specialDatesList(t)]] : []),
     ["Polls used", sequence],
   ];
   $("#store-facts").replaceChildren(...facts.flatMap(([term, detail]) => [
@@ -493,19 +519,27 @@ function renderFacts(t) {
   ]));
 }
 
-// The weekly rows as the feed has them, one line per weekday (local times).
+// The weekly rows as the feed has them, one line per weekday (local times); a weekday with a
+// special date this week says which date keeps other hours.
 function businessHoursList(t) {
   if (t.open_24x7) return "open 24x7 by default (the feed has no business hours for this store)";
-  const clock = (text) => (text.endsWith(":00") ? text.slice(0, 5) : text);
   const byDay = new Map();
   for (const row of [...t.business_hours].sort((a, b) => a.day_of_week - b.day_of_week)) {
-    const span = row.start_local === row.end_local
-      ? "all day"
-      : `${clock(row.start_local)}–${clock(row.end_local)}`;
-    byDay.set(row.day, [...(byDay.get(row.day) || []), span]);
+    byDay.set(row.day, [...(byDay.get(row.day) || []), rowSpan(row)]);
   }
-  return el("ul", { class: "hours-list" },
-    ...[...byDay].map(([day, spans]) => el("li", {}, `${day.slice(0, 3)} ${spans.join(", ")}`)));
+  return el("ul", { class: "hours-list" }, ...[...byDay].map(([day, spans]) => {
+    const dates = t.special_dates.filter((special) => special.day === day).map((s) => dayLabel(s.date));
+    return el("li", {}, `${day.slice(0, 3)} ${spans.join(", ")}`,
+      dates.length ? el("span", { class: "special-note" }, ` (not on ${dates.join(", ")})`) : "");
+  }));
+}
+
+// The special dates of the week: their hours and reason, and what they replaced.
+function specialDatesList(t) {
+  return el("ul", { class: "hours-list special-list" }, ...t.special_dates.map((special) => el(
+    "li", { dataset: { date: special.date } },
+    `${dayLabel(special.date)}: ${specialText(special)} (instead of ${replacedText(special)})`,
+  )));
 }
 
 function renderSource(source) {
@@ -553,12 +587,17 @@ function drawWeek(container, t, clock) {
     outside: [[-Infinity, ms(t.week.start)], [ms(t.week.end), Infinity]],
     hours: t.business_windows.map((w) => [ms(w.start_utc), ms(w.end_utc)]),
   };
+  const specials = new Map(t.special_dates.map((special) => [special.date, special]));
   days.forEach((day, i) => {
+    const special = specials.get(day.date);
     const row = svg("g", {
-      class: "day", transform: `translate(${WEEK.label},${WEEK.top + i * (WEEK.rowH + WEEK.gap)})`,
+      class: special ? "day special" : "day",
+      transform: `translate(${WEEK.label},${WEEK.top + i * (WEEK.rowH + WEEK.gap)})`,
       "data-date": day.date, "data-start": day.start_utc, "data-end": day.end_utc,
+      ...(special ? { "data-special": specialText(special) } : {}),
     });
     drawDay(row, day, t, clock, pxPerMs, intervals);
+    if (special) drawSpecial(row, day, special, pxPerMs, intervals);
     chart.append(row);
   });
   container.replaceChildren(chart);
@@ -612,6 +651,34 @@ function drawDay(row, day, t, clock, pxPerMs, intervals) {
 }
 
 const statusClass = (status) => (status === "active" ? "up" : "down");
+
+// A special date: a dashed frame round its row, and its words (closed or its hours, and the
+// reason) in the larger free end of the row, so they hide little of the bands; without room
+// for the hours (the bands show them), the words name the reason only.
+function drawSpecial(row, day, special, pxPerMs, intervals) {
+  const width = (day.end - day.start) * pxPerMs;
+  const title = `${dayLabel(day.date)}: ${specialText(special)} (instead of ${replacedText(special)})`;
+  const frame = svg("rect", {
+    x: -1, y: -2, width: width + 2, height: WEEK.rowH + 4, rx: 3, class: "special-date",
+  });
+  frame.append(svg("title", {}, title));
+  row.append(frame);
+  const open = intervals.hours.filter(([start, end]) => start < day.end && end > day.start);
+  const left = Math.min(day.end, ...open.map(([start]) => start)) - day.start;
+  const right = day.end - Math.max(day.start, ...open.map(([, end]) => end));
+  const room = Math.max(left, right, (day.end - day.start) / 2) * pxPerMs - 8;
+  const short = special.closed || !special.reason ? specialText(special)
+    : `special hours: ${special.reason}`;
+  const fits = (text) => text.length * 6.5 <= room;  // 11px bold, about 6.5px a character
+  let words = [specialText(special), short].find(fits) || short;
+  if (!fits(words)) words = `${words.slice(0, Math.max(12, Math.floor(room / 6.5) - 1))}…`;
+  const label = svg("text", {
+    x: right >= left ? width - 4 : 4, y: WEEK.rowH / 2 + 4, class: "special-label",
+    "text-anchor": right >= left ? "end" : "start",
+  }, words);
+  label.append(svg("title", {}, title));
+  row.append(label);
+}
 
 function drawPoll(row, day, poll, clock, x) {
   const at = ms(poll.ts);
