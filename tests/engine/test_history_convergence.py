@@ -1,7 +1,7 @@
 """The history converges (docs/semantics.md §2.12): whatever order the poll files arrive in, late,
-re-delivered with another status, or with a new hours or time-zone snapshot in between, once each
-ingest is followed by the report run the sensor asks for, every stored partition holds the report
-of the final data as of its as-of, for every store, and nothing else.
+re-delivered with another status, or with a new hours, special-hours or time-zone snapshot in
+between, once each ingest is followed by the report run the sensor asks for, every stored
+partition holds the report of the final data as of its as-of, for every store, and nothing else.
 
 The run is the engine's ``update_history`` with the partitions the ingest names, as the sensor
 launches it (``only_stale``: new partitions and moved as-ofs whole, the rest by the backlog).
@@ -34,6 +34,14 @@ ZONES = ["America/New_York", "Europe/Berlin", "Australia/Sydney", "Asia/Kolkata"
 HOURS_HEADER = "store_id,dayOfWeek,start_time_local,end_time_local\n"
 ZONES_HEADER = "store_id,timezone_str\n"
 POLLS_HEADER = "store_id,status,timestamp_utc\n"
+SPECIAL_HEADER = "store_id,date,start_time_local,end_time_local,reason\n"
+
+
+def special_snapshot(folder: Path, stores: list[str]) -> Path:
+    """A special-hours snapshot that changes two stores' days in the span: one closed on the
+    US spring-forward eve, one open only 01:00-04:00 the night after."""
+    return _write(folder / "special2.csv", SPECIAL_HEADER, [
+        f"{stores[-1]},2023-03-11,,,holiday", f"{stores[0]},2023-03-12,01:00,04:00,night"])
 
 
 def sensor_run(con, history: Path, previous_latest: datetime | None, results) -> None:
@@ -165,6 +173,7 @@ def test_history_converges_whatever_the_order(case, tmp_path_factory):
                         f"{stores[0]},{d},05:00,13:30" for d in range(3)]),
                     _write(folder / "zones2.csv", ZONES_HEADER,
                            [f"{s},Pacific/Auckland" for s in stores[:1]]),
+                    special_snapshot(folder, stores),
                 ])
                 sensor_run(con, history, previous, results)
             previous = latest_poll(con)
@@ -206,6 +215,36 @@ def test_a_late_poll_recomputes_only_its_store(tmp_path):
         con.close()
 
 
+def test_a_new_special_snapshot_recomputes_only_the_stores_it_changes(tmp_path):
+    """A special date added for one store changes its stored rows and no other store's; the
+    same dates with other free-text reasons change nothing (docs/semantics.md §2.12)."""
+    history = tmp_path / "history.duckdb"
+    con = connect(tmp_path / "storemon.duckdb")
+    try:
+        rows = [f"{s},active,{START + timedelta(hours=h)} UTC" for s in ("a", "b")
+                for h in range(0, 40)]
+        results = ingest_paths(con, [_write(tmp_path / "polls.csv", POLLS_HEADER, rows)])
+        sensor_run(con, history, None, results)
+        before = stored_history(con, history)
+        closed = _write(tmp_path / "special.csv", SPECIAL_HEADER, ["a,2023-03-10,,,holiday"])
+        previous = latest_poll(con)
+        sensor_run(con, history, previous, ingest_paths(con, [closed]))
+        after = stored_history(con, history)
+        assert after[after.store_id == "b"].reset_index(drop=True).equals(
+            before[before.store_id == "b"].reset_index(drop=True))
+        changed = after.merge(before, on=["partition_hour", "store_id"], suffixes=("", "_was"))
+        changed = changed[changed.business_week_us != changed.business_week_us_was]
+        assert set(changed.store_id) == {"a"}
+        assert_history_is_the_data(con, history, {START + timedelta(hours=h) for h in range(40)})
+        renamed = _write(tmp_path / "special_renamed.csv", SPECIAL_HEADER,
+                         ["a,2023-03-10,,,public holiday"])
+        assert ingest_paths(con, [renamed])[0].status == "loaded"
+        assert backlog_stores(con) == 0
+        assert con.execute("SELECT reason FROM special_hours").fetchall() == [("public holiday",)]
+    finally:
+        con.close()
+
+
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=feeds())
 def test_the_sharded_history_converges_to_the_one_file_history(case, tmp_path_factory):
@@ -237,7 +276,8 @@ def test_the_sharded_history_converges_to_the_one_file_history(case, tmp_path_fa
         if new_snapshot:
             deliveries.insert(1 + snapshot_at, [_write(
                 folder / "hours2.csv", HOURS_HEADER,
-                hours_rows[1:] + [f"{stores[0]},{d},05:00,13:30" for d in range(3)])])
+                hours_rows[1:] + [f"{stores[0]},{d},05:00,13:30" for d in range(3)]),
+                special_snapshot(folder, stores)])
         for k, paths in enumerate(deliveries):
             previous = latest_poll(one)
             results = ingest_paths(one, paths)
