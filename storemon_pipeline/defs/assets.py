@@ -87,7 +87,7 @@ INGEST_CHECK_SPECS = [
     dg.AssetCheckSpec(
         FILES_RECOGNISED_CHECK,
         asset=QUARANTINE,
-        description="Every file of this ingest had the header of one of the three feeds.",
+        description="Every file of this ingest had the header of one of the four feeds.",
     ),
 ]
 
