@@ -616,7 +616,8 @@ def feed_tables(con: duckdb.DuckDBPyConnection, files: list[str]) -> FeedTables:
             WHERE local_date >= (SELECT max(last_poll)::DATE FROM stores)
             GROUP BY store_id, local_date
         )
-        SELECT local_date AS date, count(*) AS stores, count(*) FILTER (WHERE closed) AS closed,
+        SELECT strftime(local_date, '%Y-%m-%d') AS date, count(*) AS stores,
+               count(*) FILTER (WHERE closed) AS closed,
                string_agg(DISTINCT reasons, '; ') AS reasons
         FROM store_dates
         GROUP BY local_date

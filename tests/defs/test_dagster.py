@@ -156,7 +156,8 @@ def test_whole_graph_materialized_in_one_run_with_checks_passing(graph: Graph) -
     assert graph.ingest.success and graph.report.success
     materialized = _materializations(graph.ingest) | _materializations(graph.report)
     assert set(materialized) == {
-        "polls", "business_hours", "timezones", "quarantine", "business_windows", "uptime_report"
+        "polls", "business_hours", "special_hours", "timezones", "quarantine",
+        "business_windows", "uptime_report",
     }
     report_events = [
         e for e in graph.report.get_asset_materialization_events()
@@ -183,6 +184,11 @@ def test_whole_graph_materialized_in_one_run_with_checks_passing(graph: Graph) -
     assert polls["dagster/row_count"].value > 100_000
     assert polls["stores"].value == graph.stores
     assert polls["new_report_partitions"].value == len(graph.partitions)
+    special = materialized["special_hours"]  # data/special_hours.csv: Lunar New Year and more
+    assert special["stores"].value >= 10
+    assert 0 < special["closed_store_dates"].value < special["store_dates"].value
+    assert special["first_date"].value <= "2023-01-22" <= special["last_date"].value
+    assert "| date |" in special["next_special_dates"].value
     quarantine = materialized["quarantine"]
     assert graph.rejected > 0  # data/store_status_bad_rows.csv
     assert quarantine["rows_rejected"].value == graph.rejected
