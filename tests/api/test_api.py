@@ -705,6 +705,60 @@ def test_timeline_is_the_stored_partition_it_names(explained, dagster):
         assert {"/stores/{store_id}/timeline", "/fleet/history"} <= set(schema["paths"])
 
 
+def test_timeline_names_the_special_dates_of_its_week(explained, dagster):
+    """The sample's special dates (data/special_hours.csv): a closed date, an overnight one, one
+    of a store without weekly hours, each with the weekly rows it replaced as the tables hold
+    them; a store without special rows has none."""
+    with database(explained.duckdb_path, read_only=True) as con:
+        def store_where(condition: str) -> tuple[str, str]:
+            store, day = con.execute(
+                "SELECT store_id, local_date::VARCHAR FROM special_hours "
+                f"WHERE local_date BETWEEN DATE '2023-01-19' AND DATE '2023-01-24' AND {condition} "
+                "ORDER BY ALL LIMIT 1"
+            ).fetchone()
+            return store, day
+
+        closed = store_where("start_sec IS NULL AND store_id IN (SELECT store_id FROM "
+                             "business_hours) AND store_id NOT IN (SELECT store_id FROM "
+                             "special_hours WHERE start_sec IS NOT NULL)")
+        overnight = store_where("end_sec <= start_sec")
+        all_week = store_where("store_id NOT IN (SELECT store_id FROM business_hours)")
+        plain = con.execute("SELECT min(store_id) FROM stores WHERE store_id NOT IN "
+                            "(SELECT store_id FROM special_hours)").fetchone()[0]
+        weekly = {
+            (store, day): [
+                tuple(f"{sec // 3600:02d}:{sec % 3600 // 60:02d}:{sec % 60:02d}" for sec in row)
+                for row in con.execute(
+                    "SELECT start_sec, end_sec FROM business_hours WHERE store_id = ? "
+                    "AND day_of_week = isodow(?::DATE) - 1 ORDER BY ALL",
+                    [store, day],
+                ).fetchall()
+            ]
+            for store, day in (closed, overnight, all_week)
+        }
+    with client_for(explained, dagster) as client:
+        def special_date(store: str, day: str) -> dict:
+            body = client.get(f"/stores/{store}/timeline").json()
+            [found] = [d for d in body["special_dates"] if d["date"] == day]
+            replaced = [(r["start_local"], r["end_local"]) for r in found["replaced_weekly"]]
+            assert replaced == weekly[store, day]
+            assert found["replaced_open_24x7"] == body["open_24x7"]
+            return found
+
+        shut = special_date(*closed)
+        assert shut["closed"] and shut["windows"] == [] and shut["replaced_weekly"]
+        late = special_date(*overnight)
+        assert not late["closed"]
+        assert any(w["end_local"] <= w["start_local"] for w in late["windows"])
+        open_24x7 = special_date(*all_week)
+        assert open_24x7["replaced_open_24x7"] and open_24x7["replaced_weekly"] == []
+        assert all(d["reason"] for d in (shut, late, open_24x7))
+        assert client.get(f"/stores/{plain}/timeline").json()["special_dates"] == []
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+        assert schema["SpecialDate"]["properties"]["replaced_weekly"]["description"]
+        assert "special_dates" in schema["StoreTimelineResponse"]["required"]
+
+
 def test_timeline_reads_the_stores_shard(explained, tmp_path):
     """With shards the store's own shard file answers, with the same timeline."""
     home = tmp_path / "home"

@@ -6,6 +6,7 @@ The tests share one stack and run in file order; the last one stops the Dagster 
 
 from __future__ import annotations
 
+import csv
 import http.client
 import json
 import subprocess
@@ -387,6 +388,29 @@ def test_page_explains_a_store_week_in_headless_chromium(api_stack, api, first_r
         shown = browser.js(WEEK_DOM)["values"]
         assert shown["uptime_last_week"] == other["uptime_last_week"]
         assert shown["downtime_last_week"] == other["downtime_last_week"]
+
+        # a store closed on a date of the week (data/special_hours.csv): its day row is marked
+        # with the reason, and the hours list names the date
+        with open(ROOT / "data" / "special_hours.csv", newline="") as handle:
+            holiday = next(row for row in csv.DictReader(handle) if row["date"] == "2023-01-22"
+                           and not row["start_time_local"] and row["reason"])
+        store = holiday["store_id"]
+        browser.js(f"location.hash = {json.dumps(f'#store={store}')}")
+        browser.wait_for(
+            f"(s => s.dataset.storeId === {json.dumps(store)} && s.dataset.state === 'ready')"
+            "(document.querySelector('#timeline'))", 60,
+        )
+        day = "#timeline .day[data-date='2023-01-22']"
+        assert browser.js(f"document.querySelector(\"{day}\").dataset.special") == (
+            f"closed: {holiday['reason']}"
+        )
+        assert browser.js(f"!!document.querySelector(\"{day} rect.special-date\")")
+        assert holiday["reason"] in browser.js(
+            f"document.querySelector(\"{day} text.special-label\").textContent"
+        )
+        listed = browser.js("document.querySelector(\"#store-facts .special-list "
+                            "li[data-date='2023-01-22']\").textContent")
+        assert listed.startswith("Sun 22 Jan: closed") and holiday["reason"] in listed
 
         # an unknown store and a malformed id: a message in the page
         for bad, words in (("no-such-store-e2e", "No store"), ("not a store!", "not a store id")):

@@ -18,6 +18,8 @@ from storemon_pipeline.engine.report import REPORT_COLUMNS, write_report_csv
 from storemon_pipeline.settings import SAMPLE_DATA_DIR
 
 POLLS_FILE = SAMPLE_DATA_DIR / "store_status.csv.gz"
+# The sample's files but its polls: copied beside the polls a test writes itself
+BESIDE_POLLS = ("menu_hours.csv", "special_hours.csv", "timezones.csv", "store_status_bad_rows.csv")
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +78,13 @@ def test_shuffled_and_split_files_give_the_same_report(sample, tmp_path):
     feeds.mkdir()
     for part in range(3):
         (feeds / f"polls_{part}.csv").write_text("\n".join([header, *lines[part::3]]) + "\n")
-    for name in ("menu_hours.csv", "timezones.csv", "store_status_bad_rows.csv"):
+    for name in BESIDE_POLLS:
         shutil.copy(SAMPLE_DATA_DIR / name, feeds / name)
     with connect(tmp_path / "other.duckdb") as con:
         # snapshots first this time, then the poll files in reverse order
-        ingest_paths(con, [feeds / "timezones.csv", feeds / "menu_hours.csv"])
+        ingest_paths(
+            con, [feeds / "timezones.csv", feeds / "special_hours.csv", feeds / "menu_hours.csv"]
+        )
         ingest_paths(con, sorted(feeds.glob("*.csv"), reverse=True))
         again = write_report_csv(con, tmp_path / "again.csv")
     assert again.as_of == written.as_of
@@ -190,7 +194,7 @@ def test_retention_reports_as_if_the_dropped_polls_never_arrived(sample, tmp_pat
     feeds.mkdir()
     (feeds / "polls.csv").write_text("\n".join([header, *recent]) + "\n")
     # (the one valid row of the bad-rows file is recent)
-    for name in ("menu_hours.csv", "timezones.csv", "store_status_bad_rows.csv"):
+    for name in BESIDE_POLLS:
         shutil.copy(SAMPLE_DATA_DIR / name, feeds / name)
     with connect(tmp_path / "never.duckdb") as never:
         ingest_paths(never, [feeds])
