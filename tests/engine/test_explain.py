@@ -76,7 +76,7 @@ def assert_adds_up(timeline: StoreTimeline, row: dict[str, str]) -> None:
 def oracle_used_polls(store: StoreCase, t: int) -> set[int]:
     """The oracle's usable polls of the week [T - 7 days, T], in Unix seconds."""
     earliest = min([t - 9 * DAY, *[to_ticks(p) for p, _ in store.polls if to_ticks(p) <= t]])
-    intervals = business_intervals(store.hours, store.zone, earliest, t + 1)
+    intervals = business_intervals(store.hours, store.zone, earliest, t + 1, store.special)
     times, _ = usable_polls(store, t, intervals)
     return {int(x) for x in times if x >= t - 7 * DAY}
 
@@ -90,7 +90,8 @@ def test_timeline_values_are_the_report_row_and_add_up(scenario):
         folder = Path(folder)
         paths = write_feeds(stores, folder / "feeds")
         with database(folder / "storemon.duckdb") as con:
-            ingest_paths(con, [p for feed in ("polls", "hours", "timezones") for p in paths[feed]])
+            ingest_paths(con, [p for feed in ("polls", "hours", "special", "timezones")
+                               for p in paths[feed]])
             write_report_csv(con, folder / "report.csv", as_of)
             with open(folder / "report.csv", newline="") as file:
                 rows = {row["store_id"]: row for row in csv.DictReader(file)}
