@@ -106,13 +106,31 @@ def compute_reports(
         """,
         {"last_as_of": last, "store_ids": None if store_ids is None else list(store_ids)},
     )
-    scope_window_stores(con, "SELECT store_key, store_id FROM report_stores")
-    build_business_windows(con, horizon, last, "report_windows")
-    con.execute(sql("report_lookback"), {"horizon": horizon, "last_as_of": last})
-    _search_before_lookback(con, horizon, first - WEEK)
-    for step in ("report_timelines", "report_readings", "report_values"):
+    build_timelines(con, horizon, last, first - WEEK)
+    for step in ("report_readings", "report_values"):
         con.execute(sql(step))
     return instants
+
+
+def build_timelines(
+    con: duckdb.DuckDBPyConnection,
+    horizon: datetime,
+    last_as_of: datetime,
+    first_week_start: datetime,
+) -> None:
+    """The timelines of ``report_timelines.sql`` (first_in_hours, poll_spans,
+    business_cumulative, uptime_cumulative) for the stores of the temp table ``report_stores``
+    and the instants of ``report_as_of``: windows over [horizon, last_as_of], the look-back's
+    polls, and the search before it (``_search_before_lookback``). Every instant read from
+    them lies at or after ``first_week_start``, no earlier than ``horizon + LOOKBACK_MARGIN``;
+    a store with an in-hours poll no later than ``first_week_start + LOOKBACK_MARGIN`` is not
+    searched, so that instant must not come after the earliest as-of either. Shared by the
+    reports and the SLA periods (engine/sla.py)."""
+    scope_window_stores(con, "SELECT store_key, store_id FROM report_stores")
+    build_business_windows(con, horizon, last_as_of, "report_windows")
+    con.execute(sql("report_lookback"), {"horizon": horizon, "last_as_of": last_as_of})
+    _search_before_lookback(con, horizon, first_week_start)
+    con.execute(sql("report_timelines"))
 
 
 def _search_before_lookback(
