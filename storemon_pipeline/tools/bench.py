@@ -10,8 +10,9 @@ Two kinds of run:
 - ``storemon bench [--scale K]``: K x the real scale over 8 days: ingest, the business windows,
   one report (as the CLI makes it), the week of 168 hourly reports in one pass (what a backfill
   of a week's partitions computes), the history brought up to date after a late file of the
-  whole fleet and of 100 stores (a day after their hour), and the report again after two valid
-  polls ten months older than the rest arrived (a stray row).
+  whole fleet and of 100 stores (a day after their hour), the report again after two valid
+  polls ten months older than the rest arrived (a stray row), and the report with the
+  generated special hours (10 % of the stores) against the same report without them.
 - ``storemon bench --history-days D``: the same stores polled for D days (daily files, as a
   live feed accumulates them): ingest, a first report, the ingest of one more hour, and the
   report after it (what a live feed computes every hour). Compared with the last 8-day run at
@@ -36,7 +37,7 @@ DAYS = 8
 SEED = 0
 START = "2023-01-18"
 # Bump when the generator's output changes, so cached data sets are made again.
-DATASET_VERSION = 2
+DATASET_VERSION = 3  # 3: special_hours.csv beside the other feeds (which are unchanged)
 # Bars at 1x (README, Performance); at scale K the time bars are K times these (never less).
 INGEST_BAR_S = 5.0
 REPORT_BAR_S = 2.0
@@ -45,11 +46,15 @@ WEEK_BAR_X = 10.0  # 168 hourly reports in one pass, against one report
 STRAY_BAR_X = 1.5  # a report after stray old polls arrived, against the same without them
 LATE_FLEET_BAR_X = 3.0  # the history recomputed after the fleet's file of a day ago, / a report
 LATE_STORES_BAR_S = 1.0  # the same after a late file of 100 stores
+SPECIAL_BAR_X = 1.1  # a report with special hours for 10 % of the stores, / the same without
+SPECIAL_REPETITIONS = 7  # reports of each kind, alternating; the medians are compared
+SMALL_SPECIAL_REPETITIONS = 2  # below 1x (the tests' tiny scale): the phase runs, quickly
 HISTORY_BAR_X = 1.3  # a report with D days of history, against 8 days (time and memory)
 HOUR_INGEST_BAR_S = 1.0  # one more hour of polls into D days of history
 EXPLAIN_BAR_S = 1.0  # one store's timeline, at any scale: the page waits for it
 PHASES = (
-    "floor", "ingest", "windows", "report", "explain", "week", "late_fleet", "late_100", "stray"
+    "floor", "ingest", "windows", "report", "explain", "week", "late_fleet", "late_100", "stray",
+    "special",
 )
 # above 1x: the week's bar is for 1x
 SCALED_PHASES = ("floor", "ingest", "windows", "report", "explain")
@@ -85,6 +90,7 @@ def ensure_dataset(params: dict, folder: Path, out: Out = print) -> dict:
     if manifest.exists():
         info = json.loads(manifest.read_text())
         files = [info["menu_hours"], info["timezones"], *info["poll_files"]]
+        files.append(info.get("special_hours") or folder / "special_hours.csv")
         if info.get("params") == params and all(Path(f).exists() for f in files):
             out(f"using cached data set in {folder}")
             return info
@@ -313,6 +319,97 @@ def phase_late(db_path: str, history_path: str, late_file: str, stores: str) -> 
     }
 
 
+def phase_special(
+    db_path: str, special_db_path: str, special_file: str, out_dir: str, repetitions: str
+) -> dict:
+    """The report with special hours against the same report without them. ``special_db_path``
+    is a copy of ``db_path``; the special hours are ingested into it (untimed), then each is
+    reported once to warm up (the ingest of a snapshot forgets the remembered searches, and
+    the first report after it searches again) and ``repetitions`` times more,
+    alternating (which goes first alternates too), as of the same instant, each from a fresh
+    connection as `storemon report` makes it. Seconds: the median with special hours; the
+    ratio is of the two medians (one report slowed by the machine's other load moves neither),
+    the ratio of the bests beside it."""
+    from statistics import median
+
+    import duckdb
+
+    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.ingest import ingest_paths
+    from storemon_pipeline.engine.report import WEEK, latest_poll, write_report_csv
+
+    with database(special_db_path, limits=_limits()) as con:
+        (result,) = ingest_paths(con, [special_file])
+        if result.feed != "special_hours" or result.rows_loaded == 0 or result.rows_rejected:
+            raise RuntimeError(f"special hours not loaded as they should be: {result}")
+        as_of = latest_poll(con)
+        # the local dates of the report's week (local dates are within a day of UTC dates)
+        in_week, stores_in_week = con.execute(
+            "SELECT count(*), count(DISTINCT store_id) FROM special_hours "
+            "WHERE local_date BETWEEN $week_from::DATE - 1 AND $as_of::DATE",
+            {"week_from": as_of - WEEK, "as_of": as_of},
+        ).fetchone()
+    csvs = {"plain": Path(out_dir) / "report_plain.csv",
+            "special": Path(out_dir) / "report_special.csv"}
+    dbs = {"plain": db_path, "special": special_db_path}
+
+    cpu: dict[str, list[float]] = {"plain": [], "special": []}
+
+    def report(kind: str) -> float:
+        with database(dbs[kind], limits=_limits()) as con:
+            began, began_cpu = time.perf_counter(), time.process_time()
+            write_report_csv(con, csvs[kind], as_of=as_of)
+            cpu[kind].append(time.process_time() - began_cpu)
+            return time.perf_counter() - began
+
+    first = {kind: report(kind) for kind in ("plain", "special")}
+    times: dict[str, list[float]] = {"plain": [], "special": []}
+    for values in cpu.values():  # the timed reports' only
+        values.clear()
+    for repetition in range(int(repetitions)):
+        for kind in ("plain", "special")[:: 1 if repetition % 2 else -1]:
+            times[kind].append(report(kind))
+    con = duckdb.connect()
+    rows, changed = con.execute(
+        "SELECT (SELECT count(*) FROM read_csv($special, all_varchar = true)), "
+        "(SELECT count(*) FROM (SELECT * FROM read_csv($special, all_varchar = true) EXCEPT "
+        "SELECT * FROM read_csv($plain, all_varchar = true)))",
+        {"special": str(csvs["special"]), "plain": str(csvs["plain"])},
+    ).fetchone()
+    con.close()
+    if not changed:
+        raise RuntimeError("the special hours changed no store's row of the report")
+    best = {kind: min(values) for kind, values in times.items()}
+    middle = {kind: median(values) for kind, values in times.items()}
+    # CPU seconds of all the process's threads: what the machine's other load moves least
+    middle_cpu = {kind: median(values) for kind, values in cpu.items()}
+    return {
+        "seconds": middle["special"],
+        "baseline_seconds": middle["plain"],
+        "ratio": middle["special"] / middle["plain"],
+        "best_seconds": best,
+        "best_ratio": best["special"] / best["plain"],
+        "median_cpu_seconds": middle_cpu,
+        "cpu_ratio": middle_cpu["special"] / middle_cpu["plain"],
+        "rows": rows,
+        "special_rows": result.rows_loaded,
+        "special_rows_in_week": in_week,
+        "special_stores_in_week": stores_in_week,
+        "stores_changed": changed,
+        "times": times,
+        "cpu_times": cpu,
+        "first_seconds": first,
+        "detail": f"median of {repetitions}: {middle['special']:.2f} s with / "
+        f"{middle['plain']:.2f} s without = {middle['special'] / middle['plain']:.2f}x (bests "
+        f"{best['special']:.2f} / {best['plain']:.2f} s = "
+        f"{best['special'] / best['plain']:.2f}x; CPU {middle_cpu['special']:.2f} / "
+        f"{middle_cpu['plain']:.2f} s = {middle_cpu['special'] / middle_cpu['plain']:.2f}x; "
+        f"first after the ingest "
+        f"{first['special']:.2f} s); {result.rows_loaded:,} special rows, {in_week:,} in the "
+        f"report's week for {stores_in_week:,} stores; {changed:,} stores' rows changed",
+    }
+
+
 PHASE_FUNCTIONS: dict[str, Callable[..., dict]] = {
     "floor": phase_floor,
     "ingest": phase_ingest,
@@ -323,6 +420,7 @@ PHASE_FUNCTIONS: dict[str, Callable[..., dict]] = {
     "late_fleet": phase_late,
     "late_100": phase_late,
     "stray": phase_report,
+    "special": phase_special,
     "ingest_hour": phase_ingest,
     "first_report": phase_report,
 }
@@ -438,7 +536,7 @@ def run_bench(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     db, floor_db = run_dir / "storemon.duckdb", run_dir / "floor.duckdb"
-    stray_db = run_dir / "stray.duckdb"
+    stray_db, special_db = run_dir / "stray.duckdb", run_dir / "special.duckdb"
     feeds = [info["menu_hours"], info["timezones"], *info["poll_files"]]
     arguments = {
         "floor": [str(floor_db), *info["poll_files"]],
@@ -450,6 +548,11 @@ def run_bench(
         "late_fleet": [str(db), str(run_dir / "history.duckdb"), str(run_dir / "late.csv"), "all"],
         "late_100": [str(db), str(run_dir / "history.duckdb"), str(run_dir / "late100.csv"), "100"],
         "stray": [str(stray_db), str(run_dir / "stray.csv"), str(_stray_polls_file(run_dir, info))],
+        # the feeds of the ingest phase are the three first: special hours are loaded here only
+        "special": [
+            str(db), str(special_db), str(info.get("special_hours")), str(run_dir),
+            str(SPECIAL_REPETITIONS if scale >= 1 else SMALL_SPECIAL_REPETITIONS),
+        ],
         "ingest_hour": [str(db), str(info.get("extra_poll_file"))],
         "first_report": [str(db), str(run_dir / "first_report.csv")],
     }
@@ -463,11 +566,16 @@ def run_bench(
     for phase in phases:
         if phase == "stray":  # the same database, and the stray polls on top
             shutil.copyfile(db, stray_db)
+        if phase == "special":  # the same database, and the special hours on top
+            shutil.copyfile(db, special_db)
+            wal = db.with_name(db.name + ".wal")
+            if wal.exists():
+                shutil.copyfile(wal, special_db.with_name(special_db.name + ".wal"))
         row = run_child(phase, arguments[phase], run_dir)
         rows.append({"kind": "phase", **row})
         if row.get("error"):
             out(f"  {phase} failed: {row['error']} (log: {run_dir / (phase + '.log')})")
-    for path in (db, floor_db, stray_db, run_dir / "history.duckdb"):
+    for path in (db, floor_db, stray_db, special_db, run_dir / "history.duckdb"):
         for leftover in (path, path.with_name(path.name + ".wal")):
             leftover.unlink(missing_ok=True)
 
@@ -510,6 +618,9 @@ def _bars(scale: float, by_phase: dict[str, dict]) -> list[dict]:
             _bar("history after 100 stores' late file",
                  by_phase["late_100"]["seconds"], LATE_STORES_BAR_S, "s"),
         ]
+    if "special" in by_phase:  # both reports measured in the phase, alternately
+        bars.append(_bar("report with special hours / without",
+                         by_phase["special"].get("ratio"), SPECIAL_BAR_X, "x"))
     return bars
 
 

@@ -3,9 +3,10 @@
 Business hours and time zones are the real ones (``data/menu_hours.csv``, ``data/timezones.csv``),
 replicated under new store ids when more stores are wanted; polls are simulated: about one per
 store per hour, the status following a per-store two-state Markov chain (mostly active, outages
-lasting a few hours). Randomness comes from numpy and DuckDB only formats and writes, so a data
-set depends only on its arguments, and 18 million polls fit in a few hundred MB of memory
-because polls are made and written one output file at a time.
+lasting a few hours); special hours (holidays, short, split and overnight days) are drawn for
+10 % of the stores on dates of the polls' span. Randomness comes from numpy and DuckDB only
+formats and writes, so a data set depends only on its arguments, and 18 million polls fit in a
+few hundred MB of memory because polls are made and written one output file at a time.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from storemon_pipeline.settings import SAMPLE_DATA_DIR
 
 POLLS_HEADER = "store_id,status,timestamp_utc"
 HOURS_HEADER = "store_id,day,start_time_local,end_time_local"
+SPECIAL_HEADER = "store_id,date,start_time_local,end_time_local,reason"
 
 # Share of stores that poll but appear in neither the hours nor the time-zone file
 # (about 3 % of the stores of the real poll file).
@@ -52,6 +54,27 @@ STATUS_SPELLINGS = {
     (" active ", " inactive "): 0.002,
     ("ACTIVE", "INACTIVE"): 0.001,
 }
+
+# Special hours: the share of stores that have some (a seeded choice, so stores without weekly
+# hours are among them in their own share), how many dates each, and the kinds of date.
+SPECIAL_SHARE = 0.10
+SPECIAL_DATES_PER_STORE = {1: 0.5, 2: 0.3, 3: 0.2}
+SPECIAL_KINDS = {
+    "closed": 0.35,  # a holiday: both times empty
+    "short": 0.30,  # one shorter window, e.g. 10:00-14:30
+    "split": 0.20,  # two windows, e.g. 08:00-11:30 and 16:30-21:00
+    "overnight": 0.10,  # an evening into the next date, e.g. 20:00-02:00
+    "all_day": 0.05,  # 00:00-24:00, an event day
+}
+SPECIAL_REASONS = {
+    "closed": ("holiday", "closed", "inventory"),
+    "short": ("short day", "staff training"),
+    "split": ("split day",),
+    "overnight": ("late night", "event"),
+    "all_day": ("open all day",),
+}
+SPECIAL_NO_REASON = 0.15  # rows whose reason cell is empty
+SPECIAL_WITH_SECONDS = 0.5  # rows spelt HH:MM:SS as the weekly hours are (else HH:MM)
 
 Progress = Callable[[str], None]
 
@@ -161,6 +184,85 @@ def _write_frame(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, path: Path
     con.unregister("frame_to_write")
 
 
+def special_hours(stores: int, days: int, seed: int) -> pd.DataFrame:
+    """Special rows of ``SPECIAL_SHARE`` of the ``stores`` store indexes: store, day (offset of
+    the local date from the first date of the polls, within ``days``), start and end seconds
+    (NaN for a closed date), reason index (-1: none) and whether the times show seconds.
+
+    Arrays all the way: a few numpy draws over the chosen stores' dates, no loop per store."""
+    rng = np.random.default_rng([seed, 4])
+    chosen = np.sort(rng.choice(stores, size=round(stores * SPECIAL_SHARE), replace=False))
+    per_store = rng.choice(
+        list(SPECIAL_DATES_PER_STORE), size=len(chosen), p=list(SPECIAL_DATES_PER_STORE.values())
+    )
+    dates = pd.DataFrame(
+        {
+            "store": np.repeat(chosen, per_store),
+            "day": rng.integers(0, days, size=int(per_store.sum())),
+        }
+    ).drop_duplicates(ignore_index=True)
+    count = len(dates)
+    kinds = list(SPECIAL_KINDS)
+    kind = rng.choice(len(kinds), size=count, p=list(SPECIAL_KINDS.values()))
+    half_hours = rng.integers(0, 7, size=(4, count)) * 1800  # jitter of 0-3 h in half hours
+    hour = 3600
+    start = np.full(count, np.nan)
+    end = np.full(count, np.nan)
+    short, split = kind == kinds.index("short"), kind == kinds.index("split")
+    overnight, all_day = kind == kinds.index("overnight"), kind == kinds.index("all_day")
+    start[short] = 9 * hour + half_hours[0, short]  # 09:00-12:00
+    end[short] = start[short] + 3 * hour + half_hours[1, short]  # 3-6 hours later
+    start[split] = 7 * hour + half_hours[0, split] // 2  # 07:00-08:30
+    end[split] = 11 * hour + half_hours[1, split] // 3  # 11:00-12:00
+    start[overnight] = 18 * hour + half_hours[0, overnight] * 4 // 3  # 18:00-22:00
+    end[overnight] = 1 * hour + half_hours[1, overnight] * 2 // 3  # 01:00-03:00
+    start[all_day], end[all_day] = 0, 24 * hour
+    rows = dates.assign(kind=kind, start_sec=start, end_sec=end)
+    # a split date's evening window: 16:00-17:30 to 21:00-22:00
+    evening = dates[split].assign(
+        kind=kinds.index("split"),
+        start_sec=16 * hour + half_hours[2, split] // 2,
+        end_sec=21 * hour + half_hours[3, split] // 3,
+    )
+    rows = pd.concat([rows, evening], ignore_index=True)
+    rows = rows.sort_values(["store", "day", "start_sec"], kind="stable", ignore_index=True)
+    # a reason index into the kind's reasons (the writer spells it), or none
+    choices = np.array([len(SPECIAL_REASONS[k]) for k in kinds])[rows["kind"].to_numpy()]
+    reason = (rng.random(len(rows)) * choices).astype(np.int64)
+    reason[rng.random(len(rows)) < SPECIAL_NO_REASON] = -1
+    return rows.assign(reason=reason, seconds=rng.random(len(rows)) < SPECIAL_WITH_SECONDS)
+
+
+def _special_sql(path: Path, start: str) -> str:
+    """Spell the special rows: the store's local date, HH:MM[:SS] times (24:00 only as an end,
+    empty for a closed date), the reason text."""
+    reasons = " ".join(
+        f"WHEN kind = {k} AND reason = {r} THEN '{text}'"
+        for k, kind in enumerate(SPECIAL_KINDS)
+        for r, text in enumerate(SPECIAL_REASONS[kind])
+    )
+
+    def clock(column: str) -> str:
+        sec = f"{column}::INTEGER"
+        return f"""CASE WHEN {column} IS NULL THEN NULL
+                   WHEN seconds THEN printf('%02d:%02d:%02d', {sec} // 3600, {sec} % 3600 // 60,
+                                            {sec} % 60)
+                   ELSE printf('%02d:%02d', {sec} // 3600, {sec} % 3600 // 60) END"""
+
+    return f"""
+        COPY (
+            SELECT store_ids.store_id,
+                   strftime(DATE '{start}' + day::INTEGER, '%Y-%m-%d') AS date,
+                   {clock("start_sec")} AS start_time_local,
+                   {clock("end_sec")} AS end_time_local,
+                   CASE {reasons} END AS reason
+            FROM special_to_write
+            JOIN store_ids ON store_ids.store = special_to_write.store
+            ORDER BY special_to_write.store, day, start_sec NULLS FIRST
+        ) TO '{path}' (HEADER, DELIMITER ',')
+    """
+
+
 def _poll_sql(path: Path, compress: bool) -> str:
     """Spell each poll's status and timestamp; DuckDB trims trailing zeros of the fraction."""
     spell_active = " ".join(f"WHEN {i} THEN '{pair[0]}'" for i, pair in enumerate(STATUS_SPELLINGS))
@@ -245,12 +347,15 @@ def generate_dataset(
     compress: bool = False,
     progress: Progress | None = None,
 ) -> dict:
-    """Write ``menu_hours.csv``, ``timezones.csv`` and ``store_status_NNN.csv[.gz]``.
+    """Write ``menu_hours.csv``, ``timezones.csv``, ``special_hours.csv`` and
+    ``store_status_NNN.csv[.gz]``.
 
     Poll files split the period in consecutive time slices (as hourly deliveries would) and
     each file's rows are shuffled. ``extra_hours`` more hours after the period go to one more
-    file (``extra_poll_file``: the next delivery of a live feed). Returns counts, paths and the
-    elapsed seconds.
+    file (``extra_poll_file``: the next delivery of a live feed). Special hours have a random
+    stream of their own, so the other files are the same with or without them; ``bytes`` counts
+    the other files only (what an ingest of the three first feeds reads). Returns counts, paths
+    and the elapsed seconds.
     """
     began = time.perf_counter()
     say = progress or (lambda message: None)
@@ -269,6 +374,16 @@ def generate_dataset(
     zones_path = out_dir / "timezones.csv"
     _write_frame(con, zones, zones_path)
     say(f"{stores} stores: {len(hours)} business-hours rows, {len(zones)} time zones")
+
+    special = special_hours(stores, days, seed)
+    special_path = out_dir / "special_hours.csv"
+    con.register("special_to_write", special)
+    con.register("store_ids", chosen[["store_id"]].assign(store=np.arange(stores)))
+    con.execute(_special_sql(special_path, start))
+    con.unregister("special_to_write")
+    con.unregister("store_ids")
+    special_stores = int(special["store"].nunique())
+    say(f"{special_path.name}: {len(special)} rows for {special_stores} stores")
 
     ids = pa.array(chosen["store_id"].to_numpy(), type=pa.string())
     simulator = PollSimulator(stores, seed, datetime.fromisoformat(start).replace(tzinfo=UTC))
@@ -307,8 +422,13 @@ def generate_dataset(
         "timezone_rows": len(zones),
         "stores_without_hours": int(stores - hours["store_id"].nunique()),
         "stores_without_timezone": int(stores - len(zones)),
+        "special_rows": len(special),
+        "special_stores": special_stores,
+        "special_store_dates": int(special[["store", "day"]].drop_duplicates().shape[0]),
         "menu_hours": str(hours_path),
         "timezones": str(zones_path),
+        "special_hours": str(special_path),
+        "special_hours_bytes": special_path.stat().st_size,
         "poll_files": [str(path) for path in poll_paths[: len(poll_paths) - bool(extra_hours)]],
         "extra_poll_file": str(poll_paths[-1]) if extra_hours else None,
         "bytes": sum(Path(p).stat().st_size for p in [hours_path, zones_path, *poll_paths]),

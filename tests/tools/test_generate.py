@@ -39,7 +39,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_same_seed_same_bytes_other_seed_other_data(small: dict, tmp_path: Path) -> None:
     again = generate.generate_dataset(tmp_path / "a", stores=300, days=2, seed=7, poll_files=2)
     other = generate.generate_dataset(tmp_path / "b", stores=300, days=2, seed=8, poll_files=2)
-    for key in ("menu_hours", "timezones"):
+    for key in ("menu_hours", "timezones", "special_hours"):
         assert Path(small[key]).read_bytes() == Path(again[key]).read_bytes()
     for mine, theirs in zip(small["poll_files"], again["poll_files"], strict=True):
         assert Path(mine).read_bytes() == Path(theirs).read_bytes()
@@ -58,6 +58,34 @@ def test_headers(small: dict) -> None:
     ]
     for path in small["poll_files"]:
         assert header(path) == "store_id,status,timestamp_utc"
+
+
+def test_special_hours_load_for_a_tenth_of_the_stores(small: dict, tmp_path: Path) -> None:
+    """special_hours.csv ingests without a rejected row, for 10 % of the stores (some without
+    weekly hours), on local dates of the polls' span, with every kind of special date."""
+    from storemon_pipeline.engine.db import connect
+    from storemon_pipeline.engine.ingest import ingest_paths
+
+    con = connect(tmp_path / "storemon.duckdb")
+    try:
+        results = ingest_paths(con, [small["menu_hours"], small["special_hours"]])
+        special = next(r for r in results if r.feed == "special_hours")
+        assert special.status == "loaded" and special.rows_rejected == 0
+        assert special.rows_loaded == small["special_rows"]
+        rows = con.execute("SELECT * FROM special_hours").df()
+        weekly = set(con.execute("SELECT DISTINCT store_id FROM business_hours").df()["store_id"])
+    finally:
+        con.close()
+    stores = set(rows["store_id"])
+    assert len(stores) == small["special_stores"] == 30  # 10 % of 300
+    assert stores <= set(polls_of(small)["store_id"]) and stores - weekly
+    assert set(rows["local_date"].astype(str)) <= {"2023-01-18", "2023-01-19"}
+    closed = rows["start_sec"].isna() & rows["end_sec"].isna()
+    assert closed.any() and not (rows["start_sec"].isna() ^ rows["end_sec"].isna()).any()
+    assert (rows["end_sec"] < rows["start_sec"]).any(), "an overnight date"
+    assert (rows["end_sec"] == 86400).any(), "24:00 as an end"
+    assert (rows.groupby(["store_id", "local_date"]).size() == 2).any(), "a split date"
+    assert rows["reason"].notna().any() and rows["reason"].isna().any()
 
 
 def test_roughly_hourly_polls_in_the_period(small: dict) -> None:
@@ -192,7 +220,8 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
     short = run_bench(scale=0.02, cache_dir=tmp_path, out=lines.append)
     phases = {r["phase"]: r for r in short if r["kind"] == "phase"}
     assert set(phases) == {
-        "floor", "ingest", "windows", "report", "explain", "week", "late_fleet", "late_100", "stray"
+        "floor", "ingest", "windows", "report", "explain", "week", "late_fleet", "late_100",
+        "stray", "special",
     }
     assert all(r["seconds"] is not None and r["peak_rss_mb"] > 0 for r in phases.values())
     assert phases["week"]["rows"] == 168 * phases["report"]["rows"]
@@ -201,10 +230,15 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
     assert phases["late_fleet"]["rows"] == 25 * phases["report"]["rows"]
     assert 0 < phases["late_100"]["rows"] <= 25 * 100
     assert phases["explain"]["rows"] == 20  # stores explained
+    # the special hours are in effect: loaded (the ingest phase left them out) and changing rows
+    special = phases["special"]
+    assert special["special_rows"] > 0 and special["stores_changed"] > 0
+    assert special["rows"] == phases["report"]["rows"] and special["baseline_seconds"] > 0
     assert {r["bar"] for r in short if r["kind"] == "bar"} >= {
         "ingest", "report", "week of hourly reports / report",
         "report after stray polls / report", "peak memory of a phase", "one store's timeline",
         "history after the fleet's late file / report", "history after 100 stores' late file",
+        "report with special hours / without",
     }
     long = run_bench(scale=0.02, cache_dir=tmp_path, history_days=12, out=lines.append)
     assert {r["phase"] for r in long if r["kind"] == "phase"} == {
