@@ -14,7 +14,10 @@ from storemon_pipeline.engine.instants import parse_instant
 from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings, get_settings
 
 if TYPE_CHECKING:
+    import duckdb
+
     from storemon_pipeline.engine.report import ReportSummary
+    from storemon_pipeline.engine.sla import Period, SlaSummary
 
 
 def _instant(text: str) -> datetime:
@@ -192,6 +195,117 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sla_period(args: argparse.Namespace) -> Period:
+    """The period the arguments ask for; PeriodError with a message when they are wrong."""
+    from storemon_pipeline.engine.sla import PeriodError, month_period, utc_period, week_period
+
+    chosen = [
+        name for name, given in (
+            ("--from/--to", args.since is not None or args.until is not None),
+            ("--month", args.month is not None),
+            ("--week", args.week is not None),
+        ) if given
+    ]
+    if len(chosen) != 1:
+        raise PeriodError(
+            "give one period: --from TS --to TS, --month YYYY-MM or --week YYYY-Www"
+            + (f" (not {' and '.join(chosen)})" if chosen else "")
+        )
+    if args.month is not None:
+        return month_period(args.month)
+    if args.week is not None:
+        return week_period(args.week)
+    if args.since is None or args.until is None:
+        raise PeriodError("give --from TS and --to TS together")
+    if args.until <= args.since:
+        raise PeriodError(
+            f"--to ({args.until.isoformat(sep=' ')} UTC) must be after --from "
+            f"({args.since.isoformat(sep=' ')} UTC)"
+        )
+    return utc_period(args.since, args.until)
+
+
+def cmd_sla(args: argparse.Namespace) -> int:
+    """Availability, incidents and the target of every store over one period, as CSV."""
+    from storemon_pipeline.engine.db import database, ensure_spill_room
+    from storemon_pipeline.engine.ingest import is_valid_store_id
+    from storemon_pipeline.engine.report import NoPollsError
+    from storemon_pipeline.engine.shards import union_connection
+    from storemon_pipeline.engine.sla import (
+        PeriodError,
+        compute_sla,
+        export_sla_csv,
+        sla_summary,
+        target_millionths,
+    )
+
+    settings = get_settings()
+    target = settings.sla_target_pct if args.target is None else args.target
+    try:
+        period = _sla_period(args)
+        target_millionths(target)
+    except PeriodError as exc:
+        print(f"storemon sla: {exc}", file=sys.stderr)
+        return 2
+    store_ids = args.store or None
+    for store_id in store_ids or ():
+        if not is_valid_store_id(store_id):
+            print(f"storemon sla: {store_id!r} is not a store id the ingest accepts",
+                  file=sys.stderr)
+            return 2
+    started = time.perf_counter()
+    ensure_spill_room(settings.state_dir, settings.duckdb_limits)
+    out = args.out or settings.reports_dir / f"sla-{_period_file_name(period)}.csv"
+
+    def write(con: duckdb.DuckDBPyConnection) -> tuple[datetime, SlaSummary, set[str]]:
+        run = compute_sla(con, [period], store_ids, target_pct=target)
+        export_sla_csv(con, out)
+        reported = {row[0] for row in con.execute("SELECT store_id FROM sla_results").fetchall()}
+        return run.latest_poll, sla_summary(con), reported
+
+    try:
+        if settings.shards > 1:  # the shards seen as one database, read-only
+            con = union_connection(settings.shard_paths, settings.duckdb_limits)
+            try:
+                latest, summary, reported = write(con)
+            finally:
+                con.close()
+        else:
+            with database(
+                settings.duckdb_path, wait_seconds=args.wait, limits=settings.duckdb_limits
+            ) as con:
+                latest, summary, reported = write(con)
+    except NoPollsError as exc:
+        print(f"storemon sla: {exc}", file=sys.stderr)
+        return 1
+    unknown = sorted(set(store_ids or ()) - reported)
+    if unknown:
+        print(
+            "storemon sla: no poll of store(s) " + ", ".join(unknown)
+            + " at or before the period's end: not in the CSV",
+            file=sys.stderr,
+        )
+    share = summary.availability_pct
+    kind = "each store's local " if period.local else "UTC "
+    print(
+        f"sla {period.name} ({kind}period, cut at the latest poll "
+        f"{latest.isoformat(sep=' ')} UTC): {summary.stores} stores, "
+        f"{summary.stores_below_target} below the target of {target:g} %"
+        + (f", {summary.stores_without_business_time} without business time"
+           if summary.stores_without_business_time else "")
+        + "; the fleet's availability "
+        + ("n/a" if share is None else f"{share:.2f} %")
+        + f" of business time\nwritten to {out} in {time.perf_counter() - started:.2f} s"
+    )
+    return 0
+
+
+def _period_file_name(period: Period) -> str:
+    if period.local:
+        return period.name
+    return f"{period.start:%Y%m%dT%H%M%S}-{period.end:%Y%m%dT%H%M%S}"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Ingest the sample data (once) and write a report: what the README's run command does."""
     status = cmd_ingest(argparse.Namespace(paths=[SAMPLE_DATA_DIR], wait=args.wait))
@@ -289,6 +403,24 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="the REST API's JSON instead")
     explain.set_defaults(func=cmd_explain)
 
+    sla = commands.add_parser(
+        "sla",
+        help="availability, incidents and the target of every store over a period, as CSV",
+    )
+    sla.add_argument("--from", dest="since", type=_instant, help="period start (UTC instant)")
+    sla.add_argument("--to", dest="until", type=_instant, help="period end (UTC instant)")
+    sla.add_argument("--month", help="YYYY-MM: each store's local calendar month")
+    sla.add_argument("--week", help="YYYY-Www: each store's local ISO week")
+    sla.add_argument(
+        "--target", type=float,
+        help="availability to meet, in percent (default STOREMON_SLA_TARGET_PCT, 99.0)",
+    )
+    sla.add_argument("--store", action="append", help="only this store (repeat for more)")
+    sla.add_argument(
+        "--out", type=Path, help="CSV path (default: <state>/reports/sla-<period>.csv)"
+    )
+    sla.set_defaults(func=cmd_sla)
+
     demo = commands.add_parser("demo", help="ingest the sample data in data/ and write a report")
     demo.set_defaults(func=cmd_demo)
 
@@ -353,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=cmd_up)
 
-    for sub in (ingest, report, demo):
+    for sub in (ingest, report, sla, demo):
         sub.add_argument(
             "--wait", type=float, default=60.0,
             help="seconds to wait for the DuckDB file while another process writes it",

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     rejected_share_limit: float = Field(
         default=0.01, ge=0, le=1, description="Warn when more of an ingest's rows are rejected."
     )
+    sla_target_pct: float = Field(
+        default=99.0,
+        ge=0,
+        le=100,
+        description="The availability a store's SLA period must reach (docs/semantics.md "
+        "§2.17), in percent of its business time; `storemon sla --target` overrides it.",
+    )
 
     shards: int = Field(
         default=1,

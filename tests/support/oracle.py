@@ -447,3 +447,63 @@ def write_feeds(
     path.write_text("store_id,timezone_str\n" + "".join(zone_rows))
     paths["timezones"].append(path)
     return paths
+
+
+# ----------------------------------------------------------------------------- SLA periods
+# docs/semantics.md §2.17: a period [start, end) of a store, computed as of
+# A = min(end (or a later as-of), latest poll): the report's rules as of A, counted over
+# [start, min(end, A)); incidents are the maximal runs of inactive status (at every instant,
+# business time or not) inside that span that cover some business time.
+
+
+def local_instant(zone: str | None, local: datetime) -> int:
+    """The first UTC second at which the store's wall clock reads ``local`` (naive) or later."""
+    seconds = to_unix(local.replace(tzinfo=UTC))  # the wall clock's reading as "Unix" seconds
+    day = seconds // DAY
+    return int(local_to_utc(resolve_zone(zone), np.array([seconds]), day - 3, day + 3)[0])
+
+
+@dataclass
+class PeriodResult:
+    store_id: str
+    start: int  # Unix seconds
+    end: int  # what is counted ends here: min(period end, A), never before start
+    business_seconds: float
+    up_seconds: float
+    down_seconds: float
+    incidents: list[tuple[float, float, float]]  # (start, end, business seconds), in order
+
+
+def oracle_period(
+    store: StoreCase, start: int, end: int, latest: int, as_of: int | None = None
+) -> PeriodResult | None:
+    """One store's period [start, end) (Unix seconds, its own UTC bounds) as of
+    min(as_of or end, latest), sampled per half second; None when the store has no poll at or
+    before that instant. Polls must be whole seconds."""
+    cut = min(end if as_of is None else as_of, latest)
+    if not any(to_unix(p) <= cut for p, _ in store.polls):
+        return None
+    stop = max(start, min(end, cut))
+    earliest = min([start - 9 * DAY, *[to_unix(p) for p, _ in store.polls]])
+    intervals = business_intervals(store.hours, store.zone, earliest, max(cut, stop) + 1,
+                                   store.special)
+    times, active = usable_polls(store, cut, intervals)
+    business = _business_mask(intervals, start, stop)  # per second
+    cells = np.arange(2 * start, 2 * stop, dtype=np.int64)  # half-second cells
+    in_business = business[cells // 2 - start]
+    status = nearest_status(2 * times, active, cells)
+    down = ~status
+    incidents = []
+    if down.any():
+        edges = np.diff(np.concatenate([[0], down.astype(np.int8), [0]]))
+        run_starts, run_ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        covered = np.concatenate([[0], np.cumsum(in_business)])
+        for a, b in zip(run_starts, run_ends, strict=True):
+            seconds = (covered[b] - covered[a]) / 2
+            if seconds > 0:
+                incidents.append((start + a / 2, start + b / 2, seconds))
+    return PeriodResult(
+        store.store_id, start, stop, np.count_nonzero(in_business) / 2,
+        np.count_nonzero(status & in_business) / 2, np.count_nonzero(down & in_business) / 2,
+        incidents,
+    )

@@ -13,6 +13,23 @@ CREATE OR REPLACE TEMP MACRO two_decimals(duration_us, unit_us) AS
         ((duration_us * 100 + unit_us // 2) // unit_us) % 100
     );
 
+-- numerator / denominator as text with 2 decimals, rounded half up, on integers (a mean of
+-- microseconds in minutes, a share in percent: docs/semantics.md §2.17).
+CREATE OR REPLACE TEMP MACRO two_decimals_ratio(numerator, denominator) AS
+    printf(
+        '%d.%02d',
+        ((numerator::HUGEINT * 200 + denominator) // (2 * denominator::HUGEINT)) // 100,
+        ((numerator::HUGEINT * 200 + denominator) // (2 * denominator::HUGEINT)) % 100
+    );
+
+-- A naive UTC instant as ISO-8601 text with its offset, as Python's isoformat() writes it
+-- (the fraction only when there is one): 2023-03-01T06:00:00+00:00.
+CREATE OR REPLACE TEMP MACRO iso_utc(instant) AS
+    strftime(instant, '%Y-%m-%dT%H:%M:%S')
+    || CASE WHEN epoch_us(instant) % 1000000 = 0 THEN ''
+            ELSE '.' || lpad((epoch_us(instant) % 1000000)::VARCHAR, 6, '0') END
+    || '+00:00';
+
 -- The six values of the report CSV (docs/semantics.md §2.9-§2.10) from uptime and business
 -- microseconds: minutes for the hour, hours for day and week. unnest() it into columns.
 CREATE OR REPLACE TEMP MACRO csv_values(

@@ -1,0 +1,337 @@
+"""Availability over any period (docs/semantics.md §2.17), computed set-based in DuckDB.
+
+A period ``[from, to)`` is given in UTC, or as wall-clock readings that every store reads in its
+own zone (a calendar month, an ISO week: ``month_period``, ``week_period``). For every store and
+period, in one pass: business time, uptime and downtime as the report counts them as of
+``A = min(to, latest poll)``, the availability, the incidents (maximal inactive intervals that
+overlap business time), and whether a target is met.
+
+The work is the report's (engine/report.py, ``build_timelines``): windows, look-back, search
+before it and timelines are built once for the span of all the periods asked for, so the cost
+follows the periods' polls, never the whole history. The results are the temp table
+``sla_results`` (one row per period and store, integer microseconds); ``sla_frame``,
+``sla_summary`` and ``export_sla_csv`` read it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from storemon_pipeline.engine.db import sql
+from storemon_pipeline.engine.files import atomic_target
+from storemon_pipeline.engine.instants import as_naive_utc
+from storemon_pipeline.engine.report import (
+    HOUR_US,
+    LOOKBACK_MARGIN,
+    MINUTE_US,
+    NoPollsError,
+    build_timelines,
+    latest_poll,
+)
+from storemon_pipeline.engine.windows import prepare_zone_offsets
+from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
+
+SLA_COLUMNS = [
+    "store_id",
+    "period_start",
+    "period_end",
+    "business_hours",
+    "uptime_hours",
+    "downtime_hours",
+    "availability_pct",
+    "incidents",
+    "longest_incident_minutes",
+    "mean_time_to_recover_minutes",
+    "target_met",
+]
+# The application's default target lives in its settings (STOREMON_SLA_TARGET_PCT); this is
+# the engine's when a caller gives none.
+DEFAULT_TARGET_PCT = 99.0
+FIRST_YEAR, LAST_YEAR = 1970, 2099  # the instants the engine reports on (docs/semantics.md §1.1)
+MONTH_PATTERN = re.compile(r"(\d{4})-(\d{2})")
+WEEK_PATTERN = re.compile(r"(\d{4})-W(\d{2})")
+
+
+class PeriodError(ValueError):
+    """A period that cannot be asked for: its end not after its start, a malformed month."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """``[start, end)``: naive UTC instants, or with ``local`` wall-clock readings that each
+    store converts in its own zone (the first instant its clock reads them, §2.6).
+
+    A period is computed as of ``min(end, latest poll)`` by default; ``as_of`` (a UTC
+    instant, naive or aware) computes it as of ``min(as_of, latest poll)`` instead, using the
+    polls up to then and counting up to ``min(end, that instant)``: a day of a month as the
+    month saw it."""
+
+    start: datetime
+    end: datetime
+    local: bool = False
+    name: str = ""
+    as_of: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise PeriodError(
+                f"the period's end ({self.end.isoformat(sep=' ')}) must be after its start "
+                f"({self.start.isoformat(sep=' ')})"
+            )
+
+
+def utc_period(start: datetime, end: datetime) -> Period:
+    """``[start, end)`` in UTC (aware instants are converted, naive ones are UTC)."""
+    start, end = as_naive_utc(start), as_naive_utc(end)
+    return Period(start, end, name=f"{start.isoformat()} to {end.isoformat()}")
+
+
+def _check_year(year: int, text: str) -> None:
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise PeriodError(f"{text!r}: the year must be within {FIRST_YEAR}-{LAST_YEAR}")
+
+
+def month_period(text: str) -> Period:
+    """``YYYY-MM``: each store's local calendar month, from the first instant its wall clock
+    reads the 1st at 00:00 to the first instant it reads the next month's 1st at 00:00."""
+    match = MONTH_PATTERN.fullmatch(text.strip())
+    if not match:
+        raise PeriodError(f"not a month YYYY-MM: {text!r}")
+    year, month = int(match[1]), int(match[2])
+    if not 1 <= month <= 12:
+        raise PeriodError(f"not a month YYYY-MM: {text!r} (the month must be 01-12)")
+    _check_year(year, text)
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return Period(
+        datetime(year, month, 1), datetime.combine(following, datetime.min.time()), True,
+        f"{year:04d}-{month:02d}",
+    )
+
+
+def week_period(text: str) -> Period:
+    """``YYYY-Www``: each store's local ISO week, Monday 00:00 to the next Monday 00:00."""
+    match = WEEK_PATTERN.fullmatch(text.strip())
+    if not match:
+        raise PeriodError(f"not an ISO week YYYY-Www: {text!r}")
+    year, week = int(match[1]), int(match[2])
+    _check_year(year, text)
+    try:
+        monday = date.fromisocalendar(year, week, 1)
+    except ValueError as exc:
+        raise PeriodError(f"not an ISO week YYYY-Www: {text!r} ({year} has no week {week})") \
+            from exc
+    start = datetime.combine(monday, datetime.min.time())
+    return Period(start, start + timedelta(days=7), True, f"{year:04d}-W{week:02d}")
+
+
+def local_days(period: Period, as_of: datetime | None = None) -> list[Period]:
+    """The local days of a local period (a month's days: what the month's figures add up
+    from), each as of its own end, or all as of ``as_of``."""
+    if not period.local:
+        raise PeriodError("only a local period is made of local days")
+    days = []
+    day = period.start
+    while day < period.end:
+        following = min(day + timedelta(days=1), period.end)
+        days.append(Period(day, following, True, day.date().isoformat(), as_of))
+        day = following
+    return days
+
+
+def target_millionths(target_pct: float) -> int:
+    """A target in millionths of a percent, so that availability is compared on integers."""
+    target = Decimal(str(target_pct))
+    if not Decimal(0) <= target <= Decimal(100):
+        raise PeriodError(f"a target is a percentage within 0-100, not {target_pct!r}")
+    return int((target * 1_000_000).to_integral_value(ROUND_HALF_UP))
+
+
+@dataclass(frozen=True)
+class SlaRun:
+    """What ``compute_sla`` computed: the periods (their ids are their positions), the latest
+    poll they were cut at, the target."""
+
+    periods: tuple[Period, ...]
+    latest_poll: datetime
+    target_pct: float
+
+
+def compute_sla(
+    con: duckdb.DuckDBPyConnection,
+    periods: Sequence[Period],
+    store_ids: Sequence[str] | None = None,
+    *,
+    target_pct: float = DEFAULT_TARGET_PCT,
+    latest: datetime | None = None,
+) -> SlaRun:
+    """Fill the temp table ``sla_results`` (period_id, store_key, store_id, period_start,
+    period_end, business_us, uptime_us, downtime_us, incidents, longest_incident_us,
+    incident_us, availability_pct, target_met) for every period and store, and
+    ``sla_incidents`` (period_id, store_key, incident_start_us, incident_end_us, business_us).
+
+    ``store_ids`` limits the stores (unknown ids give no rows); ``latest`` is the latest poll
+    the periods are cut at (default: the newest stored; a shard passes the newest of all
+    shards). Uses the report's temp tables (report_stores, report_as_of, the timelines).
+    """
+    periods = tuple(periods)
+    if not periods:
+        raise PeriodError("no period to compute")
+    millionths = target_millionths(target_pct)
+    latest = latest_poll(con) if latest is None else as_naive_utc(latest)
+    if latest is None:
+        raise NoPollsError("no polls are loaded yet: ingest a store-status file first")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE sla_period_specs AS "
+        "SELECT unnest(range(len($starts)))::INTEGER AS period_id, unnest($starts) AS period_from, "
+        "unnest($ends) AS period_to, unnest($local) AS is_local, "
+        "unnest($as_ofs::TIMESTAMP[]) AS as_of_at",
+        {
+            "starts": [p.start for p in periods],
+            "ends": [p.end for p in periods],
+            "local": [p.local for p in periods],
+            "as_ofs": [None if p.as_of is None else as_naive_utc(p.as_of) for p in periods],
+        },
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE report_stores AS
+        SELECT store_key, store_id, first_poll
+        FROM stores
+        WHERE first_poll <= $latest
+          AND ($store_ids IS NULL OR store_id IN (SELECT unnest($store_ids::VARCHAR[])))
+        """,
+        {"latest": latest, "store_ids": None if store_ids is None else list(store_ids)},
+    )
+    # local bounds are within a day of the same reading in UTC
+    prepare_zone_offsets(
+        con,
+        min(p.start for p in periods) - timedelta(days=1),
+        max(p.end for p in periods) + timedelta(days=1),
+    )
+    con.execute(
+        sql("sla_periods"), {"latest_poll": latest, "default_timezone": DEFAULT_TIMEZONE}
+    )
+    con.execute(
+        "DELETE FROM report_stores WHERE store_key NOT IN "
+        "(SELECT store_key FROM sla_store_periods)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE report_as_of AS "
+        "SELECT DISTINCT as_of FROM sla_store_periods"
+    )
+    first_start, first_as_of, last_as_of = con.execute(
+        "SELECT min(period_start), min(as_of) FILTER (WHERE as_of > period_start), max(as_of) "
+        "FROM sla_store_periods"
+    ).fetchone()
+    if first_start is None:  # no store to report: empty results of the right shape
+        first_start = last_as_of = latest
+    # The report's look-back: the polls from a margin before the first period on; a store
+    # with an in-hours poll no later than the earliest as-of (and a margin after the first
+    # start) needs nothing older, the others are searched back (engine/report.py).
+    horizon = first_start - LOOKBACK_MARGIN
+    nearest_from = first_start if first_as_of is None else min(
+        first_start, first_as_of - LOOKBACK_MARGIN
+    )
+    build_timelines(con, horizon, max(last_as_of, first_start), nearest_from)
+    for step in ("sla_values", "sla_incidents"):
+        con.execute(sql(step))
+    con.execute(sql("sla_results"), {"target_millionths": millionths})
+    return SlaRun(periods, latest, target_pct)
+
+
+def sla_micros(con: duckdb.DuckDBPyConnection, period_id: int | None = None) -> pd.DataFrame:
+    """``sla_results`` as it is (integer microseconds), sorted by period and store_id."""
+    return con.execute(
+        "SELECT * FROM sla_results WHERE $period_id IS NULL OR period_id = $period_id "
+        "ORDER BY period_id, store_id",
+        {"period_id": period_id},
+    ).df()
+
+
+def sla_frame(con: duckdb.DuckDBPyConnection, period_id: int = 0) -> pd.DataFrame:
+    """One period of ``sla_results`` with the CSV's columns, unrounded (hours, minutes,
+    percent; NaN where the CSV is empty), sorted by store_id."""
+    micros = sla_micros(con, period_id)
+    frame = pd.DataFrame({
+        "store_id": micros["store_id"].astype(str),
+        "period_start": micros["period_start"],
+        "period_end": micros["period_end"],
+        "business_hours": micros["business_us"] / HOUR_US,
+        "uptime_hours": micros["uptime_us"] / HOUR_US,
+        "downtime_hours": micros["downtime_us"] / HOUR_US,
+        "availability_pct": micros["availability_pct"].astype(float),
+        "incidents": micros["incidents"].astype(int),
+        "longest_incident_minutes": micros["longest_incident_us"] / MINUTE_US,
+        "mean_time_to_recover_minutes": (
+            micros["incident_us"] / micros["incidents"].where(micros["incidents"] > 0)
+        ) / MINUTE_US,
+        "target_met": micros["target_met"],
+    })
+    return frame[SLA_COLUMNS].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class SlaSummary:
+    stores: int
+    stores_below_target: int  # with business time and an availability under the target
+    stores_without_business_time: int
+    availability_pct: float | None  # the fleet's: total uptime / total business time
+
+
+def sla_summary(con: duckdb.DuckDBPyConnection, period_id: int = 0) -> SlaSummary:
+    stores, below, without, share = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT target_met), "
+        "count(*) FILTER (WHERE business_us = 0), "
+        "100 * sum(uptime_us) / nullif(sum(business_us), 0) FROM sla_results "
+        "WHERE period_id = ?",
+        [period_id],
+    ).fetchone()
+    return SlaSummary(stores, below, without, None if share is None else float(share))
+
+
+def export_sla_csv(
+    con: duckdb.DuckDBPyConnection, out_path: Path | str, period_id: int = 0
+) -> Path:
+    """One period of ``sla_results`` as the CSV of docs/semantics.md §2.17, written under a
+    temporary name and renamed."""
+    out_path = Path(out_path)
+    query = sql("sla_csv").replace("$period_id", str(int(period_id)))
+    with atomic_target(out_path) as temporary:
+        con.execute(f"COPY ({query}) TO '{temporary}' (HEADER, DELIMITER ',')")
+        with temporary.open("rb+") as handle:  # DuckDB ends a header without rows bare
+            handle.seek(0, 2)
+            if handle.tell():
+                handle.seek(-1, 2)
+                if handle.read(1) != b"\n":
+                    handle.write(b"\n")
+    return out_path
+
+
+@dataclass(frozen=True)
+class WrittenSla:
+    path: Path
+    period: Period
+    latest_poll: datetime
+    summary: SlaSummary
+
+
+def write_sla_csv(
+    con: duckdb.DuckDBPyConnection,
+    out_path: Path | str,
+    period: Period,
+    store_ids: Sequence[str] | None = None,
+    *,
+    target_pct: float = DEFAULT_TARGET_PCT,
+) -> WrittenSla:
+    """Compute one period's SLA and write its CSV."""
+    run = compute_sla(con, [period], store_ids, target_pct=target_pct)
+    path = export_sla_csv(con, out_path)
+    return WrittenSla(path, period, run.latest_poll, sla_summary(con))

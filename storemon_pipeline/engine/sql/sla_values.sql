@@ -1,0 +1,101 @@
+-- Business time and uptime (microseconds) of every store's period (docs/semantics.md §2.17),
+-- from the report's timelines (report_timelines.sql: first_in_hours, poll_spans,
+-- business_cumulative, uptime_cumulative) and sla_store_periods (sla_periods.sql).
+-- A period is the report's "last P" as of its as-of A with P = A - period_start: the store's
+-- usable polls are those at or before A (§2.7), the last of them owns everything up to A
+-- (§2.8), and C and F are read at the period's start, its end, and where that poll's span
+-- ends (clamped into the period), as report_values.sql reads them.
+
+-- the sequence each store-period uses and its last usable poll at or before A
+CREATE OR REPLACE TEMP TABLE sla_sequences AS
+WITH period_sequences AS (
+    SELECT
+        sla_store_periods.*,
+        NOT coalesce(first_in_hours.first_in_hours <= sla_store_periods.as_of, false)
+            AS all_polls,
+        epoch_us(sla_store_periods.period_start) AS start_us,
+        epoch_us(sla_store_periods.period_end) AS end_us
+    FROM sla_store_periods
+    LEFT JOIN first_in_hours USING (store_key)
+)
+SELECT
+    period_sequences.*,
+    poll_spans.ts AS last_ts,
+    coalesce(poll_spans.is_active, false) AS last_active,
+    -- (a period that ends before it starts, after the latest poll, is empty: nothing is read)
+    least(
+        greatest(coalesce(poll_spans.span_end_us, period_sequences.start_us),
+                 period_sequences.start_us),
+        period_sequences.end_us
+    ) AS span_end_us
+FROM period_sequences
+ASOF LEFT JOIN poll_spans
+    ON poll_spans.store_key = period_sequences.store_key
+    AND poll_spans.all_polls = period_sequences.all_polls
+    AND poll_spans.ts <= period_sequences.as_of;
+
+CREATE OR REPLACE TEMP TABLE sla_values AS
+WITH reading_points AS (
+    SELECT period_id, store_key, all_polls, 'start' AS point, start_us AS x_us
+    FROM sla_sequences
+    UNION ALL
+    SELECT period_id, store_key, all_polls, 'end', end_us FROM sla_sequences
+    UNION ALL
+    SELECT period_id, store_key, all_polls, 'span_end', span_end_us FROM sla_sequences
+),
+business_readings AS (
+    -- C(x): business time before x
+    SELECT
+        reading_points.*,
+        coalesce(
+            business_cumulative.before_us
+                + least(reading_points.x_us, business_cumulative.end_us)
+                - business_cumulative.start_us,
+            0
+        ) AS business_us
+    FROM reading_points
+    ASOF LEFT JOIN business_cumulative
+        ON business_cumulative.store_key = reading_points.store_key
+        AND business_cumulative.start_us <= reading_points.x_us
+),
+readings AS (
+    -- F(x): business time while active before x, over the store-period's sequence
+    SELECT
+        business_readings.*,
+        coalesce(
+            uptime_cumulative.before_us
+                + least(business_readings.x_us, uptime_cumulative.end_us)
+                - uptime_cumulative.start_us,
+            0
+        ) AS uptime_us
+    FROM business_readings
+    ASOF LEFT JOIN uptime_cumulative
+        ON uptime_cumulative.store_key = business_readings.store_key
+        AND uptime_cumulative.all_polls = business_readings.all_polls
+        AND uptime_cumulative.start_us <= business_readings.x_us
+),
+pivoted AS (
+    SELECT
+        period_id,
+        store_key,
+        max(business_us) FILTER (WHERE point = 'start') AS c_start,
+        max(business_us) FILTER (WHERE point = 'end') AS c_end,
+        max(business_us) FILTER (WHERE point = 'span_end') AS c_span_end,
+        max(uptime_us) FILTER (WHERE point = 'start') AS f_start,
+        max(uptime_us) FILTER (WHERE point = 'span_end') AS f_span_end
+    FROM readings
+    GROUP BY period_id, store_key
+)
+SELECT
+    sla_sequences.period_id,
+    sla_sequences.store_key,
+    sla_sequences.store_id,
+    sla_sequences.period_start,
+    sla_sequences.period_end,
+    sla_sequences.all_polls,
+    (pivoted.c_end - pivoted.c_start)::BIGINT AS business_us,
+    (pivoted.f_span_end - pivoted.f_start
+        + sla_sequences.last_active::INT * (pivoted.c_end - pivoted.c_span_end))::BIGINT
+        AS uptime_us
+FROM sla_sequences
+JOIN pivoted USING (period_id, store_key);
