@@ -84,7 +84,7 @@ class SpecialWindow:
 
 @dataclass(frozen=True)
 class SpecialDate:
-    """A local date with special hours (docs/semantics.md §2.6): these windows instead of the
+    """A local date with special hours (docs/semantics.md §2.16): these windows instead of the
     weekday's weekly rows."""
 
     date: date  # the store's local date

@@ -123,7 +123,7 @@ def test_malformed_and_unknown_ids(sample_state):
             explain_store(con, "1234567890")
 
 
-# --- special dates (docs/semantics.md §2.6): each shown with the weekly rows it replaced ------
+# --- special dates (docs/semantics.md §2.16): each shown with the weekly rows it replaced ------
 
 SPECIAL_AS_OF = datetime(2023, 1, 26, 5)  # Thursday 00:00 in New York: the week is 19-25 Jan
 WEEKLY_9_TO_5 = "".join(f"{{store}},{day},09:00,17:00\n" for day in range(7))

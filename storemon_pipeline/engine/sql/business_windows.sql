@@ -1,6 +1,6 @@
 -- Business time of the stores in window_stores(store_key, store_id), as merged UTC intervals
 -- [window_start, window_end), every interval that reaches into [$covers_from, $covers_to]
--- (docs/semantics.md §2.4-§2.7): weekly hours on every local date, except the dates with
+-- (docs/semantics.md §2.4-§2.6, §2.16): weekly hours on every local date, except the dates with
 -- special hours, which have those instead. Needs the temp table
 -- zone_offsets(timezone, valid_from, valid_to, utc_offset_sec) covering that span.
 -- Linear in the number of windows: each wall-clock boundary is converted once per zone, and

@@ -1,5 +1,5 @@
 -- Special-hours rows of the current file, each either valid or with the reason it is rejected
--- (docs/semantics.md §1.1, §2.6). Both times empty: the store is closed that date.
+-- (docs/semantics.md §1.1, §2.16). Both times empty: the store is closed that date.
 CREATE OR REPLACE TEMP TABLE ingest_checked AS
 WITH fields AS (
     SELECT

@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS business_hours (
     end_sec     INTEGER  NOT NULL   -- 86400 for 24:00
 );
 
--- Dates on which a store keeps other hours than its weekly ones (docs/semantics.md §2.6): a
+-- Dates on which a store keeps other hours than its weekly ones (docs/semantics.md §2.16): a
 -- date with rows here has these windows instead of its weekly rows. A row without times closes
 -- the date (a date with such a row and windows has the windows).
 CREATE TABLE IF NOT EXISTS special_hours (
