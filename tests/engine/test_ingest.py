@@ -274,3 +274,47 @@ def test_line_numbers_stay_exact_in_a_file_read_in_parallel_chunks(con, tmp_path
     found = rows(con, "SELECT line, raw FROM quarantine ORDER BY line")
     assert [line for line, _ in found] == sorted(bad_lines)
     assert all(raw == body[line - 2] for line, raw in found)
+
+
+def test_special_hours_feed_reason_column_closed_dates_and_bad_rows(con, tmp_path):
+    """docs/semantics.md §1.1, §1.3, §2.16: the optional reason column in any place, both times
+    empty closes the date, each bad row quarantined with its reason."""
+    path = write(
+        tmp_path / "special.csv",
+        "Reason,store_id,date,start_time_local,end_time_local",
+        "holiday,s1,2023-12-25,,",
+        "Christmas Eve,s1,2023-12-24,10:00,14:00",
+        '"late, party",s2,2023-12-31,20:00,03:00:00',
+        ",s3,2024-02-29,00:00,24:00",
+        "x,s1,2023-02-30,,",  # line 6: no such date
+        "x,s1,2023-1-05,,",  # not YYYY-MM-DD
+        "x,s1,2023-12-26,10:00,",  # one time empty
+        "x,s1,2023-12-26,,14:00",
+        "x,s1,2023-12-26,24:00,10:00",  # 24:00 ends a day only
+        "x,s1,2023-12-26,10:00,24:30",
+        "x,s 1,2023-12-26,,",
+        "x,s1,2023-12-26",  # line 13
+        "x,s1,2100-01-01,,",
+    )
+    [result] = ingest_paths(con, [path])
+    assert (result.status, result.feed, result.rows_loaded) == ("loaded", "special_hours", 4)
+    assert rows(con, "SELECT * FROM special_hours ORDER BY store_id, local_date") == [
+        ("s1", datetime(2023, 12, 24).date(), 36000, 50400, "Christmas Eve"),
+        ("s1", datetime(2023, 12, 25).date(), None, None, "holiday"),
+        ("s2", datetime(2023, 12, 31).date(), 72000, 10800, "late, party"),
+        ("s3", datetime(2024, 2, 29).date(), 0, 86400, None),
+    ]
+    assert quarantine(con) == {
+        6: "invalid_date", 7: "invalid_date", 8: "invalid_end_time", 9: "invalid_start_time",
+        10: "invalid_start_time", 11: "invalid_end_time", 12: "invalid_store_id",
+        13: "wrong_field_count", 14: "invalid_date",
+    }
+    header = "store_id,date,start_time_local,end_time_local"
+    without_reason = write(tmp_path / "special2.csv", header, "s9,2023-12-25,,")
+    [result] = ingest_paths(con, [without_reason])
+    assert result.rows_loaded == 1  # a snapshot: it replaces the one before
+    assert rows(con, "SELECT * FROM special_hours") == [
+        ("s9", datetime(2023, 12, 25).date(), None, None, None)]
+    extra = write(tmp_path / "special3.csv", header + ",note", "s9,2023-12-25,,,x")
+    [result] = ingest_paths(con, [extra])
+    assert result.status == "refused" and "[reason]" in result.message

@@ -8,37 +8,15 @@ WITH fields AS (
         len(cells) = $field_count AS right_field_count,
         trim_cell(cells[$store_id_pos]) AS store_id,
         trim_cell(cells[$day_pos]) AS day_text,
-        regexp_extract(trim_cell(cells[$start_pos]), '^(\d{1,2}):(\d{2})(?::(\d{2}))?$', ['h', 'm', 's'])
-            AS start_parts,
-        regexp_extract(trim_cell(cells[$end_pos]), '^(\d{1,2}):(\d{2})(?::(\d{2}))?$', ['h', 'm', 's'])
-            AS end_parts
+        clock_seconds(trim_cell(cells[$start_pos]), false) AS start_sec,
+        clock_seconds(trim_cell(cells[$end_pos]), true) AS end_sec
     FROM csv_lines($path, $encoding)
-),
-clock_parts AS (
-    SELECT
-        *,
-        try_cast(start_parts.h AS INTEGER) AS start_h,
-        try_cast(start_parts.m AS INTEGER) AS start_m,
-        coalesce(try_cast(nullif(start_parts.s, '') AS INTEGER), 0) AS start_s,
-        try_cast(end_parts.h AS INTEGER) AS end_h,
-        try_cast(end_parts.m AS INTEGER) AS end_m,
-        coalesce(try_cast(nullif(end_parts.s, '') AS INTEGER), 0) AS end_s
-    FROM fields
 ),
 parsed AS (
     SELECT
         *,
-        CASE WHEN regexp_full_match(day_text, '[0-6]') THEN day_text::TINYINT END AS day_of_week,
-        CASE
-            WHEN start_h <= 23 AND start_m <= 59 AND start_s <= 59
-            THEN start_h * 3600 + start_m * 60 + start_s
-        END AS start_sec,
-        CASE
-            WHEN end_h = 24 AND end_m = 0 AND end_s = 0 THEN 86400  -- 24:00 ends the day
-            WHEN end_h <= 23 AND end_m <= 59 AND end_s <= 59
-            THEN end_h * 3600 + end_m * 60 + end_s
-        END AS end_sec
-    FROM clock_parts
+        CASE WHEN regexp_full_match(day_text, '[0-6]') THEN day_text::TINYINT END AS day_of_week
+    FROM fields
 )
 SELECT
     line,

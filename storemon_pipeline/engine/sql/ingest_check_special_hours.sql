@@ -14,42 +14,17 @@ WITH fields AS (
         nullif(trim(cells[$reason_pos]), '') AS reason_text  -- position 0: no such column
     FROM csv_lines($path, $encoding)
 ),
-clock_parts AS (
-    SELECT
-        *,
-        start_text = '' AND end_text = '' AS closed_all_day,
-        regexp_extract(start_text, '^(\d{1,2}):(\d{2})(?::(\d{2}))?$', ['h', 'm', 's']) AS start_parts,
-        regexp_extract(end_text, '^(\d{1,2}):(\d{2})(?::(\d{2}))?$', ['h', 'm', 's']) AS end_parts
-    FROM fields
-),
-clock_numbers AS (
-    SELECT
-        *,
-        try_cast(start_parts.h AS INTEGER) AS start_h,
-        try_cast(start_parts.m AS INTEGER) AS start_m,
-        coalesce(try_cast(nullif(start_parts.s, '') AS INTEGER), 0) AS start_s,
-        try_cast(end_parts.h AS INTEGER) AS end_h,
-        try_cast(end_parts.m AS INTEGER) AS end_m,
-        coalesce(try_cast(nullif(end_parts.s, '') AS INTEGER), 0) AS end_s
-    FROM clock_parts
-),
 parsed AS (
     SELECT
         *,
+        start_text = '' AND end_text = '' AS closed_all_day,
         CASE
             WHEN regexp_full_match(date_text, '\d{4}-\d{2}-\d{2}')
             THEN try_cast(date_text AS DATE)
         END AS parsed_date,
-        CASE
-            WHEN start_h <= 23 AND start_m <= 59 AND start_s <= 59
-            THEN start_h * 3600 + start_m * 60 + start_s
-        END AS start_sec,
-        CASE
-            WHEN end_h = 24 AND end_m = 0 AND end_s = 0 THEN 86400  -- 24:00 ends the day
-            WHEN end_h <= 23 AND end_m <= 59 AND end_s <= 59
-            THEN end_h * 3600 + end_m * 60 + end_s
-        END AS end_sec
-    FROM clock_numbers
+        clock_seconds(start_text, false) AS start_sec,
+        clock_seconds(end_text, true) AS end_sec
+    FROM fields
 ),
 checked AS (
     SELECT

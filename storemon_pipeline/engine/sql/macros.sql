@@ -53,6 +53,21 @@ CREATE OR REPLACE TEMP MACRO reading_key(store, seq, instant) AS
 CREATE OR REPLACE TEMP MACRO trim_cell(cell) AS
     CASE WHEN starts_with(cell, ' ') OR ends_with(cell, ' ') THEN trim(cell) ELSE cell END;
 
+-- Seconds after local midnight of a wall-clock time HH:MM or HH:MM:SS (docs/semantics.md §1.1),
+-- NULL when the text is none; 24:00 (86400, the end of the day) only when is_end.
+CREATE OR REPLACE TEMP MACRO clock_seconds_of(parts, is_end) AS
+    CASE
+        WHEN is_end AND parts.h = '24' AND parts.m = '00' AND parts.s IN ('', '00') THEN 86400
+        WHEN try_cast(parts.h AS INTEGER) <= 23 AND try_cast(parts.m AS INTEGER) <= 59
+             AND coalesce(try_cast(nullif(parts.s, '') AS INTEGER), 0) <= 59
+        THEN try_cast(parts.h AS INTEGER) * 3600 + try_cast(parts.m AS INTEGER) * 60
+             + coalesce(try_cast(nullif(parts.s, '') AS INTEGER), 0)
+    END;
+CREATE OR REPLACE TEMP MACRO clock_seconds(clock_text, is_end) AS
+    clock_seconds_of(
+        regexp_extract(clock_text, '^(\d{1,2}):(\d{2})(?::(\d{2}))?$', ['h', 'm', 's']), is_end
+    );
+
 -- Every line of a CSV file with its line number, split into cells.
 -- DuckDB reads the file as whole lines (no delimiter, no quoting) so that line numbers and
 -- raw text survive for the quarantine; cells are then split here. Only lines with a quote
