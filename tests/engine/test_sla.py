@@ -217,10 +217,14 @@ def period_scenarios(draw):
 
 
 @settings(max_examples=round(40 * SCALE), **COMMON)
-@given(scenario=period_scenarios())
-def test_periods_match_oracle(scenario):
+@given(data=st.data(), scenario=period_scenarios())
+def test_periods_match_oracle(data, scenario):
+    """All the periods in one pass agree with the oracle; some stores alone (a shard) get
+    exactly their rows of all the stores' (unknown ids: nothing)."""
     stores, periods = scenario
     polls = [to_unix(p) for s in stores for p, _ in s.polls]
+    subset = data.draw(st.lists(st.sampled_from([s.store_id for s in stores]), unique=True),
+                       label="subset")
     with tempfile.TemporaryDirectory(prefix="storemon-sla-") as folder:
         con = _ingest(stores, Path(folder))
         try:
@@ -228,8 +232,14 @@ def test_periods_match_oracle(scenario):
                 return
             compute_sla(con, periods)
             assert_periods_agree(con, stores, periods, max(polls))
+            everyone = sla_micros(con)
+            compute_sla(con, periods, [*subset, "not-a-store"])
+            some = sla_micros(con)
         finally:
             con.close()
+    pd.testing.assert_frame_equal(  # (an empty frame's columns have other dtypes)
+        some.reset_index(drop=True),
+        everyone[everyone["store_id"].isin(subset)].reset_index(drop=True), check_dtype=False)
 
 
 # --- a month is the sum of its days -----------------------------------------------------------
@@ -463,6 +473,20 @@ def test_sla_command_csv_and_summary(sla_home, tmp_path, capsys):
     with open(out, newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[2][1] == "2023-03-06T06:00:00+00:00"  # Monday 00:00 in Chicago
+
+
+def test_sla_command_over_shards_is_the_one_file_csv(sla_home, tmp_path, capsys, monkeypatch):
+    one_file = tmp_path / "one.csv"
+    assert _sla(sla_home, capsys, "--month", "2023-03", "--out", str(one_file))[0] == 0
+    monkeypatch.setenv("STOREMON_HOME", str(tmp_path / "sharded"))
+    monkeypatch.setenv("STOREMON_SHARDS", "3")
+    paths = write_feeds(CLI_STORES, tmp_path / "feeds")
+    assert cli.main(["ingest", *map(str, [p for ps in paths.values() for p in ps])]) == 0
+    sharded = tmp_path / "sharded.csv"
+    status, stdout, stderr = _sla(sla_home, capsys, "--month", "2023-03", "--out", str(sharded))
+    assert status == 0, stderr
+    assert sharded.read_bytes() == one_file.read_bytes()
+    assert "4 stores" in stdout
 
 
 def test_sla_command_errors(sla_home, tmp_path, capsys):
