@@ -121,11 +121,14 @@ def build_timelines(
     """The timelines of ``report_timelines.sql`` (first_in_hours, poll_spans,
     business_cumulative, uptime_cumulative) for the stores of the temp table ``report_stores``
     and the instants of ``report_as_of``: windows over [horizon, last_as_of], the look-back's
-    polls, and the search before it (``_search_before_lookback``). Every instant read from
-    them lies at or after ``first_week_start``, no earlier than ``horizon + LOOKBACK_MARGIN``;
-    a store with an in-hours poll no later than ``first_week_start + LOOKBACK_MARGIN`` is not
-    searched, so that instant must not come after the earliest as-of either. Shared by the
-    reports and the SLA periods (engine/sla.py)."""
+    polls, and the search before it (``_search_before_lookback``). Shared by the reports and
+    the SLA periods (engine/sla.py).
+
+    A store with an in-hours poll no later than ``first_week_start + LOOKBACK_MARGIN`` is not
+    searched before the horizon, so the timelines are exact where they are read if every
+    as-of is at or after that instant and every instant read is at or after
+    ``(horizon + first_week_start + LOOKBACK_MARGIN) / 2``. A batch of reports: its first
+    week's start W, and the horizon W - LOOKBACK_MARGIN."""
     scope_window_stores(con, "SELECT store_key, store_id FROM report_stores")
     build_business_windows(con, horizon, last_as_of, "report_windows")
     con.execute(sql("report_lookback"), {"horizon": horizon, "last_as_of": last_as_of})

@@ -278,6 +278,29 @@ def sla_frame(con: duckdb.DuckDBPyConnection, period_id: int = 0) -> pd.DataFram
     return frame[SLA_COLUMNS].reset_index(drop=True)
 
 
+def sla_incident_frame(
+    con: duckdb.DuckDBPyConnection, period_id: int = 0, store_ids: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """The incidents of one period of ``sla_incidents`` (of some stores, or all): store_id,
+    start and end (naive UTC, cut to the period) and the business minutes each covers
+    (unrounded), in order of store_id and start."""
+    return con.execute(
+        """
+        SELECT
+            stores.store_id,
+            make_timestamp(incident_start_us) AS incident_start,
+            make_timestamp(incident_end_us) AS incident_end,
+            sla_incidents.business_us / 60000000 AS business_minutes
+        FROM sla_incidents
+        JOIN stores USING (store_key)
+        WHERE period_id = $period_id
+          AND ($store_ids IS NULL OR stores.store_id IN (SELECT unnest($store_ids::VARCHAR[])))
+        ORDER BY stores.store_id, incident_start_us
+        """,
+        {"period_id": period_id, "store_ids": None if store_ids is None else list(store_ids)},
+    ).df()
+
+
 @dataclass(frozen=True)
 class SlaSummary:
     stores: int

@@ -50,6 +50,7 @@ from storemon_pipeline.engine.sla import (
     compute_sla,
     local_days,
     month_period,
+    sla_incident_frame,
     sla_micros,
     utc_period,
     week_period,
@@ -384,6 +385,7 @@ def test_worked_example_one_incident_overnight(tmp_path):
         compute_sla(con, [period], target_pct=99.0)
         row = sla_micros(con).iloc[0]
         incidents = _incidents(con)
+        listed = sla_incident_frame(con, 0, ["E"])
         # its whole month of March, as if polls had reached April: 743 hours
         compute_sla(con, [month_period("2023-03")], latest=datetime(2023, 4, 2))
         month = sla_micros(con).iloc[0]
@@ -396,6 +398,9 @@ def test_worked_example_one_incident_overnight(tmp_path):
     assert row["incidents"] == 1 and row["longest_incident_us"] == 4 * HOUR * SECOND_US
     assert not row["target_met"]
     assert row["availability_pct"] == pytest.approx(100 * 20 / 24)
+    assert listed.to_dict("records") == [{
+        "store_id": "E", "incident_start": pd.Timestamp("2023-03-07 01:00"),
+        "incident_end": pd.Timestamp("2023-03-07 17:00"), "business_minutes": 240.0}]
     start, end = incidents.iloc[0][["incident_start_us", "incident_end_us"]]
     assert (start, end) == (to_unix(utc(2023, 3, 7, 1)) * SECOND_US,
                             to_unix(utc(2023, 3, 7, 17)) * SECOND_US)
