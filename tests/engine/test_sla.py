@@ -29,9 +29,11 @@ from support.oracle import (
 from test_oracle import (
     ANCHORS,
     COMMON,
+    HISTORY_PATTERNS,
     PATTERNS,
     SCALE,
     _store_basics,
+    history_polls,
     hours_strategy,
     local_date_text,
     poll_offsets,
@@ -166,20 +168,23 @@ def _inside(draw, intervals: np.ndarray) -> int:
 
 @st.composite
 def period_scenarios(draw):
-    """Stores around a transition night (zones east and west of UTC, special dates), and a few
-    periods: ending at T, starting and ending inside business windows, the local days around
-    the night, past the latest poll (cut there, or empty), and as of later than their end."""
+    """Stores around a transition night (zones east and west of UTC, special dates; polls of
+    every pattern of the report's oracle tests, long histories too), and a few periods:
+    ending at T, starting and ending inside business windows, the local days around the night,
+    past the latest poll (cut there, or empty), and as of later than their end."""
     anchor = draw(st.sampled_from(ANCHORS))
     t = anchor + draw(st.integers(-6 * HOUR, 6 * HOUR))
     stores, windows = [], []
     for index in range(draw(st.integers(1, 4))):
         store_id, zone, hours, special, intervals = _store_basics(
-            draw, index, t, 12 * DAY, anchor)
+            draw, index, t, 45 * DAY, anchor)
         polls = []
-        for pattern in draw(st.lists(st.sampled_from([*PATTERNS, "sticky", "sticky"]),
+        for pattern in draw(st.lists(st.sampled_from([*PATTERNS, "sticky", "sticky", "history"]),
                                      min_size=1, max_size=2)):
             if pattern == "sticky":
                 polls += draw(sticky_polls(-10 * DAY, DAY))
+            elif pattern == "history":  # weeks old, silent for days, stray, old in hours
+                polls += draw(history_polls(intervals, draw(st.sampled_from(HISTORY_PATTERNS))))
             else:
                 polls += draw(poll_offsets(intervals, pattern))
         stores.append(StoreCase(
