@@ -96,6 +96,18 @@ def compute_reports(
         "CREATE OR REPLACE TEMP TABLE report_as_of AS SELECT unnest(?::TIMESTAMP[]) AS as_of",
         [instants],
     )
+    scope_report_stores(con, last, store_ids)
+    build_timelines(con, horizon, last, first - WEEK)
+    for step in ("report_readings", "report_values"):
+        con.execute(sql(step))
+    return instants
+
+
+def scope_report_stores(
+    con: duckdb.DuckDBPyConnection, last_as_of: datetime, store_ids: Sequence[str] | None
+) -> None:
+    """The temp table ``report_stores``: the stores (of ``store_ids``, or all) with a poll at or
+    before ``last_as_of`` (docs/semantics.md §2.3), whose timelines ``build_timelines`` builds."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE report_stores AS
@@ -104,12 +116,8 @@ def compute_reports(
         WHERE first_poll <= $last_as_of
           AND ($store_ids IS NULL OR store_id IN (SELECT unnest($store_ids::VARCHAR[])))
         """,
-        {"last_as_of": last, "store_ids": None if store_ids is None else list(store_ids)},
+        {"last_as_of": last_as_of, "store_ids": None if store_ids is None else list(store_ids)},
     )
-    build_timelines(con, horizon, last, first - WEEK)
-    for step in ("report_readings", "report_values"):
-        con.execute(sql(step))
-    return instants
 
 
 def build_timelines(

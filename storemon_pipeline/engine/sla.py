@@ -35,6 +35,7 @@ from storemon_pipeline.engine.report import (
     NoPollsError,
     build_timelines,
     latest_poll,
+    scope_report_stores,
 )
 from storemon_pipeline.engine.windows import prepare_zone_offsets
 from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
@@ -200,16 +201,7 @@ def compute_sla(
             "as_ofs": [None if p.as_of is None else as_naive_utc(p.as_of) for p in periods],
         },
     )
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE report_stores AS
-        SELECT store_key, store_id, first_poll
-        FROM stores
-        WHERE first_poll <= $latest
-          AND ($store_ids IS NULL OR store_id IN (SELECT unnest($store_ids::VARCHAR[])))
-        """,
-        {"latest": latest, "store_ids": None if store_ids is None else list(store_ids)},
-    )
+    scope_report_stores(con, latest, store_ids)
     # local bounds are within a day of the same reading in UTC
     prepare_zone_offsets(
         con,

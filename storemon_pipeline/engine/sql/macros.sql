@@ -43,6 +43,12 @@ CREATE OR REPLACE TEMP MACRO csv_values(
     'downtime_last_week': two_decimals(business_week_us - uptime_week_us, 3600000000)
 };
 
+-- A running sum read at x_us (report_timelines.sql: business_cumulative, uptime_cumulative): the
+-- sum before the piece [start_us, end_us) that an ASOF join found at or before x_us, plus the
+-- part of that piece before x_us; 0 when no piece starts at or before x_us.
+CREATE OR REPLACE TEMP MACRO cumulative_at(before_us, start_us, end_us, x_us) AS
+    coalesce(before_us + least(x_us, end_us) - start_us, 0);
+
 -- One key for a reading of a store's sequence at an instant (report_readings.sql): the report
 -- joins four readings per row on it, and a single key keeps the planner from joining the
 -- readings with each other.

@@ -90,11 +90,11 @@ CREATE OR REPLACE TEMP TABLE readings AS
 WITH business_readings AS (
     SELECT
         reading_points.*,
-        coalesce(
-            business_cumulative.before_us
-                + least(reading_points.x_us, business_cumulative.end_us)
-                - business_cumulative.start_us,
-            0
+        cumulative_at(
+            business_cumulative.before_us,
+            business_cumulative.start_us,
+            business_cumulative.end_us,
+            reading_points.x_us
         ) AS business_us
     FROM reading_points
     ASOF LEFT JOIN business_cumulative
@@ -107,11 +107,11 @@ SELECT
     business_readings.all_polls,
     business_readings.last_ts,
     business_readings.business_us,
-    coalesce(
-        uptime_cumulative.before_us
-            + least(business_readings.x_us, uptime_cumulative.end_us)
-            - uptime_cumulative.start_us,
-        0
+    cumulative_at(
+        uptime_cumulative.before_us,
+        uptime_cumulative.start_us,
+        uptime_cumulative.end_us,
+        business_readings.x_us
     ) AS uptime_us
 FROM business_readings
 ASOF LEFT JOIN uptime_cumulative

@@ -69,11 +69,11 @@ bound_readings AS (
     -- C(x) at both ends of each run
     SELECT
         run_bounds.*,
-        coalesce(
-            business_cumulative.before_us
-                + least(run_bounds.x_us, business_cumulative.end_us)
-                - business_cumulative.start_us,
-            0
+        cumulative_at(
+            business_cumulative.before_us,
+            business_cumulative.start_us,
+            business_cumulative.end_us,
+            run_bounds.x_us
         ) AS business_before_us
     FROM run_bounds
     ASOF LEFT JOIN business_cumulative

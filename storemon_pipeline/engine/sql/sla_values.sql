@@ -47,11 +47,11 @@ business_readings AS (
     -- C(x): business time before x
     SELECT
         reading_points.*,
-        coalesce(
-            business_cumulative.before_us
-                + least(reading_points.x_us, business_cumulative.end_us)
-                - business_cumulative.start_us,
-            0
+        cumulative_at(
+            business_cumulative.before_us,
+            business_cumulative.start_us,
+            business_cumulative.end_us,
+            reading_points.x_us
         ) AS business_us
     FROM reading_points
     ASOF LEFT JOIN business_cumulative
@@ -62,11 +62,11 @@ readings AS (
     -- F(x): business time while active before x, over the store-period's sequence
     SELECT
         business_readings.*,
-        coalesce(
-            uptime_cumulative.before_us
-                + least(business_readings.x_us, uptime_cumulative.end_us)
-                - uptime_cumulative.start_us,
-            0
+        cumulative_at(
+            uptime_cumulative.before_us,
+            uptime_cumulative.start_us,
+            uptime_cumulative.end_us,
+            business_readings.x_us
         ) AS uptime_us
     FROM business_readings
     ASOF LEFT JOIN uptime_cumulative
