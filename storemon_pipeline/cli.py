@@ -227,14 +227,14 @@ def _sla_period(args: argparse.Namespace) -> Period:
 
 def cmd_sla(args: argparse.Namespace) -> int:
     """Availability, incidents and the target of every store over one period, as CSV."""
-    from storemon_pipeline.engine.db import database, ensure_spill_room
+    from storemon_pipeline.engine.db import ensure_spill_room
     from storemon_pipeline.engine.ingest import is_valid_store_id
     from storemon_pipeline.engine.report import NoPollsError
-    from storemon_pipeline.engine.shards import union_connection
     from storemon_pipeline.engine.sla import (
         PeriodError,
         compute_sla,
         export_sla_csv,
+        sla_database,
         sla_summary,
         target_millionths,
     )
@@ -264,17 +264,10 @@ def cmd_sla(args: argparse.Namespace) -> int:
         return run.latest_poll, sla_summary(con), reported
 
     try:
-        if settings.shards > 1:  # the shards seen as one database, read-only
-            con = union_connection(settings.shard_paths, settings.duckdb_limits)
-            try:
-                latest, summary, reported = write(con)
-            finally:
-                con.close()
-        else:
-            with database(
-                settings.duckdb_path, wait_seconds=args.wait, limits=settings.duckdb_limits
-            ) as con:
-                latest, summary, reported = write(con)
+        with sla_database(
+            settings.shard_paths, limits=settings.duckdb_limits, wait_seconds=args.wait
+        ) as con:
+            latest, summary, reported = write(con)
     except NoPollsError as exc:
         print(f"storemon sla: {exc}", file=sys.stderr)
         return 1

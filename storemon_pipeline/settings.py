@@ -188,6 +188,11 @@ class Settings(BaseSettings):
         return self.state_dir / "services.json"
 
     @property
+    def sla_dir(self) -> Path:
+        """The months the ``monthly_sla`` asset saved (engine/sla.py ``save_sla``)."""
+        return self.state_dir / "sla"
+
+    @property
     def reports_dir(self) -> Path:
         return self.state_dir / "reports"
 

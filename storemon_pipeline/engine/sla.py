@@ -16,7 +16,8 @@ follows the periods' polls, never the whole history. The results are the temp ta
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -25,7 +26,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from storemon_pipeline.engine.db import sql
+from storemon_pipeline.engine.db import ResourceLimits, connect_memory, database, sql
 from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import as_naive_utc
 from storemon_pipeline.engine.report import (
@@ -37,6 +38,7 @@ from storemon_pipeline.engine.report import (
     latest_poll,
     scope_report_stores,
 )
+from storemon_pipeline.engine.shards import union_connection
 from storemon_pipeline.engine.windows import prepare_zone_offsets
 from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
 
@@ -185,7 +187,7 @@ def compute_sla(
     periods = tuple(periods)
     if not periods:
         raise PeriodError("no period to compute")
-    millionths = target_millionths(target_pct)
+    millionths = target_millionths(target_pct)  # a wrong target fails before any work
     latest = latest_poll(con) if latest is None else as_naive_utc(latest)
     if latest is None:
         raise NoPollsError("no polls are loaded yet: ingest a store-status file first")
@@ -235,8 +237,14 @@ def compute_sla(
     build_timelines(con, horizon, max(last_as_of, first_start), nearest_from)
     for step in ("sla_values", "sla_incidents"):
         con.execute(sql(step))
-    con.execute(sql("sla_results"), {"target_millionths": millionths})
+    con.execute(sql("sla_results"))
+    con.execute(sql("sla_target"), {"target_millionths": millionths})
     return SlaRun(periods, latest, target_pct)
+
+
+def apply_target(con: duckdb.DuckDBPyConnection, target_pct: float) -> None:
+    """Set ``target_met`` of ``sla_results`` for another target (stored results too)."""
+    con.execute(sql("sla_target"), {"target_millionths": target_millionths(target_pct)})
 
 
 def sla_micros(con: duckdb.DuckDBPyConnection, period_id: int | None = None) -> pd.DataFrame:
@@ -284,7 +292,7 @@ def sla_incident_frame(
             make_timestamp(incident_end_us) AS incident_end,
             sla_incidents.business_us / 60000000 AS business_minutes
         FROM sla_incidents
-        JOIN stores USING (store_key)
+        JOIN sla_results AS stores USING (period_id, store_key)
         WHERE period_id = $period_id
           AND ($store_ids IS NULL OR stores.store_id IN (SELECT unnest($store_ids::VARCHAR[])))
         ORDER BY stores.store_id, incident_start_us
@@ -350,3 +358,106 @@ def write_sla_csv(
     run = compute_sla(con, [period], store_ids, target_pct=target_pct)
     path = export_sla_csv(con, out_path)
     return WrittenSla(path, period, run.latest_poll, sla_summary(con))
+
+
+@contextmanager
+def sla_database(
+    shard_paths: Sequence[Path],
+    *,
+    limits: ResourceLimits | None = None,
+    wait_seconds: float = 0.0,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The stores' database(s) to compute periods on, read-only: one file, or the shards seen as
+    one (``compute_sla`` only writes temp tables). While a writer holds the one file, retries
+    for ``wait_seconds``, then raises duckdb.IOException."""
+    if len(shard_paths) > 1:
+        con = union_connection(shard_paths, limits)
+        try:
+            yield con
+        finally:
+            con.close()
+        return
+    with database(
+        shard_paths[0], read_only=True, wait_seconds=wait_seconds, limits=limits
+    ) as con:
+        yield con
+
+
+@dataclass(frozen=True)
+class SavedSla:
+    """What a saved period file says of itself (``save_sla``)."""
+
+    name: str
+    period_from: datetime
+    period_to: datetime
+    local: bool
+    latest_poll: datetime
+    target_pct: float
+    saved_at: datetime
+    stores: int
+
+
+def save_sla(
+    con: duckdb.DuckDBPyConnection, path: Path | str, run: SlaRun, period_id: int = 0
+) -> Path:
+    """One computed period (its ``sla_results`` and ``sla_incidents``) as a DuckDB file, written
+    under a temporary name and renamed, so that a reader sees the old file or the new one. A
+    saved period is served without the stores' database (``load_sla``)."""
+    period = run.periods[period_id]
+    path = Path(path)
+    with atomic_target(path) as temporary:
+        temporary.unlink()  # DuckDB creates its own file
+        con.execute(f"ATTACH '{temporary}' AS saved_sla (READ_WRITE)")
+        try:
+            con.execute(
+                "CREATE TABLE saved_sla.sla_results AS "
+                "SELECT * EXCLUDE (period_id), 0 AS period_id FROM sla_results "
+                "WHERE period_id = $period_id",
+                {"period_id": period_id},
+            )
+            con.execute(
+                "CREATE TABLE saved_sla.sla_incidents AS "
+                "SELECT * EXCLUDE (period_id), 0 AS period_id FROM sla_incidents "
+                "WHERE period_id = $period_id",
+                {"period_id": period_id},
+            )
+            con.execute(
+                "CREATE TABLE saved_sla.sla_manifest AS SELECT $name AS name, "
+                "$period_from::TIMESTAMP AS period_from, $period_to::TIMESTAMP AS period_to, "
+                "$local AS local, $latest_poll::TIMESTAMP AS latest_poll, "
+                "$target_pct::DOUBLE AS target_pct, "
+                "(now() AT TIME ZONE 'UTC')::TIMESTAMP AS saved_at, "
+                "(SELECT count(*) FROM saved_sla.sla_results) AS stores",
+                {
+                    "name": period.name, "period_from": period.start,
+                    "period_to": period.end, "local": period.local,
+                    "latest_poll": run.latest_poll, "target_pct": run.target_pct,
+                },
+            )
+        finally:
+            con.execute("DETACH saved_sla")
+    return path
+
+
+def saved_month_path(folder: Path | str, month: str) -> Path:
+    """Where a saved month (``YYYY-MM``) lives in ``folder``."""
+    return Path(folder) / f"month-{month}.duckdb"
+
+
+def load_sla(
+    path: Path | str, limits: ResourceLimits | None = None
+) -> tuple[duckdb.DuckDBPyConnection, SavedSla]:
+    """An in-memory connection holding a saved period as ``sla_results`` and ``sla_incidents``
+    (period 0), which ``sla_frame``, ``sla_summary``, ``export_sla_csv``, ``apply_target`` and
+    ``sla_incident_frame`` read; and what the file says of itself. The caller closes it."""
+    con = connect_memory(limits)
+    try:
+        con.execute(f"ATTACH '{Path(path)}' AS saved_sla (READ_ONLY)")
+        con.execute("CREATE TEMP TABLE sla_results AS SELECT * FROM saved_sla.sla_results")
+        con.execute("CREATE TEMP TABLE sla_incidents AS SELECT * FROM saved_sla.sla_incidents")
+        row = con.execute("SELECT * FROM saved_sla.sla_manifest").fetchone()
+        con.execute("DETACH saved_sla")
+    except BaseException:
+        con.close()
+        raise
+    return con, SavedSla(*row)

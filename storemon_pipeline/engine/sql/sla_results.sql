@@ -1,8 +1,8 @@
 -- One row per store and period (docs/semantics.md §2.17), as the temp table sla_results:
 -- business time, uptime and downtime in microseconds (uptime + downtime = business time
--- exactly), the incidents (count, longest, their total), the availability and whether it meets
--- the target ($target_millionths: the target in millionths of a percent, compared on integers).
--- From sla_values (sla_values.sql) and sla_incidents (sla_incidents.sql).
+-- exactly), the incidents (count, longest, their total) and the availability; whether it meets
+-- a target is set by sla_target.sql. From sla_values (sla_values.sql) and sla_incidents
+-- (sla_incidents.sql).
 CREATE OR REPLACE TEMP TABLE sla_results AS
 WITH incident_totals AS (
     SELECT
@@ -28,8 +28,6 @@ SELECT
     coalesce(incident_totals.incident_us, 0) AS incident_us,
     CASE WHEN sla_values.business_us > 0
          THEN 100 * sla_values.uptime_us / sla_values.business_us END AS availability_pct,
-    CASE WHEN sla_values.business_us > 0
-         THEN sla_values.uptime_us::HUGEINT * 100000000
-              >= $target_millionths::HUGEINT * sla_values.business_us END AS target_met
+    NULL::BOOLEAN AS target_met
 FROM sla_values
 LEFT JOIN incident_totals USING (period_id, store_key);
