@@ -1,5 +1,6 @@
 """FastAPI dependencies, in one place: settings, the state folder, the Dagster client, the
-report service, and the optional bearer token. Handlers take them as ``Annotated`` aliases."""
+report, store and SLA services, and the optional bearer token. Handlers take them as
+``Annotated`` aliases."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.security import HTTPBearer
 from storemon_api.dagster_client import DagsterClient
 from storemon_api.service import ReportService
 from storemon_api.settings import ApiSettings
+from storemon_api.sla import SlaService
 from storemon_api.stores import StoreService
 from storemon_pipeline.settings import Settings
 
@@ -37,11 +39,16 @@ def get_stores(request: Request) -> StoreService:
     return request.app.state.stores
 
 
+def get_sla(request: Request) -> SlaService:
+    return request.app.state.sla
+
+
 ApiSettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
 StateDep = Annotated[Settings, Depends(get_state)]
 DagsterDep = Annotated[DagsterClient, Depends(get_dagster)]
 ReportsDep = Annotated[ReportService, Depends(get_reports)]
 StoresDep = Annotated[StoreService, Depends(get_stores)]
+SlaDep = Annotated[SlaService, Depends(get_sla)]
 
 # auto_error=False: a missing header must give our 401 (with WWW-Authenticate), not a 403.
 bearer = HTTPBearer(auto_error=False, description="STOREMON_API_TOKEN, when the server sets one.")

@@ -37,6 +37,14 @@ class MalformedStoreId(ValueError):
         )
 
 
+class BadSlaQuery(ValueError):
+    """An SLA period or target that cannot be asked for: 422."""
+
+
+class NoPolls(LookupError):
+    """No polls are loaded yet: nothing to compute a period on: 404."""
+
+
 class ReportNotComplete(RuntimeError):
     """The CSV of a Running or Failed report was asked for: 409."""
 
@@ -47,6 +55,8 @@ class ReportNotComplete(RuntimeError):
 _STATUS: dict[type[Exception], int] = {
     MalformedReportId: 422,
     MalformedStoreId: 422,
+    BadSlaQuery: 422,
+    NoPolls: 404,
     UnknownReport: 404,
     UnknownStore: 404,
     ReportNotComplete: 409,

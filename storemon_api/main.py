@@ -13,9 +13,10 @@ from fastapi.staticfiles import StaticFiles
 
 from storemon_api.dagster_client import DagsterClient
 from storemon_api.errors import install_handlers
-from storemon_api.routers import fleet, health, report_requests, reports, stores
+from storemon_api.routers import fleet, health, report_requests, reports, sla, stores
 from storemon_api.service import ReportService
 from storemon_api.settings import ApiSettings, get_api_settings
+from storemon_api.sla import SlaService
 from storemon_api.stores import StoreService
 from storemon_pipeline.settings import Settings, get_settings
 
@@ -67,9 +68,11 @@ def create_app(
     app.state.dagster = dagster
     app.state.reports = ReportService(dagster, state)
     app.state.stores = StoreService(state, settings.dagster_url)
+    app.state.sla = SlaService(state)
     install_handlers(app)
     for router in (
-        report_requests.router, reports.router, stores.router, fleet.router, health.router
+        report_requests.router, reports.router, stores.router, sla.router, fleet.router,
+        health.router,
     ):
         app.include_router(router)
     _mount_page(app)

@@ -348,3 +348,152 @@ class FleetHistoryRow(BaseModel):
 
 class FleetHistoryResponse(BaseModel):
     rows: list[FleetHistoryRow] = Field(description="One per report partition, oldest first.")
+
+
+# --- SLA periods (GET /sla, GET /stores/{id}/sla, GET /sla/months) -------------------------
+
+SlaPeriodKind = Literal["month", "week", "range"]
+
+
+class SlaPeriod(BaseModel):
+    kind: SlaPeriodKind
+    name: str = Field(description="2023-01, 2023-W03, or '<from> to <to>' (UTC).")
+    local: bool = Field(
+        description="A month or week: start and end are wall-clock readings, which each store "
+        "reads in its own zone (no offset); a range: UTC instants."
+    )
+    start: datetime
+    end: datetime
+
+
+class SlaSource(BaseModel):
+    kind: Literal["partition", "computed"] = Field(
+        description="partition: the month the `monthly_sla` asset saved, read without the "
+        "stores' database; computed: computed for this request."
+    )
+    saved_at: datetime | None = Field(default=None, description="When the month was saved.")
+    latest_poll: datetime = Field(description="The latest poll the period was cut at.")
+
+
+class SlaSummaryValues(BaseModel):
+    stores: int
+    stores_below_target: int = Field(
+        description="With business time and an availability under the target."
+    )
+    stores_without_business_time: int
+    availability_pct: float | None = Field(
+        description="The fleet's: all stores' uptime over all their business time, percent, "
+        "unrounded (null: no business time)."
+    )
+
+
+class AvailabilityBin(BaseModel):
+    lower: int = Field(description="Availability, percent, inclusive.")
+    upper: int = Field(description="Exclusive, except 100 for the last bin.")
+    stores: int
+
+
+class SlaIncident(BaseModel):
+    start: datetime = Field(description="UTC, cut at the period's start.")
+    end: datetime = Field(description="UTC, cut at the period's end.")
+    business_minutes: float = Field(description="Business time it covers, unrounded.")
+
+
+class SlaRow(BaseModel):
+    """A store's row of the SLA CSV, the same values as numbers (rounded as the CSV is: two
+    decimals, half up from the exact value)."""
+
+    store_id: str
+    period_start: datetime = Field(description="UTC: the store's own start of the period.")
+    period_end: datetime = Field(description="UTC: min(the period's end, the latest poll).")
+    business_hours: float
+    uptime_hours: float
+    downtime_hours: float
+    availability_pct: float | None = Field(description="Null without business time.")
+    incidents: int
+    longest_incident_minutes: float
+    mean_time_to_recover_minutes: float | None = Field(description="Null without incidents.")
+    target_met: bool | None = Field(description="Null without business time.")
+    worst_incident: SlaIncident | None = Field(
+        default=None, description="The longest incident (business minutes), the earliest of "
+        "equals; not a CSV column."
+    )
+
+
+class SlaLinks(BaseModel):
+    csv: str = Field(description="This period's CSV (the same query, without Accept JSON).")
+
+
+_SLA_EXAMPLE = {
+    "period": {"kind": "month", "name": "2023-01", "local": True,
+               "start": "2023-01-01T00:00:00", "end": "2023-02-01T00:00:00"},
+    "latest_poll": "2023-01-25T23:59:55.381532Z",
+    "target_pct": 99.0,
+    "source": {"kind": "partition", "saved_at": "2023-01-26T00:05:12Z",
+               "latest_poll": "2023-01-25T23:59:55.381532Z"},
+}
+
+
+class SlaResponse(BaseModel):
+    model_config = _example(
+        **_SLA_EXAMPLE,
+        summary={"stores": 1500, "stores_below_target": 730, "stores_without_business_time": 0,
+                 "availability_pct": 94.35},
+        bins=[{"lower": 95, "upper": 100, "stores": 612}],
+        rows=[{
+            "store_id": "1015372118842025109", "period_start": "2023-01-01T06:00:00Z",
+            "period_end": "2023-01-25T23:59:55.381532Z", "business_hours": 594.0,
+            "uptime_hours": 579.73, "downtime_hours": 14.27, "availability_pct": 97.6,
+            "incidents": 1, "longest_incident_minutes": 856.41,
+            "mean_time_to_recover_minutes": 856.41, "target_met": False,
+            "worst_incident": {"start": "2023-01-21T14:02:10Z", "end": "2023-01-22T04:18:35Z",
+                               "business_minutes": 856.414512},
+        }],
+        links={"csv": "/sla?month=2023-01&target=99.0"},
+    )
+    period: SlaPeriod
+    latest_poll: datetime
+    target_pct: float
+    source: SlaSource
+    summary: SlaSummaryValues
+    bins: list[AvailabilityBin] = Field(
+        description="Stores with business time by availability, 5 % bins."
+    )
+    rows: list[SlaRow] = Field(description="One per store, sorted by store_id (as text).")
+    links: SlaLinks
+
+
+class StoreSlaResponse(BaseModel):
+    model_config = _example(
+        **_SLA_EXAMPLE,
+        row={
+            "store_id": "1015372118842025109", "period_start": "2023-01-01T06:00:00Z",
+            "period_end": "2023-01-25T23:59:55.381532Z", "business_hours": 594.0,
+            "uptime_hours": 579.73, "downtime_hours": 14.27, "availability_pct": 97.6,
+            "incidents": 1, "longest_incident_minutes": 856.41,
+            "mean_time_to_recover_minutes": 856.41, "target_met": False,
+        },
+        incidents=[{"start": "2023-01-21T14:02:10Z", "end": "2023-01-22T04:18:35Z",
+                    "business_minutes": 856.414512}],
+    )
+    period: SlaPeriod
+    latest_poll: datetime
+    target_pct: float
+    source: SlaSource
+    row: SlaRow
+    incidents: list[SlaIncident] = Field(description="In order of start.")
+
+
+class SlaMonth(BaseModel):
+    month: str = Field(description="YYYY-MM.")
+    saved: bool = Field(description="The `monthly_sla` asset saved it: answered from that file.")
+    has_polls: bool = Field(description="Within the first and the latest poll stored (UTC).")
+
+
+class SlaMonthsResponse(BaseModel):
+    model_config = _example(
+        months=[{"month": "2023-01", "saved": True, "has_polls": True}],
+        latest_poll="2023-01-25T23:59:55.381532Z",
+    )
+    months: list[SlaMonth] = Field(description="Newest first.")
+    latest_poll: datetime | None = Field(description="Null: no polls, or the database busy.")

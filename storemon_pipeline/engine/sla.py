@@ -461,3 +461,144 @@ def load_sla(
         con.close()
         raise
     return con, SavedSla(*row)
+
+
+def keep_sla_stores(con: duckdb.DuckDBPyConnection, store_ids: Sequence[str]) -> None:
+    """Drop every other store from ``sla_results`` and ``sla_incidents`` (a loaded saved period
+    asked for some stores: a store's rows do not depend on which others were computed)."""
+    params = {"store_ids": list(store_ids)}
+    con.execute(
+        "DELETE FROM sla_incidents WHERE (period_id, store_key) NOT IN (SELECT (period_id, "
+        "store_key) FROM sla_results WHERE store_id IN (SELECT unnest($store_ids::VARCHAR[])))",
+        params,
+    )
+    con.execute(
+        "DELETE FROM sla_results WHERE store_id NOT IN (SELECT unnest($store_ids::VARCHAR[]))",
+        params,
+    )
+
+
+def poll_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:
+    """The first and the latest poll stored (naive UTC), or None without polls: the months
+    there is data for."""
+    first, latest = con.execute(
+        "SELECT min(coalesce(first_poll, last_poll)), max(last_poll) FROM stores"
+    ).fetchone()
+    return None if latest is None else (first, latest)
+
+
+# --- a saved month: its figures, and its days (the monthly_sla asset and its check) -------------
+
+
+@dataclass(frozen=True)
+class SlaProgress:
+    """Where each store's period stands at the latest poll it was cut at."""
+
+    ended: int  # its end is before the latest poll: the period is whole
+    cut: int  # still open: counted up to the latest poll
+    not_started: int  # starts after the latest poll: nothing counted yet
+
+
+def sla_progress(
+    con: duckdb.DuckDBPyConnection, latest: datetime, period_id: int = 0
+) -> SlaProgress:
+    """How many stores of ``sla_results`` have their period ended, cut at ``latest`` or not
+    begun: a month settled right after it ended in UTC is whole for the stores east of UTC
+    only."""
+    ended, cut, not_started = con.execute(
+        "SELECT count(*) FILTER (WHERE period_end < $latest), "
+        "count(*) FILTER (WHERE period_end >= $latest AND period_end > period_start), "
+        "count(*) FILTER (WHERE period_end >= $latest AND period_end = period_start) "
+        "FROM sla_results WHERE period_id = $period_id",
+        {"latest": as_naive_utc(latest), "period_id": period_id},
+    ).fetchone()
+    return SlaProgress(ended, cut, not_started)
+
+
+def sla_worst(
+    con: duckdb.DuckDBPyConnection, limit: int = 10, period_id: int = 0
+) -> pd.DataFrame:
+    """The stores with business time and the lowest availability (then the most downtime),
+    rounded for reading: store_id, availability_pct, business_hours, downtime_hours,
+    incidents, longest_incident_minutes."""
+    return con.execute(
+        "SELECT store_id, round(availability_pct, 2)::DOUBLE AS availability_pct, "
+        "round(business_us / 3600000000, 2) AS business_hours, "
+        "round(downtime_us / 3600000000, 2) AS downtime_hours, incidents, "
+        "round(longest_incident_us / 60000000, 2) AS longest_incident_minutes "
+        "FROM sla_results WHERE period_id = $period_id AND business_us > 0 "
+        "ORDER BY availability_pct, downtime_us DESC, store_id LIMIT $limit",
+        {"period_id": period_id, "limit": limit},
+    ).df()
+
+
+def period_as_ofs(con: duckdb.DuckDBPyConnection, period_id: int = 0) -> list[datetime]:
+    """The instants the stores' period of ``sla_results`` was computed as of (its distinct
+    ends): the latest poll for the stores still open, each zone's end for the others."""
+    rows = con.execute(
+        "SELECT DISTINCT period_end FROM sla_results WHERE period_id = ? ORDER BY 1",
+        [period_id],
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def days_as_seen(period: Period, as_ofs: Sequence[datetime]) -> list[Period]:
+    """The local days of a local period once for each of the period's as-ofs (``period_as_ofs``):
+    a store's days as its period saw them are the set taken as of its own as-of. One as-of (the
+    latest poll) while the period is open for every store; a closed period adds one set per
+    zone whose end it reached, since days taken as of a later instant use the polls after the
+    period's end (§2.17)."""
+    return [day for as_of in as_ofs for day in local_days(period, as_of=as_of)]
+
+
+@dataclass(frozen=True)
+class DaysComparison:
+    stores: int  # the stores of the saved period compared
+    mismatches: int
+    sample: pd.DataFrame  # a few mismatching stores: the period's and the days' values
+
+
+def compare_with_days(
+    con: duckdb.DuckDBPyConnection,
+    saved: pd.DataFrame,
+    days: Sequence[Period],
+    sample_size: int = 5,
+) -> DaysComparison:
+    """Per store of ``saved`` (a period's ``sla_micros``), its business time, uptime and
+    downtime against the sums of its days in ``sla_results`` (``compute_sla`` of ``days``, from
+    ``days_as_seen``): the day set taken as of the store's own as-of (its period_end), to the
+    microsecond. A store the days do not report is a mismatch."""
+    con.register("saved_period_rows", saved[
+        ["store_id", "period_end", "business_us", "uptime_us", "downtime_us"]
+    ])
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE sla_days_compared AS "
+            "WITH day_specs AS (SELECT unnest(range(len($as_ofs)))::INTEGER AS period_id, "
+            "unnest($as_ofs::TIMESTAMP[]) AS as_of), "
+            "day_sums AS (SELECT store_id, as_of, sum(business_us)::BIGINT AS business_us, "
+            "sum(uptime_us)::BIGINT AS uptime_us, sum(downtime_us)::BIGINT AS downtime_us "
+            "FROM sla_results JOIN day_specs USING (period_id) GROUP BY ALL) "
+            "SELECT saved.store_id, "
+            "saved.business_us AS period_business_us, day_sums.business_us AS days_business_us, "
+            "saved.uptime_us AS period_uptime_us, day_sums.uptime_us AS days_uptime_us, "
+            "saved.downtime_us AS period_downtime_us, day_sums.downtime_us AS days_downtime_us "
+            "FROM saved_period_rows AS saved LEFT JOIN day_sums "
+            "ON day_sums.store_id = saved.store_id::VARCHAR "
+            "AND day_sums.as_of = saved.period_end::TIMESTAMP",
+            {"as_ofs": [as_naive_utc(day.as_of) for day in days]},
+        )
+    finally:
+        con.unregister("saved_period_rows")
+    mismatch = (
+        "days_business_us IS NULL OR period_business_us <> days_business_us "
+        "OR period_uptime_us <> days_uptime_us OR period_downtime_us <> days_downtime_us"
+    )
+    stores, mismatches = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {mismatch}) FROM sla_days_compared"
+    ).fetchone()
+    sample = con.execute(
+        f"SELECT * FROM sla_days_compared WHERE {mismatch} ORDER BY store_id LIMIT ?",
+        [sample_size],
+    ).df()
+    return DaysComparison(stores, mismatches, sample)
