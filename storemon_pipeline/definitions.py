@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from storemon_pipeline.defs.assets import business_windows, ingest, uptime_report
-from storemon_pipeline.defs.checks import report_checks
+from storemon_pipeline.defs.assets import business_windows, ingest, monthly_sla, uptime_report
+from storemon_pipeline.defs.checks import report_checks, sla_checks
 from storemon_pipeline.defs.jobs import (
     ingest_job,
+    monthly_sla_job,
     refresh_job,
     uptime_report_job,
 )
 from storemon_pipeline.defs.resources import StoremonState
-from storemon_pipeline.defs.schedules import hourly_uptime_report
+from storemon_pipeline.defs.schedules import hourly_uptime_report, monthly_sla_schedule
 from storemon_pipeline.defs.sensors import build_sensors
 from storemon_pipeline.defs.sharded import build_sharded_ingest, build_sharded_report
 from storemon_pipeline.distributed import celery_config
@@ -32,11 +33,11 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     else:
         feeds = [ingest, uptime_report]
     return dg.Definitions(
-        assets=[*feeds, business_windows],
-        asset_checks=report_checks,
-        jobs=[ingest_job, uptime_report_job, refresh_job],
+        assets=[*feeds, business_windows, monthly_sla],
+        asset_checks=[*report_checks, *sla_checks],
+        jobs=[ingest_job, uptime_report_job, refresh_job, monthly_sla_job],
         sensors=build_sensors(settings.sensor_interval_seconds),
-        schedules=[hourly_uptime_report],
+        schedules=[hourly_uptime_report, monthly_sla_schedule],
         resources={"storemon": StoremonState.from_settings(settings)},
         executor=build_executor(settings),
     )

@@ -4,7 +4,9 @@
    repository's ``dagster.yaml``; SQLite storage, beside the DuckDB files.
 2. On an empty state folder the sample data in ``data/`` is ingested; every hour that holds polls
    gets its report partition, and the partitions never materialized are, in one run per
-   contiguous range. These are ordinary Dagster runs, executed here before the services start.
+   contiguous range; likewise every local month that holds polls gets its SLA month, and the
+   months never materialized are, one run each. These are ordinary Dagster runs, executed here
+   before the services start.
 3. The services run as child processes on 127.0.0.1, each watched by a supervisor
    (``supervisor.py``): the code server (``dagster api grpc``), the Dagster webserver and
    daemon (which reach the code server through a workspace file written here), and the REST
@@ -291,13 +293,15 @@ def install_instance_config(settings: Settings) -> Path:
 def prepare_state(settings: Settings) -> None:
     """Ingest the sample data if the state is empty; give every hour that holds polls its
     report partition; materialize the partitions that never were (on a new state: the whole
-    history of the sample, in one run). Runs in this process, on the instance in DAGSTER_HOME."""
+    history of the sample, in one run); then the same for the SLA months (the sample's one
+    month so far). Runs in this process, on the instance in DAGSTER_HOME."""
     import dagster as dg
 
     from storemon_pipeline.definitions import build_defs
     from storemon_pipeline.defs.assets import DUCKDB_POOL
     from storemon_pipeline.defs.partitions import (
         add_report_partitions,
+        add_sla_months,
         contiguous_ranges,
         range_tags,
         unmaterialized_partitions,
@@ -330,13 +334,16 @@ def prepare_state(settings: Settings) -> None:
 
         # Data loaded with `storemon ingest` has no partitions yet.
         with state.connect() as con:
-            added = add_report_partitions(instance, poll_hours(con))
+            hours = poll_hours(con)
+        added = add_report_partitions(instance, hours)
         if added:
             log(f"{len(added)} report partitions added for the hours that hold polls")
+        months = add_sla_months(instance, hours)
+        if months:
+            log(f"SLA months added for the local months that hold polls: {', '.join(months)}")
         missing = unmaterialized_partitions(instance)
         if not missing:
             log("every report partition is materialized")
-            return
         for keys in contiguous_ranges(instance, missing):
             started = time.perf_counter()
             log(f"materializing business windows and report partitions {keys[0]} .. {keys[-1]} "
@@ -353,6 +360,32 @@ def prepare_state(settings: Settings) -> None:
                 f"{time.perf_counter() - started:.1f} s; {len(names) - len(failed)} of "
                 f"{len(names)} checks passed{failures}; "
                 f"CSV {settings.reports_dir / (result.run_id + '.csv')}")
+        catch_up_sla_months(defs, instance, settings)
+
+
+def catch_up_sla_months(defs, instance, settings: Settings) -> None:
+    """Materialize the SLA months never materialized, one run each, oldest first."""
+    from storemon_pipeline.defs.assets import sla_csv_path
+    from storemon_pipeline.defs.partitions import unmaterialized_sla_months
+    from storemon_pipeline.defs.tags import trigger_tags
+
+    missing = unmaterialized_sla_months(instance)
+    if not missing:
+        log("every SLA month is materialized")
+        return
+    job = defs.resolve_job_def("monthly_sla_job")
+    for month in missing:
+        started = time.perf_counter()
+        result = job.execute_in_process(
+            instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False,
+            partition_key=month, tags=trigger_tags("up"),
+        )
+        failed = sorted({c.check_name for c in result.get_asset_check_evaluations()
+                         if not c.passed})
+        log(f"SLA run {result.run_id} for month {month}: "
+            f"{'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f} s"
+            + (f" (failed: {', '.join(failed)})" if failed else "")
+            + f"; CSV {sla_csv_path(settings.reports_dir, month)}")
 
 
 # --- the command -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The asset graph: ingested feeds -> business windows (UTC) -> hourly uptime reports.
+"""The asset graph: ingested feeds -> business windows (UTC) -> hourly uptime reports; the feeds
+-> monthly SLAs.
 
 Thin wiring over the engine modules: every asset opens DuckDB, calls engine functions, and
 records what an operator wants to see in the materialization's metadata. Heavy work stays in
@@ -20,13 +21,19 @@ from pydantic import Field
 from storemon_pipeline.defs.keys import (
     BUSINESS_HOURS,
     INGEST_KEYS,
+    MONTHLY_SLA,
     POLLS,
     QUARANTINE,
     SPECIAL_HOURS,
     TIMEZONES,
 )
 from storemon_pipeline.defs.metadata import markdown, markdown_table, timestamp
-from storemon_pipeline.defs.partitions import add_report_partitions, report_partitions
+from storemon_pipeline.defs.partitions import (
+    add_report_partitions,
+    add_sla_months,
+    report_partitions,
+    sla_months,
+)
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.defs.tags import RECOMPUTE_STALE, RECOMPUTE_TAG
 from storemon_pipeline.engine.db import ensure_spill_room
@@ -55,6 +62,16 @@ from storemon_pipeline.engine.report import (
     latest_poll,
     most_downtime,
     result_summary,
+)
+from storemon_pipeline.engine.sla import (
+    compute_sla,
+    export_sla_csv,
+    month_period,
+    save_sla,
+    saved_month_path,
+    sla_progress,
+    sla_summary,
+    sla_worst,
 )
 from storemon_pipeline.engine.state import report_csv_path, write_latest_poll, write_report_sidecar
 from storemon_pipeline.engine.windows import refresh_business_windows, windows_summary
@@ -188,10 +205,11 @@ def record_ingest(
     newest_poll: datetime | None,
 ) -> dict[dg.AssetKey, dict[str, object]]:
     """After an ingest (one file or shards): the report partitions of the hours its polls fall
-    in added; each feed asset's metadata — what its table holds now, what this ingest added,
-    the partitions it changed, the files."""
+    in added, and the SLA months of those hours; each feed asset's metadata — what its table
+    holds now, what this ingest added, the partitions it changed, the files."""
     new_hours = sorted({hour for r in results for hour in r.poll_hours})
     added = add_report_partitions(instance, new_hours)
+    months = add_sla_months(instance, new_hours)
     changed = partitions_changed_by(new_hours, previous_latest, newest_poll)
     metadata = _ingest_metadata(con, results, expired)
     backlog = backlog_stores(con)
@@ -200,6 +218,7 @@ def record_ingest(
         changed = [partition_hour_of(newest_poll)]
     metadata["polls"] |= {
         "new_report_partitions": len(added),
+        "new_sla_months": dg.MetadataValue.json(months),
         "report_partitions_to_refresh": dg.MetadataValue.json([partition_key(h) for h in changed]),
         "stores_with_late_data": backlog,
     }
@@ -492,3 +511,77 @@ def finish_report(
     if share is not None:
         metadata["uptime_share_last_week"] = round(share, 6)
     return dg.MaterializeResult(metadata=metadata | (extra_metadata or {}))
+
+
+def sla_csv_path(reports_dir: Path, month: str) -> Path:
+    """The CSV of a month's SLA, beside the reports."""
+    return reports_dir / f"sla-{month}.csv"
+
+
+@dg.asset(
+    key=MONTHLY_SLA,
+    group_name="sla",
+    partitions_def=sla_months,
+    deps=[POLLS, BUSINESS_HOURS, SPECIAL_HOURS, TIMEZONES],
+    kinds={"duckdb", "csv"},
+    pool=DUCKDB_POOL,
+)
+def monthly_sla(context: dg.AssetExecutionContext, storemon: StoremonState) -> dg.MaterializeResult:
+    """Each store's availability over its local calendar month (docs/semantics.md §2.17), as of
+    the latest poll: a month not over yet is the month so far, so a month materialized again
+    after it ended is settled. Saved as `$STOREMON_HOME/sla/month-<M>.duckdb` (what the REST
+    API serves without the stores' database) and written as `reports/sla-<M>.csv`. Computed on
+    the stores' database(s) read-only: one file or every shard."""
+    started = time.perf_counter()
+    month = context.partition_key
+    period = month_period(month)
+    target = storemon.sla_target_pct
+    saved_path = saved_month_path(storemon.sla_dir, month)
+    csv_path = sla_csv_path(storemon.reports_dir, month)
+    with storemon.sla_connection() as con:
+        newest_poll = latest_poll(con)
+        if newest_poll is None:
+            note = "no polls are loaded yet: no store to report, nothing saved"
+            context.log.warning(f"month {month}: {note}")
+            return dg.MaterializeResult(
+                metadata={"stores": 0, "dagster/row_count": 0, "target_pct": target,
+                          "note": note}
+            )
+        run = compute_sla(con, [period], target_pct=target, latest=newest_poll)
+        storemon.sla_dir.mkdir(parents=True, exist_ok=True)
+        save_sla(con, saved_path, run)
+        export_sla_csv(con, csv_path)
+        summary = sla_summary(con)
+        progress = sla_progress(con, run.latest_poll)
+        worst = sla_worst(con, 10)
+    seconds = time.perf_counter() - started
+    context.log.info(
+        f"month {month} as of {run.latest_poll} UTC: {summary.stores} stores, "
+        f"{summary.stores_below_target} below {target:g} %; saved to {saved_path} in "
+        f"{seconds:.2f} s"
+    )
+    metadata: dict[str, object] = {
+        "stores": summary.stores,
+        "dagster/row_count": summary.stores,
+        "stores_below_target": summary.stores_below_target,
+        "stores_without_business_time": summary.stores_without_business_time,
+        "stores_month_ended": progress.ended,
+        "stores_month_open": progress.cut,
+        "stores_month_not_started": progress.not_started,
+        "latest_poll": timestamp(run.latest_poll),
+        "target_pct": target,
+        "saved": dg.MetadataValue.path(str(saved_path)),
+        "csv": dg.MetadataValue.path(str(csv_path)),
+        "worst_stores": markdown(worst),
+        "compute_seconds": round(seconds, 3),
+    }
+    if summary.availability_pct is not None:
+        metadata["availability_pct"] = round(summary.availability_pct, 6)
+    if progress.cut or progress.not_started:
+        metadata["note"] = (
+            f"{progress.cut + progress.not_started} of {summary.stores} stores' month is not "
+            f"over at the latest poll ({run.latest_poll} UTC): counted up to it"
+        )
+    if summary.stores == 0:
+        metadata["note"] = f"no store has a poll by the latest poll ({run.latest_poll} UTC)"
+    return dg.MaterializeResult(metadata=metadata)

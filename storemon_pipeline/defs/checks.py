@@ -9,6 +9,9 @@ The three invariants are blocking: a report that breaks one fails its run (Dagst
 check's step), and its sidecar is withheld, so the REST API answers Failed with what the check
 found and never serves the CSV; the partitions it broke are withheld from the history's readers
 until a run computes them again. ``polls_fresh`` only warns: old data is not wrong data.
+
+``month_is_the_sum_of_its_days`` checks the ``monthly_sla`` asset's saved month against its local
+days, computed again; it is blocking too.
 """
 
 
@@ -21,9 +24,9 @@ import dagster as dg
 import duckdb
 
 from storemon_pipeline.defs.assets import DUCKDB_POOL
-from storemon_pipeline.defs.keys import REPORT
+from storemon_pipeline.defs.keys import MONTHLY_SLA, REPORT
 from storemon_pipeline.defs.metadata import markdown
-from storemon_pipeline.defs.partitions import report_partitions
+from storemon_pipeline.defs.partitions import report_partitions, sla_months
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.engine import checks
 from storemon_pipeline.engine.history import (
@@ -34,6 +37,16 @@ from storemon_pipeline.engine.history import (
     withhold_partitions,
 )
 from storemon_pipeline.engine.report import latest_poll
+from storemon_pipeline.engine.sla import (
+    compare_with_days,
+    compute_sla,
+    days_as_seen,
+    load_sla,
+    month_period,
+    period_as_ofs,
+    saved_month_path,
+    sla_micros,
+)
 from storemon_pipeline.engine.state import withhold_report
 
 # Partitioned asset checks are a preview feature of Dagster 1.13 (pinned below 1.14). They give
@@ -278,3 +291,68 @@ report_checks = [
     one_row_per_store_with_polls,
     polls_fresh,
 ]
+
+
+@dg.asset_check(
+    asset=MONTHLY_SLA,
+    name="month_is_the_sum_of_its_days",
+    partitions_def=sla_months,
+    pool=DUCKDB_POOL,
+    blocking=True,
+)
+def month_is_the_sum_of_its_days(
+    context: dg.AssetCheckExecutionContext, storemon: StoremonState
+) -> dg.AssetCheckResult:
+    """Business time = the sum of its days: per store, the saved month's business time, uptime
+    and downtime equal, to the microsecond, the sums of its local days computed again in one
+    pass, as the month saw them (as of its as-of: the saved latest poll while the month is
+    open, the end in the store's zone once it is over; docs/semantics.md §2.17)."""
+    month = context.partition_key
+    path = saved_month_path(storemon.sla_dir, month)
+    if not path.exists():
+        with storemon.sla_connection() as con:
+            polls = latest_poll(con) is not None
+        return dg.AssetCheckResult(
+            passed=not polls,
+            description=f"month {month} is not saved ({path})"
+            + ("" if polls else ": no polls are loaded yet, nothing to compare"),
+            metadata={"stores_compared": 0, "mismatches": 0},
+        )
+    saved_con, saved = load_sla(path, storemon.settings.duckdb_limits)
+    try:
+        rows = sla_micros(saved_con)
+        as_ofs = period_as_ofs(saved_con)
+    finally:
+        saved_con.close()
+    if not as_ofs:  # a month saved without stores
+        return dg.AssetCheckResult(
+            passed=True, description=f"month {month} is saved without stores: nothing to compare",
+            metadata={"stores_compared": 0, "mismatches": 0},
+        )
+    days = days_as_seen(month_period(month), as_ofs)
+    with storemon.sla_connection() as con:
+        compute_sla(con, days, latest=saved.latest_poll)
+        found = compare_with_days(con, rows, days)
+    return dg.AssetCheckResult(
+        passed=found.mismatches == 0,
+        description=(
+            f"{found.mismatches} of {found.stores} stores: the month's business time, uptime "
+            "or downtime is not the sum of its days' (e.g. "
+            f"{', '.join(found.sample['store_id'].astype(str))})"
+            if found.mismatches
+            else f"all {found.stores} stores: the month is the sum of its days, to the "
+            "microsecond"
+        ),
+        metadata={
+            "stores_compared": found.stores,
+            "mismatches": found.mismatches,
+            "day_periods": len(days),
+            "as_ofs": dg.MetadataValue.json([str(a) for a in as_ofs]),
+            "latest_poll": str(saved.latest_poll),
+            "saved": dg.MetadataValue.path(str(path)),
+            "mismatch_examples": markdown(found.sample),
+        },
+    )
+
+
+sla_checks = [month_is_the_sum_of_its_days]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from storemon_pipeline.defs.keys import INGEST_KEYS, REPORT, WINDOWS
+from storemon_pipeline.defs.keys import INGEST_KEYS, MONTHLY_SLA, REPORT, WINDOWS
 from storemon_pipeline.defs.tags import trigger_tags
 
 # A run launched by hand from the UI's launchpad says so; the API, sensors, schedule and
@@ -32,4 +32,12 @@ refresh_job = dg.define_asset_job(
     tags=BY_HAND,
     description="Rebuild the business windows, then the report of one partition: what follows "
     "an ingest.",
+)
+
+monthly_sla_job = dg.define_asset_job(
+    "monthly_sla_job",
+    selection=dg.AssetSelection.assets(MONTHLY_SLA),  # with its check
+    tags=BY_HAND,
+    description="One month's SLA (partition YYYY-MM), saved to sla/month-<M>.duckdb and "
+    "written to reports/sla-<M>.csv, and its check (the month is the sum of its days).",
 )

@@ -5,6 +5,9 @@ latest poll is "the report as of the latest poll", and the older ones are each s
 history, hour by hour. The keys are added by the ingest for the hours its polls fall in (and by
 `storemon up` for data loaded from the command line), so the UI lists the hours that hold data,
 not every hour since some start date.
+
+SLA months (``sla_months``): one per local calendar month ``YYYY-MM`` that holds polls in some
+store's zone, added wherever report partitions are (``add_sla_months``).
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from storemon_pipeline.defs.keys import REPORT
+from storemon_pipeline.defs.keys import MONTHLY_SLA, REPORT
 from storemon_pipeline.engine.history import partition_hour, partition_key
 
 report_partitions = dg.DynamicPartitionsDefinition(name="report_hours")
+sla_months = dg.DynamicPartitionsDefinition(name="sla_months")
+
+# A store's local month starts up to 14 h before the UTC month (UTC+14) or 12 h after it
+# (UTC-12): a poll's hour is in the local months of the hours this far either side of it.
+ZONE_REACH = timedelta(hours=14)
 
 # Dagster's run tags for a run over a range of partitions (a single-run backfill).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -75,3 +83,24 @@ def unmaterialized_partitions(instance: dg.DagsterInstance) -> list[str]:
     return [
         key for key in instance.get_dynamic_partitions(report_partitions.name) if key not in done
     ]
+
+
+def month_key(instant: datetime) -> str:
+    """The month ``YYYY-MM`` of an instant (as read on whatever clock it is given in)."""
+    return f"{instant.year:04d}-{instant.month:02d}"
+
+
+def add_sla_months(instance: dg.DagsterInstance, hours: Iterable[datetime]) -> list[str]:
+    """Add the SLA months these poll hours fall in, in some store's zone (the months of
+    ``h - 14 h`` and ``h + 14 h``), that do not exist yet, in time order; returns them."""
+    months = {month_key(hour + reach) for hour in hours for reach in (-ZONE_REACH, ZONE_REACH)}
+    new = sorted(months - set(instance.get_dynamic_partitions(sla_months.name)))
+    if new:
+        instance.add_dynamic_partitions(sla_months.name, new)
+    return new
+
+
+def unmaterialized_sla_months(instance: dg.DagsterInstance) -> list[str]:
+    """The SLA months that were never materialized (what `storemon up` catches up on)."""
+    done = instance.get_materialized_partitions(MONTHLY_SLA)
+    return [key for key in instance.get_dynamic_partitions(sla_months.name) if key not in done]

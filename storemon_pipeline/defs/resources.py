@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +11,7 @@ import duckdb
 
 from storemon_pipeline.engine.db import connect, is_lock_error, resource_errors
 from storemon_pipeline.engine.shards import ensure_layout, union_connection
+from storemon_pipeline.engine.sla import sla_database
 from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings
 
 # How often a step that found the DuckDB file locked past the wait is retried.
@@ -30,6 +31,7 @@ class StoremonState(dg.ConfigurableResource):
     rejected_share_limit: float = 0.01
     retention_days: int | None = None
     shards: int = 1
+    sla_target_pct: float = 99.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoremonState:
@@ -40,6 +42,7 @@ class StoremonState(dg.ConfigurableResource):
             rejected_share_limit=settings.rejected_share_limit,
             retention_days=settings.retention_days,
             shards=settings.shards,
+            sla_target_pct=settings.sla_target_pct,
         )
 
     @property
@@ -49,6 +52,7 @@ class StoremonState(dg.ConfigurableResource):
             lock_wait_seconds=self.lock_wait_seconds,
             retention_days=self.retention_days,
             shards=self.shards,
+            sla_target_pct=self.sla_target_pct,
         )
 
     @property
@@ -70,6 +74,10 @@ class StoremonState(dg.ConfigurableResource):
     @property
     def incoming_dir(self) -> Path:
         return self.settings.incoming_dir
+
+    @property
+    def sla_dir(self) -> Path:
+        return self.settings.sla_dir
 
     def default_ingest_paths(self) -> list[Path]:
         """The sample data, then the incoming folder (so newer snapshots there win)."""
@@ -99,4 +107,24 @@ class StoremonState(dg.ConfigurableResource):
         finally:
             con.close()
 
-
+    @contextmanager
+    def sla_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The stores' database(s) read-only, to compute SLA periods on (``sla_database``): a
+        writer holding the file past the wait makes the step retried later, as ``connect``."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ensure_layout(self.state_dir, self.shards)
+        limits = self.settings.duckdb_limits
+        if self.shards == 1 and not self.duckdb_path.exists():
+            with self.connect():  # a new state: the empty schema, so that there is a file
+                pass
+        with ExitStack() as stack:
+            try:
+                con = stack.enter_context(sla_database(
+                    self.settings.shard_paths, limits=limits, wait_seconds=self.lock_wait_seconds
+                ))
+            except duckdb.IOException as exc:
+                if not is_lock_error(exc):
+                    raise
+                raise dg.RetryRequested(max_retries=LOCK_RETRIES, seconds_to_wait=10) from exc
+            with resource_errors(limits):
+                yield con
