@@ -25,6 +25,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psutil
@@ -32,6 +33,9 @@ import psutil
 from storemon_pipeline.distributed import QUEUE, worker_config_dir
 from storemon_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from storemon_pipeline.supervisor import Service, Supervisor, probe_url
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 HOST = "127.0.0.1"
 LOCATION = "storemon"
@@ -363,13 +367,16 @@ def prepare_state(settings: Settings) -> None:
         catch_up_sla_months(defs, instance, settings)
 
 
-def catch_up_sla_months(defs, instance, settings: Settings) -> None:
-    """Materialize the SLA months never materialized, one run each, oldest first."""
+def catch_up_sla_months(
+    defs: dg.Definitions, instance: dg.DagsterInstance, settings: Settings
+) -> None:
+    """Materialize the SLA months never materialized, one run each, oldest first (a month
+    materialized once is settled by the schedule when it ends)."""
     from storemon_pipeline.defs.assets import sla_csv_path
     from storemon_pipeline.defs.partitions import unmaterialized_sla_months
     from storemon_pipeline.defs.tags import trigger_tags
 
-    missing = unmaterialized_sla_months(instance)
+    missing = sorted(unmaterialized_sla_months(instance))
     if not missing:
         log("every SLA month is materialized")
         return

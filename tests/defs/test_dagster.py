@@ -694,10 +694,13 @@ def test_up_queue_sensor_and_restart(up_factory, up_home: Path) -> None:
     assert f"http://127.0.0.1:{up.port}" in text
     instance = dg.DagsterInstance.from_config(str(up_home / "dagster"))
     initial_runs = {r.dagster_run.run_id for r in instance.get_run_records()}
-    assert len(initial_runs) == 2  # the ingest run and one run for every report partition
+    # the ingest run, one run for every report partition, one for the SLA month 2023-01
+    assert len(initial_runs) == 3
     partitions = instance.get_dynamic_partitions(report_partitions.name)
     assert len(partitions) > 150
     assert instance.get_materialized_partitions(uptime_report.key) == set(partitions)
+    assert instance.get_materialized_partitions(dg.AssetKey("monthly_sla")) == {"2023-01"}
+    assert "SLA run" in text and (up_home / "sla" / "month-2023-01.duckdb").exists()
 
     # Two report runs launched together through the queue: both succeed, one after the other.
     client = DagsterGraphQLClient("127.0.0.1", port_number=up.port)
@@ -747,6 +750,7 @@ def test_up_queue_sensor_and_restart(up_factory, up_home: Path) -> None:
     again = up_factory()
     second_start = again.wait_ready()
     assert "every report partition is materialized" in again.text()
+    assert "every SLA month is materialized" in again.text()
     assert "ingesting" not in again.text()
     assert runs_before_stop <= {r.dagster_run.run_id for r in instance.get_run_records()}
     for run_id in run_ids:
