@@ -1,6 +1,6 @@
-// storemon's page: trigger a report, watch it, download it, chart it; open one store's week to
-// see how each of its numbers was made. No framework, no build, no charting library: the charts
-// are small hand-written SVG.
+// storemon's page: trigger a report, watch it, download it, chart it; an SLA period's
+// availability across stores; open one store's week to see how each of its numbers was made.
+// No framework, no build, no charting library: the charts are small hand-written SVG.
 // Every value from the server goes into the page as text (textContent), never as HTML.
 "use strict";
 
@@ -155,18 +155,24 @@ function setStatus(status, detail) {
 }
 
 async function download(reportId) {
-  // A fetch, not a plain link: the request may need the Authorization header.
   try {
-    const blob = await (await api(`/reports/${reportId}/csv`, { headers: { Accept: "text/csv" } })).blob();
-    const url = URL.createObjectURL(blob);
-    const link = el("a", { href: url, download: `report_${reportId}.csv` });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    await saveCsv(`/reports/${reportId}/csv`, `report_${reportId}.csv`);
   } catch (error) {
     say(`Could not download the report: ${error.message}`, "error");
   }
+}
+
+// A fetch, not a plain link: the request may need the Authorization header. The file is
+// `name`, or as the server names it (Content-Disposition).
+async function saveCsv(path, name = null) {
+  const response = await api(path, { headers: { Accept: "text/csv" } });
+  const named = /filename="([^"]+)"/.exec(response.headers.get("content-disposition") || "");
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: name || (named ? named[1] : "download.csv") });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 // --- the list of reports -------------------------------------------------------------------
@@ -245,7 +251,12 @@ async function showSummary(reportId) {
   )));
 }
 
-function drawHistogram(container, bins) {
+// bins: [{ lower, upper, stores }] in percent; `marker`: a percent to draw a dashed line at.
+function drawHistogram(container, bins, {
+  what = "Stores by last-week uptime share",
+  axis = "uptime share of last week's business time (%)",
+  marker = null,
+} = {}) {
   const width = 720, height = 260;
   const margin = { top: 16, right: 12, bottom: 40, left: 56 };
   const plotW = width - margin.left - margin.right;
@@ -253,8 +264,7 @@ function drawHistogram(container, bins) {
   const most = Math.max(1, ...bins.map((bin) => bin.stores));
   const barW = plotW / bins.length;
   const chart = svg("svg", {
-    viewBox: `0 0 ${width} ${height}`, role: "img", class: "histogram",
-    "aria-label": "Stores by last-week uptime share",
+    viewBox: `0 0 ${width} ${height}`, role: "img", class: "histogram", "aria-label": what,
   });
   const plot = svg("g", { transform: `translate(${margin.left},${margin.top})` });
   chart.append(plot);
@@ -280,7 +290,13 @@ function drawHistogram(container, bins) {
   });
   plot.append(svg("text", { x: plotW, y: plotH + 16, class: "tick", "text-anchor": "end" }, "100"));
   plot.append(svg("text", { x: plotW / 2, y: plotH + 34, class: "axis", "text-anchor": "middle" },
-    "uptime share of last week's business time (%)"));
+    axis));
+  if (marker != null) {
+    const x = (marker / 100) * plotW;
+    const line = svg("line", { x1: x, x2: x, y1: -6, y2: plotH, class: "target" });
+    line.append(svg("title", {}, `target ${marker} %`));
+    plot.append(line);
+  }
   plot.append(svg("text", {
     x: -plotH / 2, y: -42, class: "axis", "text-anchor": "middle", transform: "rotate(-90)",
   }, "stores"));
@@ -845,6 +861,148 @@ async function loadFleet() {
   container.dataset.state = "ready";
 }
 
+// --- the SLA view: a month or a UTC range, against a target -----------------------------------
+
+const SLA_BELOW_SHOWN = 25;
+let slaTicket = 0;  // the newest period asked for: an older answer arriving late is dropped
+
+function slaSay(text, kind = "info") {
+  const message = $("#sla-message");
+  message.textContent = text;
+  message.dataset.kind = kind;
+}
+
+// The months to pick from, newest first: the saved ones and those the polls span. The newest
+// is picked, and shown.
+async function loadSlaMonths() {
+  let months;
+  try {
+    months = (await getJson("/sla/months")).months;
+  } catch (error) {
+    slaSay(`Could not list the months: ${error.message}`, "error");
+    return;
+  }
+  const select = $("#sla-month");
+  select.replaceChildren(
+    ...months.map((m) => el("option", { value: m.month }, m.saved ? `${m.month} (saved)` : m.month)),
+    el("option", { value: "" }, "from/to →"),
+  );
+  if (!months.length) {
+    slaSay("No polls yet: nothing to compute an SLA on.");
+    return;
+  }
+  select.value = months[0].month;
+  showSla();
+}
+
+// The period the form asks for, as the query of GET /sla.
+function slaQuery() {
+  const params = new URLSearchParams();
+  const month = $("#sla-month").value;
+  if (month) {
+    params.set("month", month);
+  } else {
+    const utc = (field) => (field.length === 16 ? `${field}:00Z` : `${field}Z`);  // the fields are UTC
+    if ($("#sla-from").value) params.set("from", utc($("#sla-from").value));
+    if ($("#sla-to").value) params.set("to", utc($("#sla-to").value));
+  }
+  const target = $("#sla-target").value.trim();
+  if (target) params.set("target", target);
+  return params;
+}
+
+async function showSla(event) {
+  if (event) event.preventDefault();
+  const ticket = ++slaTicket;
+  const section = $("#sla");
+  const query = slaQuery();
+  section.dataset.state = "loading";
+  slaSay("Computing the period…");
+  let sla;
+  try {
+    sla = await getJson(`/sla?${query}`);
+  } catch (error) {
+    if (ticket !== slaTicket) return;
+    section.dataset.state = "error";
+    slaSay(error.status === 503
+      ? `The service is busy (${error.message}); try again in a few seconds.`
+      : `Could not compute the period: ${error.message}`, "error");
+    return;
+  }
+  if (ticket !== slaTicket) return;
+  renderSla(sla);
+  section.dataset.period = sla.period.name;
+  section.dataset.state = "ready";
+  slaSay("");
+}
+
+function renderSla(sla) {
+  const pct = (value) => (value == null ? "–" : `${value.toFixed(2)} %`);
+  const { summary, period } = sla;
+  $("#sla-target").placeholder = String(sla.target_pct);
+  $("#sla-fleet").textContent = pct(summary.availability_pct);
+  const span = period.local
+    ? `${period.name}, each store's local ${period.kind}`
+    : `${when(period.start)} → ${when(period.end)} UTC`;
+  const closed = summary.stores_without_business_time
+    ? `, ${summary.stores_without_business_time} without business time` : "";
+  $("#sla-caption").textContent =
+    `of business time · ${span}, cut at the latest poll ${when(sla.latest_poll)} UTC · ` +
+    `${summary.stores_below_target} of ${summary.stores} stores below the target of ` +
+    `${sla.target_pct} %${closed}.`;
+  drawHistogram($("#sla-chart"), sla.bins, {
+    what: "Stores by availability over the period",
+    axis: "availability: uptime share of the period's business time (%)",
+    marker: sla.target_pct,
+  });
+  // Each store links to its week as of the end of its worst incident: the incident is in it.
+  const below = sla.rows.filter((row) => row.target_met === false)
+    .sort((a, b) => a.availability_pct - b.availability_pct || (a.store_id < b.store_id ? -1 : 1));
+  $("#sla-below tbody").replaceChildren(...below.slice(0, SLA_BELOW_SHOWN).map((row) => {
+    const worst = row.worst_incident;
+    const asOf = worst ? worst.end : row.period_end;
+    return el("tr", { dataset: { storeId: row.store_id } },
+      el("td", { class: "mono" },
+        el("a", { href: storeHash(row.store_id, asOf), class: "store-link" }, row.store_id)),
+      el("td", { class: "number" }, pct(row.availability_pct)),
+      el("td", { class: "number" }, row.downtime_hours.toFixed(2)),
+      el("td", { class: "number" }, row.incidents),
+      el("td", {}, worst
+        ? `${when(worst.start)} → ${when(worst.end)} ` +
+          `(${formatHours(worst.business_minutes / 60)} of business time)`
+        : "–"));
+  }));
+  $("#sla-more").textContent = below.length > SLA_BELOW_SHOWN
+    ? `The ${SLA_BELOW_SHOWN} lowest of ${below.length}; the CSV has every store.`
+    : (below.length ? "" : "Every store with business time met the target.");
+  const link = $("#sla-download");
+  link.href = sla.links.csv;
+  $("#sla-source").textContent = sla.source.kind === "partition"
+    ? `(the saved month, saved ${when(sla.source.saved_at)} UTC)`
+    : "(computed for this page)";
+  $("#sla-body").hidden = false;
+}
+
+async function downloadSla(event) {
+  event.preventDefault();
+  try {
+    await saveCsv(event.currentTarget.getAttribute("href"));
+  } catch (error) {
+    slaSay(`Could not download the CSV: ${error.message}`, "error");
+  }
+}
+
+// Editing from/to leaves the month; picking a month empties from/to.
+function slaRangeEdited() {
+  $("#sla-month").value = "";
+}
+
+function slaMonthPicked() {
+  if (!$("#sla-month").value) return;
+  $("#sla-from").value = "";
+  $("#sla-to").value = "";
+}
+
 // --- wiring --------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -857,13 +1015,20 @@ document.addEventListener("DOMContentLoaded", () => {
     $("#token-box").hidden = true;
     loadReports();
     loadFleet();
+    loadSlaMonths();
     route();
   });
   $("#store-search").addEventListener("submit", searchStore);
+  $("#sla-form").addEventListener("submit", showSla);
+  $("#sla-download").addEventListener("click", downloadSla);
+  $("#sla-from").addEventListener("input", slaRangeEdited);
+  $("#sla-to").addEventListener("input", slaRangeEdited);
+  $("#sla-month").addEventListener("change", slaMonthPicked);
   window.addEventListener("hashchange", route);
   showHealth();
   loadReports();
   loadFleet();
+  loadSlaMonths();
   route();
   setInterval(showHealth, 30_000);
 });

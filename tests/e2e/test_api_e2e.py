@@ -426,6 +426,51 @@ def test_page_explains_a_store_week_in_headless_chromium(api_stack, api, first_r
         browser.close()
 
 
+@pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium "
+                    "(apt-get install -y chromium chromium-driver)")
+def test_page_shows_the_sla_of_the_sample_month_in_headless_chromium(api_stack, api, tmp_path):
+    """The SLA view opens on the newest month with data: the fleet's availability as GET /sla
+    says it, the histogram, and the stores below target, the lowest first, each a link to its
+    week as of the end of its worst incident."""
+    sla = api.get("/sla", params={"month": "2023-01"}, headers={"Accept": "application/json"})
+    assert sla.status_code == 200, sla.text
+    body = sla.json()
+    lowest = min((r for r in body["rows"] if r["target_met"] is False),
+                 key=lambda r: (r["availability_pct"], r["store_id"]))
+    browser = Browser(tmp_path)
+    try:
+        browser.goto(api_stack.api_url + "/")
+        browser.wait_for("document.querySelector('#sla').dataset.state === 'ready'", 120)
+        assert browser.js("document.querySelector('#sla').dataset.period") == "2023-01"
+        assert browser.js("document.querySelector('#sla-fleet').textContent") == (
+            f"{body['summary']['availability_pct']:.2f} %"
+        )
+        assert browser.js("document.querySelectorAll('#sla-chart svg rect.bar').length") == 20
+        link = browser.js("(a => ({ text: a.textContent, hash: a.hash }))"
+                          "(document.querySelector('#sla-below a.store-link'))")
+        assert link["text"] == lowest["store_id"]
+        assert browser.js("document.querySelector('#sla-download').getAttribute('href')") == (
+            "/sla?month=2023-01"
+        )
+        browser.js("document.querySelector('#sla-download').click()")
+        target = browser.downloads / "sla-2023-01.csv"
+        deadline = time.monotonic() + 60
+        while not target.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert target.read_bytes() == api.get("/sla", params={"month": "2023-01"}).content
+        browser.js("document.querySelector('#sla-below a.store-link').click()")
+        browser.wait_for(
+            f"(s => s.dataset.storeId === {json.dumps(lowest['store_id'])} && "
+            "s.dataset.state === 'ready')(document.querySelector('#timeline'))", 60,
+        )
+        as_of = browser.js("document.querySelector('#timeline').dataset.asOf")
+        assert datetime.fromisoformat(as_of) == datetime.fromisoformat(
+            lowest["worst_incident"]["end"])
+        assert browser.exceptions() == []
+    finally:
+        browser.close()
+
+
 def test_hostile_files_in_incoming_are_quarantined_and_move_nothing(api_stack, api):
     """The measured hostile files dropped in incoming/: the sensor's ingest run succeeds, their
     hostile lines are quarantined with their reasons and line numbers, and the latest poll and
