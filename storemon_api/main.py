@@ -68,7 +68,7 @@ def create_app(
     app.state.dagster = dagster
     app.state.reports = ReportService(dagster, state)
     app.state.stores = StoreService(state, settings.dagster_url)
-    app.state.sla = SlaService(state)
+    app.state.sla = SlaService(state, settings.dagster_url)
     install_handlers(app)
     for router in (
         report_requests.router, reports.router, stores.router, sla.router, fleet.router,

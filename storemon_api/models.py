@@ -373,6 +373,9 @@ class SlaSource(BaseModel):
     )
     saved_at: datetime | None = Field(default=None, description="When the month was saved.")
     latest_poll: datetime = Field(description="The latest poll the period was cut at.")
+    dagster_partition_url: str | None = Field(
+        default=None, description="The saved month's partition of `monthly_sla` in the Dagster UI."
+    )
 
 
 class SlaSummaryValues(BaseModel):
@@ -430,7 +433,9 @@ _SLA_EXAMPLE = {
     "latest_poll": "2023-01-25T23:59:55.381532Z",
     "target_pct": 99.0,
     "source": {"kind": "partition", "saved_at": "2023-01-26T00:05:12Z",
-               "latest_poll": "2023-01-25T23:59:55.381532Z"},
+               "latest_poll": "2023-01-25T23:59:55.381532Z",
+               "dagster_partition_url": "http://127.0.0.1:3000/assets/monthly_sla"
+                                        "?view=partitions&partition=2023-01"},
 }
 
 

@@ -63,6 +63,7 @@ from storemon_pipeline.engine.state import read_latest_poll
 from storemon_pipeline.settings import Settings
 
 READ_WAIT_SECONDS = 10.0
+MONTHLY_SLA_ASSET = "monthly_sla"  # storemon_pipeline.defs.keys.MONTHLY_SLA
 BIN_WIDTH = 5
 PERIOD_HELP = "give one period: from and to (UTC instants), month=YYYY-MM or week=YYYY-Www"
 
@@ -138,8 +139,9 @@ def parse_sla_query(
 
 
 class SlaService:
-    def __init__(self, state: Settings) -> None:
+    def __init__(self, state: Settings, dagster_url: str | None = None) -> None:
         self.state = state
+        self.dagster_url = dagster_url
 
     def csv(self, query: SlaQuery) -> bytes:
         """Exactly the CSV ``storemon sla`` writes for this query."""
@@ -212,6 +214,13 @@ class SlaService:
             "source": source,
         }
 
+    def _partition_url(self, month: str) -> str | None:
+        if self.dagster_url is None:
+            return None
+        return (
+            f"{self.dagster_url}/assets/{MONTHLY_SLA_ASSET}?view=partitions&partition={month}"
+        )
+
     @contextmanager
     def _results(
         self, query: SlaQuery, store_ids: Sequence[str] | None
@@ -230,6 +239,7 @@ class SlaService:
                 yield con, SlaSource(
                     kind="partition", saved_at=as_aware_utc(saved.saved_at),
                     latest_poll=as_aware_utc(saved.latest_poll),
+                    dagster_partition_url=self._partition_url(query.period.name),
                 )
             finally:
                 con.close()

@@ -975,12 +975,21 @@ function renderSla(sla) {
   $("#sla-more").textContent = below.length > SLA_BELOW_SHOWN
     ? `The ${SLA_BELOW_SHOWN} lowest of ${below.length}; the CSV has every store.`
     : (below.length ? "" : "Every store with business time met the target.");
-  const link = $("#sla-download");
-  link.href = sla.links.csv;
-  $("#sla-source").textContent = sla.source.kind === "partition"
-    ? `(the saved month, saved ${when(sla.source.saved_at)} UTC)`
-    : "(computed for this page)";
+  $("#sla-download").href = sla.links.csv;
+  renderSlaSource(sla.source);
   $("#sla-body").hidden = false;
+}
+
+function renderSlaSource(source) {
+  const line = $("#sla-source");
+  if (source.kind !== "partition") {
+    line.replaceChildren("(computed for this page)");
+    return;
+  }
+  const saved = `saved ${when(source.saved_at)} UTC`;
+  line.replaceChildren("(the month ", source.dagster_partition_url
+    ? el("a", { href: source.dagster_partition_url, class: "partition", target: "_blank", rel: "noopener" }, saved)
+    : saved, ")");
 }
 
 async function downloadSla(event) {

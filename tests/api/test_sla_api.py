@@ -130,6 +130,7 @@ def test_json_says_what_the_csv_says(client, sla_state):
                              "start": "2023-01-01T00:00:00", "end": "2023-02-01T00:00:00"}
     assert got["target_pct"] == sla_state.sla_target_pct
     assert got["source"]["kind"] == "computed" and got["source"]["saved_at"] is None
+    assert got["source"]["dagster_partition_url"] is None
     assert got["latest_poll"] == got["source"]["latest_poll"]
     assert got["latest_poll"].startswith("2023-01-25T")
     assert got["links"]["csv"] == f"/sla?month={MONTH}"
@@ -254,6 +255,8 @@ def test_a_saved_month_is_answered_from_its_file(sample_state, tmp_path):
         got = client.get("/sla", params={"month": MONTH}, headers=JSON).json()
         assert got["source"]["kind"] == "partition"
         assert got["source"]["saved_at"] and got["source"]["latest_poll"] == got["latest_poll"]
+        assert got["source"]["dagster_partition_url"].endswith(
+            f"/assets/monthly_sla?view=partitions&partition={MONTH}")
         at_99 = got["summary"]["stores_below_target"]
         other = client.get("/sla", params={"month": MONTH, "target": 50}, headers=JSON).json()
         assert other["summary"]["stores_below_target"] == at_50.stores_below_target < at_99
