@@ -13,10 +13,12 @@ Two kinds of run:
   whole fleet and of 100 stores (a day after their hour), the report again after two valid
   polls ten months older than the rest arrived (a stray row), and the report with the
   generated special hours (10 % of the stores) against the same report without them.
-- ``storemon bench --history-days D``: the same stores polled for D days (daily files, as a
-  live feed accumulates them): ingest, a first report, the ingest of one more hour, and the
-  report after it (what a live feed computes every hour). Compared with the last 8-day run at
-  the same scale: history must not make a report dearer.
+- ``storemon bench --history-days D``: the same stores polled for D days from the 1st of a
+  month (daily files, as a live feed accumulates them): ingest, a first report, the ingest of
+  one more hour, the report after it (what a live feed computes every hour), and the SLA of
+  that first calendar month for every store (what `storemon sla --month` computes; with
+  D >= 31 the month holds a whole month of polls). Compared with the last 8-day run at the
+  same scale: history must not make a report dearer.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ BASE_STORES = 14_000
 DAYS = 8
 SEED = 0
 START = "2023-01-18"
+HISTORY_START = "2023-01-01"  # a history begins with a calendar month, for the SLA phase
 # Bump when the generator's output changes, so cached data sets are made again.
 DATASET_VERSION = 3  # 3: special_hours.csv beside the other feeds (which are unchanged)
 # Bars at 1x (README, Performance); at scale K the time bars are K times these (never less).
@@ -52,6 +55,8 @@ SMALL_SPECIAL_REPETITIONS = 2  # below 1x (the tests' tiny scale): the phase run
 HISTORY_BAR_X = 1.3  # a report with D days of history, against 8 days (time and memory)
 HOUR_INGEST_BAR_S = 1.0  # one more hour of polls into D days of history
 EXPLAIN_BAR_S = 1.0  # one store's timeline, at any scale: the page waits for it
+SLA_BAR_X = 3.0  # a month's SLA of every store, against the weekly report on the same data
+SLA_BAR_10X_S = 20.0  # the same at 10x (and K/10 times it at scale K >= 10)
 PHASES = (
     "floor", "ingest", "windows", "report", "explain", "week", "late_fleet", "late_100", "stray",
     "special",
@@ -59,7 +64,7 @@ PHASES = (
 # above 1x: the week's bar is for 1x
 SCALED_PHASES = ("floor", "ingest", "windows", "report", "explain")
 EXPLAINED_STORES = 20
-HISTORY_PHASES = ("ingest", "first_report", "ingest_hour", "report")
+HISTORY_PHASES = ("ingest", "first_report", "ingest_hour", "report", "sla")
 
 Out = Callable[[str], None]
 
@@ -76,7 +81,7 @@ def dataset_params(scale: float, days: int = DAYS) -> dict:
         "stores": max(1, round(BASE_STORES * scale)),
         "days": days,
         "seed": SEED,
-        "start": START,
+        "start": HISTORY_START if history else START,
         "poll_files": days if history else max(1, math.ceil(scale)),
         "extra_hours": 1 if history else 0,
     }
@@ -212,6 +217,23 @@ def phase_report(db_path: str, out_path: str, *extra_files: str) -> dict:
     with open(out_path, "rb") as handle:
         rows = sum(1 for _ in handle) - 1
     return {"seconds": seconds, "rows": rows, "detail": f"{rows:,} stores"}
+
+
+def phase_sla(db_path: str, out_path: str, month: str) -> dict:
+    """A calendar month's SLA of every store, written as CSV (what `storemon sla --month`
+    does)."""
+    from storemon_pipeline.engine.sla import month_period, sla_database, write_sla_csv
+
+    with sla_database([Path(db_path)], limits=_limits()) as con:
+        began = time.perf_counter()
+        written = write_sla_csv(con, Path(out_path), month_period(month))
+        seconds = time.perf_counter() - began
+    return {
+        "seconds": seconds,
+        "rows": written.summary.stores,
+        "detail": f"month {month}: {written.summary.stores:,} stores, "
+        f"{written.summary.stores_below_target:,} below target",
+    }
 
 
 def phase_explain(db_path: str) -> dict:
@@ -423,6 +445,7 @@ PHASE_FUNCTIONS: dict[str, Callable[..., dict]] = {
     "special": phase_special,
     "ingest_hour": phase_ingest,
     "first_report": phase_report,
+    "sla": phase_sla,
 }
 
 
@@ -555,6 +578,7 @@ def run_bench(
         ],
         "ingest_hour": [str(db), str(info.get("extra_poll_file"))],
         "first_report": [str(db), str(run_dir / "first_report.csv")],
+        "sla": [str(db), str(run_dir / "sla.csv"), HISTORY_START[:7]],
     }
     out(
         f"{info['stores']:,} stores, {info['polls']:,} polls over {days} days in "
@@ -585,7 +609,7 @@ def run_bench(
         row["x_floor"] = _ratio(row["seconds"], floor)
     if history_days:
         baseline = cache_dir / f"scale-{scale:g}" / "results.json"
-        bars = _history_bars(by_phase, baseline, out)
+        bars = _history_bars(scale, by_phase, baseline, out)
     else:
         bars = _bars(scale, by_phase)
     _print_table(rows, bars, info, out)
@@ -624,17 +648,22 @@ def _bars(scale: float, by_phase: dict[str, dict]) -> list[dict]:
     return bars
 
 
-def _history_bars(by_phase: dict[str, dict], baseline: Path, out: Out) -> list[dict]:
+def _history_bars(
+    scale: float, by_phase: dict[str, dict], baseline: Path, out: Out
+) -> list[dict]:
     """The report after one more hour is what a live feed computes every hour; the first report
     after loading all the history at once also reads the history of the few stores never
     polled in their hours (then remembered), and is shown beside it."""
-    report, first = by_phase["report"], by_phase["first_report"]
+    report, first, sla = by_phase["report"], by_phase["first_report"], by_phase["sla"]
     bars = [
         _bar("ingest of one more hour", by_phase["ingest_hour"]["seconds"], HOUR_INGEST_BAR_S,
              "s"),
         _bar("peak memory of a phase", max(r["peak_rss_mb"] for r in by_phase.values()),
              MEMORY_BAR_MB, "MB"),
+        _bar("month's SLA / report", _ratio(sla["seconds"], report["seconds"]), SLA_BAR_X, "x"),
     ]
+    if scale >= 10:
+        bars.append(_bar("month's SLA", sla["seconds"], SLA_BAR_10X_S * scale / 10, "s"))
     if not baseline.exists():
         out(f"no 8-day run at this scale to compare with ({baseline}): run it first")
         return bars

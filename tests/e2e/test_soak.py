@@ -10,8 +10,8 @@ import sys
 
 def test_a_short_chaos_soak_passes_its_checks(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "storemon_pipeline.cli", "soak", "--minutes", "2", "--chaos",
-         "--kill-every", "12", "--home", str(tmp_path / "state")],
+        [sys.executable, "-m", "storemon_pipeline.cli", "soak", "--minutes", "1.25", "--chaos",
+         "--kill-every", "9", "--home", str(tmp_path / "state")],
         capture_output=True, text=True, timeout=900,
     )
     print(result.stdout[-3000:])

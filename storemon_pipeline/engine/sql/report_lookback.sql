@@ -7,15 +7,33 @@ WITH recent_polls AS (
     FROM polls
     SEMI JOIN report_stores USING (store_key)
     WHERE polls.ts BETWEEN $horizon AND $last_as_of
+),
+window_days AS (
+    -- each window under every UTC day it touches, so that a poll meets only the windows of
+    -- its own day (a hash join: no sort of the polls); microseconds, compared as integers
+    SELECT
+        store_key,
+        epoch_us(window_start) AS start_us,
+        epoch_us(window_end) AS end_us,
+        unnest(range(
+            epoch_us(window_start) // 86400000000,
+            (epoch_us(window_end) - 1) // 86400000000 + 1
+        )) AS utc_day
+    FROM report_windows
+),
+recent_polls_us AS (
+    SELECT *, epoch_us(ts) AS ts_us FROM recent_polls
 )
--- windows are disjoint, so a poll is in hours iff it is before the end of the last window that
--- starts at or before it (a poll exactly at a window's start is in it, at its end is not)
+-- windows are disjoint, so a poll meets at most one window that holds it (a poll exactly at a
+-- window's start is in it, at its end is not)
 SELECT
-    recent_polls.store_key,
-    recent_polls.ts,
-    recent_polls.is_active,
-    coalesce(recent_polls.ts < report_windows.window_end, false) AS in_hours
-FROM recent_polls
-ASOF LEFT JOIN report_windows
-    ON recent_polls.store_key = report_windows.store_key
-    AND recent_polls.ts >= report_windows.window_start;
+    recent_polls_us.store_key,
+    recent_polls_us.ts,
+    recent_polls_us.is_active,
+    window_days.store_key IS NOT NULL AS in_hours
+FROM recent_polls_us
+LEFT JOIN window_days
+    ON window_days.store_key = recent_polls_us.store_key
+    AND window_days.utc_day = recent_polls_us.ts_us // 86400000000
+    AND recent_polls_us.ts_us >= window_days.start_us
+    AND recent_polls_us.ts_us < window_days.end_us;

@@ -33,7 +33,12 @@ JOIN batch_instants AS w ON w.x_us = as_of_instants.week_us;
 -- one row per (as-of, reported store): stores with a poll at or before T (§2.3), with the
 -- sequence the store uses at T, and its last usable poll at or before T
 CREATE OR REPLACE TEMP TABLE store_reports AS
-WITH reported AS (
+WITH last_poll_candidates AS (
+    -- a last poll at or before some T is followed by nothing or by a poll after the earliest T
+    SELECT * FROM poll_spans
+    WHERE next_ts IS NULL OR next_ts > (SELECT min(as_of) FROM report_instants)
+),
+reported AS (
     SELECT
         report_instants.as_of,
         report_stores.store_key,
@@ -51,7 +56,7 @@ SELECT
     poll_spans.is_active AS last_active,
     poll_spans.span_end_us AS last_span_end_us
 FROM reported
-ASOF JOIN poll_spans
+ASOF JOIN last_poll_candidates AS poll_spans
     ON poll_spans.store_key = reported.store_key
     AND poll_spans.all_polls = reported.all_polls
     AND poll_spans.ts <= reported.as_of;

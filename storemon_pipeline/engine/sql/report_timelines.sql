@@ -53,6 +53,7 @@ SELECT
         AS span_start_us,
     coalesce((epoch_us(ts) + epoch_us(lead(ts) OVER by_time)) // 2, 1::BIGINT << 60)
         AS span_end_us,
+    lead(ts) OVER by_time AS next_ts,
     is_active IS DISTINCT FROM lag(is_active) OVER by_time AS status_changes
 FROM sequence_polls
 WINDOW by_time AS (PARTITION BY store_key, all_polls ORDER BY ts);

@@ -8,7 +8,12 @@
 
 -- the sequence each store-period uses and its last usable poll at or before A
 CREATE OR REPLACE TEMP TABLE sla_sequences AS
-WITH period_sequences AS (
+WITH last_poll_candidates AS (
+    -- a last poll at or before some A is followed by nothing or by a poll after the earliest A
+    SELECT * FROM poll_spans
+    WHERE next_ts IS NULL OR next_ts > (SELECT min(as_of) FROM report_as_of)
+),
+period_sequences AS (
     SELECT
         sla_store_periods.*,
         NOT coalesce(first_in_hours.first_in_hours <= sla_store_periods.as_of, false)
@@ -29,7 +34,7 @@ SELECT
         period_sequences.end_us
     ) AS span_end_us
 FROM period_sequences
-ASOF LEFT JOIN poll_spans
+ASOF LEFT JOIN last_poll_candidates AS poll_spans
     ON poll_spans.store_key = period_sequences.store_key
     AND poll_spans.all_polls = period_sequences.all_polls
     AND poll_spans.ts <= period_sequences.as_of;
