@@ -38,7 +38,7 @@ from storemon_api.models import (
     StoreSlaResponse,
 )
 from storemon_pipeline.engine.ingest import is_valid_store_id
-from storemon_pipeline.engine.instants import as_aware_utc, as_naive_utc
+from storemon_pipeline.engine.instants import as_aware_utc
 from storemon_pipeline.engine.report import NoPollsError
 from storemon_pipeline.engine.sla import (
     MONTH_PATTERN,
@@ -49,15 +49,13 @@ from storemon_pipeline.engine.sla import (
     export_sla_csv,
     keep_sla_stores,
     load_sla,
-    month_period,
     poll_span,
+    requested_period,
     saved_month_path,
     sla_database,
     sla_incident_frame,
     sla_summary,
     target_millionths,
-    utc_period,
-    week_period,
 )
 from storemon_pipeline.engine.state import read_latest_poll
 from storemon_pipeline.settings import Settings
@@ -65,7 +63,6 @@ from storemon_pipeline.settings import Settings
 READ_WAIT_SECONDS = 10.0
 MONTHLY_SLA_ASSET = "monthly_sla"  # storemon_pipeline.defs.keys.MONTHLY_SLA
 BIN_WIDTH = 5
-PERIOD_HELP = "give one period: from and to (UTC instants), month=YYYY-MM or week=YYYY-Www"
 
 
 @dataclass(frozen=True)
@@ -97,35 +94,17 @@ def parse_sla_query(
 ) -> SlaQuery:
     """The period, target and stores a request asks for, or BadSlaQuery (422) saying what is
     wrong; the same rules as ``storemon sla``, and no period longer than the retention."""
-    chosen = [
-        name for name, given in (
-            ("from/to", since is not None or until is not None),
-            ("month", month is not None),
-            ("week", week is not None),
-        ) if given
-    ]
-    if len(chosen) != 1:
-        raise BadSlaQuery(PERIOD_HELP + (f" (not {' and '.join(chosen)})" if chosen else ""))
     target = state.sla_target_pct if target_pct is None else target_pct
     try:
         if not math.isfinite(target):
             raise PeriodError(f"a target is a percentage within 0-100, not {target!r}")
         target_millionths(target)
-        if month is not None:
-            period, kind = month_period(month), "month"
-        elif week is not None:
-            period, kind = week_period(week), "week"
-        elif since is None or until is None:
-            raise PeriodError("give from and to together")
-        elif as_naive_utc(until) <= as_naive_utc(since):
-            raise PeriodError(
-                f"to ({as_naive_utc(until).isoformat(sep=' ')} UTC) must be after from "
-                f"({as_naive_utc(since).isoformat(sep=' ')} UTC)"
-            )
-        else:
-            period, kind = utc_period(since, until), "range"
+        period = requested_period(since, until, month, week)
     except PeriodError as exc:
         raise BadSlaQuery(str(exc)) from exc
+    kind: SlaPeriodKind = (
+        "month" if month is not None else "week" if week is not None else "range"
+    )
     retention = state.retention_days
     if retention is not None and period.end - period.start > timedelta(days=retention):
         raise BadSlaQuery(

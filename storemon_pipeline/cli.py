@@ -197,32 +197,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _sla_period(args: argparse.Namespace) -> Period:
     """The period the arguments ask for; PeriodError with a message when they are wrong."""
-    from storemon_pipeline.engine.sla import PeriodError, month_period, utc_period, week_period
+    from storemon_pipeline.engine.sla import requested_period
 
-    chosen = [
-        name for name, given in (
-            ("--from/--to", args.since is not None or args.until is not None),
-            ("--month", args.month is not None),
-            ("--week", args.week is not None),
-        ) if given
-    ]
-    if len(chosen) != 1:
-        raise PeriodError(
-            "give one period: --from TS --to TS, --month YYYY-MM or --week YYYY-Www"
-            + (f" (not {' and '.join(chosen)})" if chosen else "")
-        )
-    if args.month is not None:
-        return month_period(args.month)
-    if args.week is not None:
-        return week_period(args.week)
-    if args.since is None or args.until is None:
-        raise PeriodError("give --from TS and --to TS together")
-    if args.until <= args.since:
-        raise PeriodError(
-            f"--to ({args.until.isoformat(sep=' ')} UTC) must be after --from "
-            f"({args.since.isoformat(sep=' ')} UTC)"
-        )
-    return utc_period(args.since, args.until)
+    return requested_period(
+        args.since, args.until, args.month, args.week, ("--from", "--to", "--month", "--week")
+    )
 
 
 def cmd_sla(args: argparse.Namespace) -> int:

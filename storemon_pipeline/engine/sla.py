@@ -135,6 +135,44 @@ def week_period(text: str) -> Period:
     return Period(start, start + timedelta(days=7), True, f"{year:04d}-W{week:02d}")
 
 
+def requested_period(
+    since: datetime | None,
+    until: datetime | None,
+    month: str | None,
+    week: str | None,
+    names: tuple[str, str, str, str] = ("from", "to", "month", "week"),
+) -> Period:
+    """The one period a request gives (the CLI's options, the API's parameters, named by
+    ``names``): ``since`` and ``until`` (UTC instants), a month or an ISO week; PeriodError
+    saying what is wrong otherwise."""
+    from_name, to_name, month_name, week_name = names
+    chosen = [
+        name for name, given in (
+            (f"{from_name}/{to_name}", since is not None or until is not None),
+            (month_name, month is not None),
+            (week_name, week is not None),
+        ) if given
+    ]
+    if len(chosen) != 1:
+        raise PeriodError(
+            f"give one period: {from_name} and {to_name} (UTC instants), {month_name} YYYY-MM "
+            f"or {week_name} YYYY-Www" + (f" (not {' and '.join(chosen)})" if chosen else "")
+        )
+    if month is not None:
+        return month_period(month)
+    if week is not None:
+        return week_period(week)
+    if since is None or until is None:
+        raise PeriodError(f"give {from_name} and {to_name} together")
+    start, end = as_naive_utc(since), as_naive_utc(until)
+    if end <= start:
+        raise PeriodError(
+            f"{to_name} ({end.isoformat(sep=' ')} UTC) must be after {from_name} "
+            f"({start.isoformat(sep=' ')} UTC)"
+        )
+    return utc_period(start, end)
+
+
 def local_days(period: Period, as_of: datetime | None = None) -> list[Period]:
     """The local days of a local period (a month's days: what the month's figures add up
     from), each as of its own end, or all as of ``as_of``."""

@@ -511,7 +511,7 @@ def test_sla_command_errors(sla_home, tmp_path, capsys):
         (("--week", "2023-W54"), "2023 has no week 54"),
         (("--week", "2023-10"), "not an ISO week YYYY-Www: '2023-10'"),
         (("--month", "2023-03", "--week", "2023-W10"), "give one period"),
-        (("--from", "2023-03-08T00:00:00Z"), "give --from TS and --to TS together"),
+        (("--from", "2023-03-08T00:00:00Z"), "give --from and --to together"),
         ((), "give one period"),
         (("--month", "2023-03", "--target", "101"), "a target is a percentage within 0-100"),
         (("--month", "2023-03", "--store", "4 2"), "not a store id"),

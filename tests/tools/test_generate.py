@@ -241,12 +241,15 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
         "report with special hours / without",
     }
     long = run_bench(scale=0.02, cache_dir=tmp_path, history_days=12, out=lines.append)
-    assert {r["phase"] for r in long if r["kind"] == "phase"} == {
-        "ingest", "first_report", "ingest_hour", "report"
-    }
-    assert all(r["seconds"] is not None for r in long if r["kind"] == "phase")
+    long_phases = {r["phase"]: r for r in long if r["kind"] == "phase"}
+    assert set(long_phases) == {"ingest", "first_report", "ingest_hour", "report", "sla"}
+    assert all(r["seconds"] is not None for r in long_phases.values())
+    # the month's SLA of every store the report reports (the history begins on the 1st)
+    assert long_phases["sla"]["rows"] == long_phases["report"]["rows"]
     bars = {r["bar"] for r in long if r["kind"] == "bar"}
-    assert {"report time / 8-day report", "ingest of one more hour"} <= bars
+    assert {
+        "report time / 8-day report", "ingest of one more hour", "month's SLA / report"
+    } <= bars
     assert any(line.startswith("bar: report time / 8-day report") for line in lines)
 
 
