@@ -10,8 +10,6 @@ import json
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import uuid
 import warnings
@@ -23,6 +21,7 @@ import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClientError
 from requests.exceptions import ConnectionError as RequestsConnectionError
+from support.faults import held_for_writing
 from support.processes import free_port
 
 from storemon_api.dagster_client import (
@@ -69,6 +68,7 @@ CSV = HEADER + (
     "c-never,0.00,0.00,0.00,60.00,24.00,10.00\n"
     "d-mostly,60.00,20.00,90.00,0.00,4.00,10.00\n"
 )
+
 AS_OF = datetime(2023, 1, 25, 18, 13, 22, 479510)
 
 
@@ -795,20 +795,9 @@ def test_timeline_is_503_while_a_run_holds_the_store_database(explained, dagster
     says so with a 503, not a hang; once the file is free it answers."""
     monkeypatch.setattr("storemon_api.stores.READ_WAIT_SECONDS", 1.0)
     store = _a_store(explained)
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(600)", str(explained.duckdb_path)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with client_for(explained, dagster) as client:
-            busy = client.get(f"/stores/{store}/timeline")
-            assert busy.status_code == 503, busy.text
-            assert "busy" in busy.json()["detail"] and busy.headers["retry-after"]
-    finally:
-        holder.kill()
-        holder.wait()
+    with held_for_writing(explained.duckdb_path), client_for(explained, dagster) as client:
+        busy = client.get(f"/stores/{store}/timeline")
+        assert busy.status_code == 503, busy.text
+        assert "busy" in busy.json()["detail"] and busy.headers["retry-after"]
     with client_for(explained, dagster) as client:
         assert client.get(f"/stores/{store}/timeline").status_code == 200

@@ -7,12 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
+from support.faults import held_for_writing
 from support.processes import free_port
 
 from storemon_api.main import create_app
@@ -294,24 +293,13 @@ def test_503_while_a_run_holds_the_store_database(sample_state, tmp_path, monkey
     with database(state.duckdb_path, read_only=True) as con:
         save_sla(con, saved_month_path(state.sla_dir, MONTH),
                  compute_sla(con, [month_period(MONTH)], target_pct=99.0))
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(600)", str(state.duckdb_path)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with client_for(state) as client:
-            for path in ("/sla", "/stores/1006003012278214453/sla"):
-                busy = client.get(path, params={"week": WEEK})
-                assert busy.status_code == 503, busy.text
-                assert "busy" in busy.json()["detail"] and busy.headers["retry-after"]
-            assert client.get("/sla", params={"month": MONTH}).status_code == 200
-            assert client.get("/sla/months").status_code == 200
-    finally:
-        holder.kill()
-        holder.wait()
+    with held_for_writing(state.duckdb_path), client_for(state) as client:
+        for path in ("/sla", "/stores/1006003012278214453/sla"):
+            busy = client.get(path, params={"week": WEEK})
+            assert busy.status_code == 503, busy.text
+            assert "busy" in busy.json()["detail"] and busy.headers["retry-after"]
+        assert client.get("/sla", params={"month": MONTH}).status_code == 200
+        assert client.get("/sla/months").status_code == 200
     with client_for(state) as client:
         assert client.get("/sla", params={"week": WEEK}).status_code == 200
 

@@ -13,8 +13,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from support.faults import held_for_writing
 from support.up import Up
 
 from storemon_pipeline.cli import main as storemon_main
@@ -338,23 +337,12 @@ def test_schedule_requests_the_hour_that_ended_if_it_holds_polls(graph: Graph) -
 
 def test_report_run_waits_while_another_process_writes(graph: Graph) -> None:
     """DuckDB admits one writing process: a run finding the file held waits for it."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(3); con.close()", str(graph.settings.duckdb_path)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_for_writing(graph.settings.duckdb_path, seconds=3) as holder:
         started = time.monotonic()
         result = graph.run("uptime_report_job", partition_key="2023-01-23-08:00")
         assert result.success
         assert time.monotonic() - started > 1.5  # it did wait for the holder
         assert holder.wait(30) == 0
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
 
 
 # --- checks on corrupted data ------------------------------------------------------------------

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psutil
 import pytest
+from support.faults import held_for_writing
 from support.stack import wait_for_report
 from support.up import Up, api_client, running_up
 
@@ -97,14 +96,7 @@ def test_a_run_orphaned_by_dead_processes_is_failed_and_the_queue_goes_on(up, ap
     """A run's worker waits for the DuckDB file (held by another process); the code server that
     launched it is killed, then the worker: nobody is left to say the run ended. `storemon up`
     marks it failed within a bounded time, its pool slot is free, and ten more reports end."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(600)", str(up.home / "storemon.duckdb")],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_for_writing(up.home / "storemon.duckdb"):
         answer = api.post("/trigger_report", params={"fresh": "true"}).json()["report_id"]
         worker = wait("the run's worker", lambda: _worker_of(up), 60)
         wait("the run STARTED", lambda: api.get(f"/reports/{answer}").json()["dagster_status"]
@@ -118,9 +110,6 @@ def test_a_run_orphaned_by_dead_processes_is_failed_and_the_queue_goes_on(up, ap
             90)
         print(f"\nworker killed -> run Failed: {time.monotonic() - killed:.1f} s")
         assert "worker process is gone" in failed["error"]
-    finally:
-        holder.kill()
-        holder.wait()
     with ThreadPoolExecutor(10) as pool:
         finals = list(pool.map(lambda _: fresh_report(api), range(10)))
     assert [f["status"] for f in finals] == ["Complete"] * 10, [f.get("error") for f in finals]

@@ -1,10 +1,13 @@
 """Faults injected into reports, to test the blocking checks (never hooks in product code): the
 engine function through which the report asset saves its partitions' rows to the history,
-wrapped to corrupt what it saved."""
+wrapped to corrupt what it saved; and a DuckDB file held by another process."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -56,3 +59,22 @@ def corrupting(save: Callable[..., T]) -> Callable[..., T]:
 def saver_of(assets: ModuleType) -> str:
     """The name under which the report asset's module holds the history's saver."""
     return next(name for name in SAVERS if hasattr(assets, name))
+
+
+@contextmanager
+def held_for_writing(path: Path, seconds: float = 600) -> Iterator[subprocess.Popen]:
+    """Another process holding the DuckDB file for writing (DuckDB admits one writing process)
+    from the start of the block, for ``seconds`` or until the block ends (then killed)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+         " time.sleep(float(sys.argv[2])); con.close()", str(path), str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
