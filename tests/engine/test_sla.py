@@ -42,7 +42,7 @@ from test_oracle import (
 )
 
 from storemon_pipeline import cli
-from storemon_pipeline.engine.db import connect
+from storemon_pipeline.engine.db import connect, database
 from storemon_pipeline.engine.ingest import ingest_paths
 from storemon_pipeline.engine.report import compute_report
 from storemon_pipeline.engine.sla import (
@@ -535,3 +535,20 @@ def test_periods_are_checked():
     assert len(local_days(month_period("2024-02"))) == 29
     with pytest.raises(PeriodError, match="year must be within"):
         month_period("1969-12")
+
+
+def test_store_chunks_give_the_same_results(sample_state):
+    """The sample month in chunks of about 5,000 polls of consecutive store keys, with the local
+    days too: the same rows and incidents, to the microsecond, as in one pass."""
+    month = month_period("2023-01")
+    periods = [month, *local_days(month)]
+    with database(sample_state / "storemon.duckdb", read_only=True) as con:
+        (polls,) = con.execute("SELECT count(*) FROM polls").fetchone()
+        assert polls > 20 * 5_000  # many chunks
+        compute_sla(con, periods)
+        whole, whole_incidents = sla_micros(con), _incidents(con)
+        compute_sla(con, periods, polls_per_chunk=5_000)
+        chunked, chunked_incidents = sla_micros(con), _incidents(con)
+    assert (whole.period_id == 0).sum() == 1500 and len(whole_incidents) > 1500
+    pd.testing.assert_frame_equal(chunked, whole)
+    pd.testing.assert_frame_equal(chunked_incidents, whole_incidents)
