@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -78,15 +78,20 @@ class Period:
     A period is computed as of ``min(end, latest poll)`` by default; ``as_of`` (a UTC
     instant, naive or aware) computes it as of ``min(as_of, latest poll)`` instead, using the
     polls up to then and counting up to ``min(end, that instant)``: a day of a month as the
-    month saw it."""
+    month saw it. With ``as_of_local`` (a local period only), ``as_of`` is a wall-clock
+    reading that each store converts like the bounds: a day of a month as of the month's end
+    in each store's zone."""
 
     start: datetime
     end: datetime
     local: bool = False
     name: str = ""
     as_of: datetime | None = None
+    as_of_local: bool = False
 
     def __post_init__(self) -> None:
+        if self.as_of_local and not (self.local and self.as_of is not None):
+            raise PeriodError("a wall-clock as-of is for a local period with an as-of")
         if self.end <= self.start:
             raise PeriodError(
                 f"the period's end ({self.end.isoformat(sep=' ')}) must be after its start "
@@ -241,12 +246,13 @@ def compute_sla(
         "CREATE OR REPLACE TEMP TABLE sla_period_specs AS "
         "SELECT unnest(range(len($starts)))::INTEGER AS period_id, unnest($starts) AS period_from, "
         "unnest($ends) AS period_to, unnest($local) AS is_local, "
-        "unnest($as_ofs::TIMESTAMP[]) AS as_of_at",
+        "unnest($as_ofs::TIMESTAMP[]) AS as_of_at, unnest($as_of_local) AS as_of_local",
         {
             "starts": [p.start for p in periods],
             "ends": [p.end for p in periods],
             "local": [p.local for p in periods],
             "as_ofs": [None if p.as_of is None else as_naive_utc(p.as_of) for p in periods],
+            "as_of_local": [p.as_of_local for p in periods],
         },
     )
     # local bounds are within a day of the same reading in UTC
@@ -623,23 +629,13 @@ def sla_worst(
     ).df()
 
 
-def period_as_ofs(con: duckdb.DuckDBPyConnection, period_id: int = 0) -> list[datetime]:
-    """The instants the stores' period of ``sla_results`` was computed as of (its distinct
-    ends): the latest poll for the stores still open, each zone's end for the others."""
-    rows = con.execute(
-        "SELECT DISTINCT period_end FROM sla_results WHERE period_id = ? ORDER BY 1",
-        [period_id],
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
-def days_as_seen(period: Period, as_ofs: Sequence[datetime]) -> list[Period]:
-    """The local days of a local period once for each of the period's as-ofs (``period_as_ofs``):
-    a store's days as its period saw them are the set taken as of its own as-of. One as-of (the
-    latest poll) while the period is open for every store; a closed period adds one set per
-    zone whose end it reached, since days taken as of a later instant use the polls after the
-    period's end (§2.17)."""
-    return [day for as_of in as_ofs for day in local_days(period, as_of=as_of)]
+def days_as_seen(period: Period) -> list[Period]:
+    """The local days of a local period as the period saw them: each as of the period's end in
+    the store's zone (then cut at the latest poll), so that they add up to the period exactly;
+    days taken as of a later instant would use the polls after the period's end (§2.17)."""
+    return [
+        replace(day, as_of=period.end, as_of_local=True) for day in local_days(period)
+    ]
 
 
 @dataclass(frozen=True)
@@ -650,35 +646,16 @@ class DaysComparison:
 
 
 def compare_with_days(
-    con: duckdb.DuckDBPyConnection,
-    saved: pd.DataFrame,
-    days: Sequence[Period],
-    sample_size: int = 5,
+    con: duckdb.DuckDBPyConnection, saved: pd.DataFrame, sample_size: int = 5
 ) -> DaysComparison:
     """Per store of ``saved`` (a period's ``sla_micros``), its business time, uptime and
-    downtime against the sums of its days in ``sla_results`` (``compute_sla`` of ``days``, from
-    ``days_as_seen``): the day set taken as of the store's own as-of (its period_end), to the
-    microsecond. A store the days do not report is a mismatch."""
+    downtime against the sums of its days in ``sla_results`` (``compute_sla`` of
+    ``days_as_seen``), to the microsecond. A store the days do not report is a mismatch."""
     con.register("saved_period_rows", saved[
-        ["store_id", "period_end", "business_us", "uptime_us", "downtime_us"]
+        ["store_id", "business_us", "uptime_us", "downtime_us"]
     ])
     try:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE sla_days_compared AS "
-            "WITH day_specs AS (SELECT unnest(range(len($as_ofs)))::INTEGER AS period_id, "
-            "unnest($as_ofs::TIMESTAMP[]) AS as_of), "
-            "day_sums AS (SELECT store_id, as_of, sum(business_us)::BIGINT AS business_us, "
-            "sum(uptime_us)::BIGINT AS uptime_us, sum(downtime_us)::BIGINT AS downtime_us "
-            "FROM sla_results JOIN day_specs USING (period_id) GROUP BY ALL) "
-            "SELECT saved.store_id, "
-            "saved.business_us AS period_business_us, day_sums.business_us AS days_business_us, "
-            "saved.uptime_us AS period_uptime_us, day_sums.uptime_us AS days_uptime_us, "
-            "saved.downtime_us AS period_downtime_us, day_sums.downtime_us AS days_downtime_us "
-            "FROM saved_period_rows AS saved LEFT JOIN day_sums "
-            "ON day_sums.store_id = saved.store_id::VARCHAR "
-            "AND day_sums.as_of = saved.period_end::TIMESTAMP",
-            {"as_ofs": [as_naive_utc(day.as_of) for day in days]},
-        )
+        con.execute(sql("sla_days_compared"))
     finally:
         con.unregister("saved_period_rows")
     mismatch = (

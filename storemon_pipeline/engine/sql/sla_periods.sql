@@ -1,8 +1,9 @@
 -- Every store's periods in UTC (docs/semantics.md §2.17), as the temp table sla_store_periods.
 -- Inputs (temp tables):
---   sla_period_specs(period_id, period_from, period_to, is_local, as_of_at)  the periods
---       asked for: UTC instants, or (is_local) wall-clock readings that every store reads in
---       its own zone; as_of_at (UTC, NULL: the period's end) is the instant computed as of
+--   sla_period_specs(period_id, period_from, period_to, is_local, as_of_at, as_of_local)  the
+--       periods asked for: UTC instants, or (is_local) wall-clock readings that every store
+--       reads in its own zone; as_of_at (NULL: the period's end) is the instant computed as of,
+--       in UTC, or (as_of_local) a wall-clock reading converted like the bounds
 --   report_stores(store_key, store_id, first_poll)                  the stores asked for
 --   zone_offsets(timezone, valid_from, valid_to, utc_offset_sec)    covering the local periods
 -- A local bound becomes the first instant at which the store's wall clock reads it or later:
@@ -25,6 +26,8 @@ wall_clock_bounds AS (
         SELECT period_from AS local_time FROM sla_period_specs WHERE is_local
         UNION
         SELECT period_to FROM sla_period_specs WHERE is_local
+        UNION
+        SELECT as_of_at FROM sla_period_specs WHERE as_of_local
     ) AS bounds
 ),
 utc_bounds AS (
@@ -53,7 +56,8 @@ store_periods AS (
             AS period_start,
         CASE WHEN specs.is_local THEN period_ends.utc_time ELSE specs.period_to END
             AS period_to,
-        specs.as_of_at
+        CASE WHEN specs.as_of_local THEN as_of_bounds.utc_time ELSE specs.as_of_at END
+            AS as_of_at
     FROM store_zones
     CROSS JOIN sla_period_specs AS specs
     LEFT JOIN utc_bounds AS period_starts
@@ -64,6 +68,10 @@ store_periods AS (
         ON specs.is_local
         AND period_ends.timezone = store_zones.timezone
         AND period_ends.local_time = specs.period_to
+    LEFT JOIN utc_bounds AS as_of_bounds
+        ON specs.as_of_local
+        AND as_of_bounds.timezone = store_zones.timezone
+        AND as_of_bounds.local_time = specs.as_of_at
 ),
 cut_periods AS (
     SELECT
