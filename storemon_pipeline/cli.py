@@ -308,6 +308,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from storemon_pipeline.tools.bench import run_bench
 
+    if args.chart is not None:
+        from storemon_pipeline.tools.bench import default_cache_dir
+        from storemon_pipeline.tools.bench_chart import ChartError, describe, draw_chart
+
+        try:
+            summary = draw_chart(args.cache_dir or default_cache_dir(), args.chart)
+        except ChartError as error:
+            print(f"storemon bench --chart: {error}", file=sys.stderr)
+            return 2
+        print(describe(summary))
+        return 0
     if args.shards:
         from storemon_pipeline.tools.bench_shards import run_shard_bench
 
@@ -407,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--poll-files", type=int, default=1)
     generate.set_defaults(func=cmd_generate)
 
+    from storemon_pipeline.tools.bench_chart import DEFAULT_CHART
+
     bench = commands.add_parser("bench", help="measure ingest and report against a floor")
     bench.add_argument("--scale", type=float, default=1.0, help="1 = ~14,000 stores, 1.85 M polls")
     bench.add_argument("--cache-dir", type=Path, help="where generated data sets are kept")
@@ -421,6 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
         "one file",
     )
     bench.add_argument("--workers", type=int, default=2, help="with --shards: steps at a time")
+    bench.add_argument(
+        "--chart", type=Path, nargs="?", const=DEFAULT_CHART, metavar="PATH",
+        help="run nothing: draw time and peak memory per phase against the scale from the "
+        f"cached 8-day results to this PNG (default: {DEFAULT_CHART}, the README's picture, "
+        "from the current folder; needs the bench extra, matplotlib). Every bench run also "
+        "redraws <cache>/bench.png when matplotlib is there",
+    )
     bench.set_defaults(func=cmd_bench)
 
     soak = commands.add_parser(

@@ -534,6 +534,13 @@ def _stray_polls_file(run_dir: Path, info: dict) -> Path:
     return path
 
 
+def default_cache_dir() -> Path:
+    """Where the data sets and results are kept without --cache-dir: ``<state>/bench``."""
+    from storemon_pipeline.settings import get_settings
+
+    return get_settings().state_dir / "bench"
+
+
 def run_bench(
     scale: float = 1.0,
     cache_dir: Path | None = None,
@@ -545,11 +552,7 @@ def run_bench(
     The returned list has one ``kind="phase"`` dict per phase (seconds, peak_rss_mb, x_floor)
     and one ``kind="bar"`` dict per bar (value, limit, passed).
     """
-    if cache_dir is None:
-        from storemon_pipeline.settings import get_settings
-
-        cache_dir = get_settings().state_dir / "bench"
-    cache_dir = Path(cache_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     days = history_days or DAYS
     name = f"scale-{scale:g}" + (f"-days-{days}" if history_days else "")
     folder = cache_dir / name
@@ -618,7 +621,21 @@ def run_bench(
     )
     if not history_days:
         _print_scaling(cache_dir, scale, by_phase, bars, out)
+    _redraw_chart(cache_dir, out)
     return rows + bars
+
+
+def _redraw_chart(cache_dir: Path, out: Out) -> None:
+    """The chart of every 8-day run cached, ``<cache>/bench.png``, when matplotlib (the
+    ``bench`` extra) is there; the benchmark itself never needs it."""
+    from storemon_pipeline.tools import bench_chart
+
+    if not bench_chart.chart_available():
+        return
+    try:
+        out(bench_chart.describe(bench_chart.draw_chart(cache_dir, cache_dir / "bench.png")))
+    except bench_chart.ChartError as error:
+        out(f"no chart drawn: {error}")
 
 
 def _bars(scale: float, by_phase: dict[str, dict]) -> list[dict]:

@@ -240,6 +240,13 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
         "history after the fleet's late file / report", "history after 100 stores' late file",
         "report with special hours / without",
     }
+    try:  # the chart of the 8-day runs, redrawn after each run when matplotlib is there
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert (tmp_path / "bench.png").is_file()
+        assert any(line.startswith("chart of floor, ingest") for line in lines)
     long = run_bench(scale=0.02, cache_dir=tmp_path, history_days=12, out=lines.append)
     long_phases = {r["phase"]: r for r in long if r["kind"] == "phase"}
     assert set(long_phases) == {"ingest", "first_report", "ingest_hour", "report", "sla"}
