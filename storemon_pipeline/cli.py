@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storemon_pipeline.engine.instants import parse_instant
-from storemon_pipeline.settings import SAMPLE_DATA_DIR, Settings, get_settings
+from storemon_pipeline.settings import DEFAULT_TIMEZONE, SAMPLE_DATA_DIR, Settings, get_settings
 
 if TYPE_CHECKING:
     import duckdb
@@ -272,6 +272,53 @@ def cmd_sla(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """The alert table; with --evaluate, an evaluation as of the latest poll first."""
+    import pandas as pd
+
+    from storemon_pipeline.engine.alerts import evaluate_alerts, read_alerts
+    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.ingest import is_valid_store_id
+
+    if args.store is not None and not is_valid_store_id(args.store):
+        print(f"storemon alerts: {args.store!r} is not a store id the ingest accepts",
+              file=sys.stderr)
+        return 2
+    settings = get_settings()
+    if settings.shards > 1:
+        print("storemon alerts: alerts are kept in one DuckDB file; with STOREMON_SHARDS > 1 "
+              "they are not evaluated yet", file=sys.stderr)
+        return 1
+    with database(
+        settings.duckdb_path, wait_seconds=args.wait, limits=settings.duckdb_limits
+    ) as con:
+        if args.evaluate:
+            result = evaluate_alerts(
+                con, min_down_minutes=settings.alert_min_down_minutes,
+                default_timezone=DEFAULT_TIMEZONE,
+            )
+            if result.as_of is None:
+                print("no polls are loaded yet: nothing to evaluate")
+            else:
+                print(
+                    f"evaluated as of the latest poll {result.as_of.isoformat(sep=' ')} UTC "
+                    f"(at least {settings.alert_min_down_minutes:g} business minutes down): "
+                    f"{result.opened} opened, {result.resolved} resolved, {result.open} open"
+                )
+        alerts = read_alerts(con, "open" if args.open else None, args.store)
+    if alerts.empty:
+        print("no open alerts" if args.open else "no alerts")
+        return 0
+    table = alerts[["alert_id", "store_id", "state", "down_since", "resolved_at"]].copy()
+    table["business_minutes_down"] = alerts["business_minutes_down"].map(lambda m: f"{m:.2f}")
+    for column in ("down_since", "resolved_at"):
+        table[column] = table[column].map(
+            lambda t: "" if pd.isna(t) else t.isoformat(sep=" ") + " UTC"
+        )
+    print(table.to_string(index=False))
+    return 0
+
+
 def _period_file_name(period: Period) -> str:
     if period.local:
         return period.name
@@ -404,6 +451,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sla.set_defaults(func=cmd_sla)
 
+    alerts = commands.add_parser(
+        "alerts", help="the alerts on stores that are down (open and resolved), newest first"
+    )
+    alerts.add_argument("--open", action="store_true", help="only the open alerts")
+    alerts.add_argument("--store", help="only this store's alerts")
+    alerts.add_argument(
+        "--evaluate", action="store_true",
+        help="evaluate the alerts as of the latest poll first (writes their events to the "
+        "outbox)",
+    )
+    alerts.set_defaults(func=cmd_alerts)
+
     demo = commands.add_parser("demo", help="ingest the sample data in data/ and write a report")
     demo.set_defaults(func=cmd_demo)
 
@@ -477,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=cmd_up)
 
-    for sub in (ingest, report, sla, demo):
+    for sub in (ingest, report, sla, alerts, demo):
         sub.add_argument(
             "--wait", type=float, default=60.0,
             help="seconds to wait for the DuckDB file while another process writes it",

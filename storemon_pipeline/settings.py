@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storemon_pipeline.engine.db import DEFAULT_TEMP_LIMIT_GB, ResourceLimits, memory_share_mb
@@ -55,6 +55,30 @@ class Settings(BaseSettings):
         le=100,
         description="The availability a store's SLA period must reach (docs/semantics.md "
         "§2.17), in percent of its business time; `storemon sla --target` overrides it.",
+    )
+
+    # Alerts (docs/semantics.md §2.18; engine/alerts.py).
+    alert_min_down_minutes: float = Field(
+        default=30,
+        ge=0,
+        description="A store whose current run of inactive status covers at least this much of "
+        "its business time (minutes, as of the latest poll) has an open alert.",
+    )
+    alert_webhook_urls: list[str] = Field(
+        default_factory=list,
+        description="Where the alerts' events are posted (a JSON list of URLs, e.g. "
+        '\'["https://hooks.example.com/storemon"]\'); none: the events stay in the outbox.',
+    )
+    alert_secret: SecretStr | None = Field(
+        default=None,
+        description="The key the events posted to the webhooks are signed with (an HMAC-SHA256 "
+        "of the body), so a receiver can tell them from forgeries.",
+    )
+    alert_retry_max_hours: float = Field(
+        default=24,
+        gt=0,
+        description="How long an event is retried (with exponential back-off) before it is "
+        "given up as dead.",
     )
 
     shards: int = Field(

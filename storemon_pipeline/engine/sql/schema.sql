@@ -93,6 +93,42 @@ CREATE TABLE IF NOT EXISTS history_backlog (
     noted_at     TIMESTAMP NOT NULL      -- the last ingest that changed the row
 );
 
+-- Alerts (docs/semantics.md §2.18): one row per inactive run that was announced, decided as
+-- of the latest poll after each ingest (engine/alerts.py). alert_id is the first 16 hex digits
+-- of md5(store_id || '@' || the run's start in microseconds) at opening, and never changes
+-- afterwards, even when a late poll moves the run's start (down_since).
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id         VARCHAR   PRIMARY KEY,
+    store_key        INTEGER   NOT NULL,  -- stores.store_key
+    store_id         VARCHAR   NOT NULL,
+    state            VARCHAR   NOT NULL,  -- 'open' or 'resolved'
+    down_since       TIMESTAMP NOT NULL,  -- the run's start (data time), updated while open
+    opened_as_of     TIMESTAMP NOT NULL,  -- the latest poll when it opened
+    resolved_at      TIMESTAMP,           -- the run's end (data time)
+    resolved_as_of   TIMESTAMP,           -- the latest poll when it resolved
+    business_us_down BIGINT    NOT NULL,  -- business time of the run, updated while open
+    evaluated_as_of  TIMESTAMP NOT NULL   -- the latest evaluation that updated the row
+);
+
+-- The events the alerts' decisions produce, written in the same transaction (a transactional
+-- outbox): a sender posts each row's payload to the webhooks, at least once, retrying with
+-- exponential back-off (docs/semantics.md §2.18). event_key = '<alert_id>:<event>' is the
+-- idempotency key a receiver deduplicates on.
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    event_key       VARCHAR   PRIMARY KEY,
+    alert_id        VARCHAR   NOT NULL,       -- alerts.alert_id
+    event           VARCHAR   NOT NULL,       -- 'opened' or 'resolved'
+    payload         VARCHAR   NOT NULL,       -- the JSON posted
+    created_as_of   TIMESTAMP NOT NULL,       -- the latest poll of the evaluation (data time)
+    created_at      TIMESTAMP NOT NULL,       -- wall clock (UTC) of the evaluation
+    attempts        INTEGER   NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMP NOT NULL,       -- wall clock: not posted before then
+    delivered_to    VARCHAR[] NOT NULL DEFAULT [],  -- the webhook URLs that acknowledged it
+    delivered_at    TIMESTAMP,                -- every webhook acknowledged it
+    dead_at         TIMESTAMP,                -- given up (STOREMON_ALERT_RETRY_MAX_HOURS)
+    last_error      VARCHAR
+);
+
 -- Tables of earlier versions, now derived elsewhere: the report history lives in
 -- history.duckdb (engine/history.py), and reports build their own business windows.
 DROP TABLE IF EXISTS uptime_report;
