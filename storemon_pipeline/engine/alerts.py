@@ -45,7 +45,7 @@ class AlertEvaluation:
     open: int  # open alerts after the evaluation
     opened: int
     resolved: int
-    updated: int  # open alerts whose run a later poll changed or lengthened
+    updated: int  # open alerts still down at T, brought up to date (start, business time)
     passes: int  # timelines built: 1, more when some runs started before the week
 
 
