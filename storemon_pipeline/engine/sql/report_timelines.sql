@@ -73,24 +73,26 @@ SELECT
     ), 0) AS before_us
 FROM windows_us;
 
+-- consecutive polls of a sequence with the same status own one run of time: from the span
+-- start of its first poll (a poll whose status differs from the previous one) to the span
+-- start of the next run's first poll; the last run, to the end of time
+CREATE OR REPLACE TEMP TABLE status_runs AS
+SELECT
+    store_key,
+    all_polls,
+    ts AS first_ts,
+    is_active,
+    span_start_us AS run_start_us,
+    coalesce(
+        lead(span_start_us) OVER (PARTITION BY store_key, all_polls ORDER BY ts),
+        1::BIGINT << 60
+    ) AS run_end_us
+FROM poll_spans
+WHERE status_changes;
+
 CREATE OR REPLACE TEMP TABLE uptime_cumulative AS
 WITH active_runs AS (
-    -- a run of equal statuses starts at a poll whose status differs from the previous one
-    SELECT store_key, all_polls, run_start_us, run_end_us
-    FROM (
-        SELECT
-            store_key,
-            all_polls,
-            is_active,
-            span_start_us AS run_start_us,
-            coalesce(
-                lead(span_start_us) OVER (PARTITION BY store_key, all_polls ORDER BY span_start_us),
-                1::BIGINT << 60
-            ) AS run_end_us
-        FROM poll_spans
-        WHERE status_changes
-    )
-    WHERE is_active
+    SELECT store_key, all_polls, run_start_us, run_end_us FROM status_runs WHERE is_active
 ),
 uptime_segments AS (
     -- business time while active: windows cut by active runs (both disjoint per store)

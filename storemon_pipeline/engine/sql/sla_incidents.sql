@@ -2,24 +2,11 @@
 -- sla_incidents(period_id, store_key, incident_start_us, incident_end_us, business_us): the
 -- maximal intervals of [period_start, period_end) in which the interpolated status (§2.8) is
 -- inactive, that overlap business time; business_us is the business time each covers.
--- Needs sla_sequences (sla_values.sql), poll_spans and business_cumulative
+-- Needs sla_sequences (sla_values.sql), status_runs and business_cumulative
 -- (report_timelines.sql).
 
 CREATE OR REPLACE TEMP TABLE sla_incidents AS
-WITH status_runs AS (
-    -- consecutive polls of a sequence with the same status own one run of time: from the span
-    -- start of its first poll to the span start of the next run's first poll
-    SELECT
-        store_key,
-        all_polls,
-        ts AS first_ts,
-        is_active,
-        span_start_us AS run_start_us,
-        lead(span_start_us) OVER (PARTITION BY store_key, all_polls ORDER BY ts) AS next_run_us
-    FROM poll_spans
-    WHERE status_changes
-),
-last_runs AS (
+WITH last_runs AS (
     -- the run of the period's last usable poll (its first poll at or before A) owns everything
     -- up to A: runs of later polls are not used
     SELECT
@@ -44,7 +31,7 @@ down_runs AS (
         greatest(status_runs.run_start_us, last_runs.start_us) AS incident_start_us,
         least(
             CASE WHEN status_runs.first_ts = last_runs.last_run_ts THEN last_runs.end_us
-                 ELSE status_runs.next_run_us END,
+                 ELSE status_runs.run_end_us END,
             last_runs.end_us
         ) AS incident_end_us
     FROM last_runs
@@ -55,7 +42,7 @@ down_runs AS (
         AND NOT status_runs.is_active
         AND status_runs.run_start_us < last_runs.end_us
         AND (status_runs.first_ts = last_runs.last_run_ts
-             OR status_runs.next_run_us > last_runs.start_us)
+             OR status_runs.run_end_us > last_runs.start_us)
 ),
 run_bounds AS (
     SELECT period_id, store_key, incident_start_us, incident_end_us, true AS is_start,
