@@ -16,7 +16,7 @@ import math
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -74,6 +74,13 @@ class SlaQuery:
     target_pct: float
     store_ids: tuple[str, ...] | None = None
 
+    def for_stores(self, store_ids: Sequence[str] | None) -> SlaQuery:
+        """The same query for some stores only (None: all); 422 for a malformed store id."""
+        for store_id in store_ids or ():
+            if not is_valid_store_id(store_id):
+                raise MalformedStoreId()
+        return replace(self, store_ids=tuple(store_ids) if store_ids else None)
+
     @property
     def file_name(self) -> str:
         """sla-2023-01.csv, sla-2023-W03.csv, sla-20230120T000000-20230125T000000.csv (as the
@@ -90,10 +97,9 @@ def parse_sla_query(
     month: str | None,
     week: str | None,
     target_pct: float | None,
-    store_ids: Sequence[str] | None = None,
 ) -> SlaQuery:
-    """The period, target and stores a request asks for, or BadSlaQuery (422) saying what is
-    wrong; the same rules as ``storemon sla``, and no period longer than the retention."""
+    """The period and target a request asks for, or BadSlaQuery (422) saying what is wrong; the
+    same rules as ``storemon sla``, and no period longer than the retention."""
     target = state.sla_target_pct if target_pct is None else target_pct
     try:
         if not math.isfinite(target):
@@ -111,10 +117,7 @@ def parse_sla_query(
             f"the period {period.name} is longer than the {retention} days of polls kept "
             "(STOREMON_RETENTION_DAYS): ask for a shorter one"
         )
-    for store_id in store_ids or ():
-        if not is_valid_store_id(store_id):
-            raise MalformedStoreId()
-    return SlaQuery(period, kind, float(target), tuple(store_ids) if store_ids else None)
+    return SlaQuery(period, kind, float(target))
 
 
 class SlaService:

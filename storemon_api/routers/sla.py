@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from storemon_api.deps import TOKEN_REQUIRED, SlaDep, StateDep
 from storemon_api.models import Problem, SlaMonthsResponse, SlaResponse, StoreSlaResponse
@@ -48,6 +48,21 @@ Target = Annotated[
 ]
 
 
+def period_query(
+    state: StateDep,
+    since: Since = None,
+    until: Until = None,
+    month: Month = None,
+    week: Week = None,
+    target: Target = None,
+) -> SlaQuery:
+    """The period and target a request asks for (422 when they cannot be asked for)."""
+    return parse_sla_query(state, since, until, month, week, target)
+
+
+PeriodDep = Annotated[SlaQuery, Depends(period_query)]
+
+
 def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "").lower()
 
@@ -66,12 +81,7 @@ def _wants_json(request: Request) -> bool:
 def sla(
     request: Request,
     service: SlaDep,
-    state: StateDep,
-    since: Since = None,
-    until: Until = None,
-    month: Month = None,
-    week: Week = None,
-    target: Target = None,
+    period: PeriodDep,
     store: Annotated[
         list[str] | None, Query(description="Only this store (repeat for more).")
     ] = None,
@@ -80,7 +90,7 @@ def sla(
     as of min(end, latest poll). A month the `monthly_sla` asset saved is read from that file
     (`source.kind` "partition"), anything else is computed now ("computed"). The CSV is exactly
     `storemon sla`'s; the JSON's rows hold its values as numbers."""
-    query = parse_sla_query(state, since, until, month, week, target, store)
+    query = period.for_stores(store)
     if _wants_json(request):
         return service.fleet(query, _csv_url(request))
     return _csv_response(service.csv(query), query)
@@ -105,17 +115,12 @@ def sla_months(service: SlaDep) -> SlaMonthsResponse:
 def store_sla(
     store_id: Annotated[str, Path(description="As in the feeds, e.g. 1481966498820158979.")],
     service: SlaDep,
-    state: StateDep,
-    since: Since = None,
-    until: Until = None,
-    month: Month = None,
-    week: Week = None,
-    target: Target = None,
+    period: PeriodDep,
 ) -> StoreSlaResponse:
     """The store's row of `GET /sla` for the same period, and each incident (a maximal
     inactive interval overlapping business time, cut at the period's bounds) with the business
     minutes it covers."""
-    return service.store(store_id, parse_sla_query(state, since, until, month, week, target))
+    return service.store(store_id, period)
 
 
 def _csv_url(request: Request) -> str:
