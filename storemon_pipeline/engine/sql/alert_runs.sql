@@ -7,7 +7,7 @@
 -- first poll; nothing before the store's first poll counts (a run of its first poll starts
 -- there). exact: the run's start is at or after $exact_from_us, from where the timelines are
 -- exact (engine/report.py: build_timelines), or the store's first poll is.
--- Needs report_stores, first_in_hours, poll_spans and business_cumulative
+-- Needs report_stores, first_in_hours, status_runs and business_cumulative
 -- (report_timelines.sql), built as of $as_of alone.
 
 CREATE OR REPLACE TEMP TABLE alert_runs_pass AS
@@ -22,17 +22,12 @@ WITH store_sequences AS (
     FROM report_stores
     LEFT JOIN first_in_hours USING (store_key)
 ),
-status_runs AS (
+runs_with_previous AS (
     SELECT
-        store_key,
-        all_polls,
-        ts AS first_ts,
-        is_active,
-        span_start_us AS run_start_us,
-        lag(span_start_us) OVER (PARTITION BY store_key, all_polls ORDER BY ts)
+        status_runs.*,
+        lag(run_start_us) OVER (PARTITION BY store_key, all_polls ORDER BY first_ts)
             AS previous_run_start_us
-    FROM poll_spans
-    WHERE status_changes
+    FROM status_runs
 ),
 current_runs AS (
     -- the run of the last usable poll owns everything up to T
@@ -42,7 +37,7 @@ current_runs AS (
         status_runs.run_start_us,
         status_runs.previous_run_start_us
     FROM store_sequences
-    ASOF JOIN status_runs
+    ASOF JOIN runs_with_previous AS status_runs
         ON status_runs.store_key = store_sequences.store_key
         AND status_runs.all_polls = store_sequences.all_polls
         AND status_runs.first_ts <= store_sequences.as_of
