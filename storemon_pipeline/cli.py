@@ -353,10 +353,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from storemon_pipeline.tools.bench import run_bench
+    from storemon_pipeline.tools.bench import default_cache_dir, run_bench
 
     if args.chart is not None:
-        from storemon_pipeline.tools.bench import default_cache_dir
         from storemon_pipeline.tools.bench_chart import ChartError, describe, draw_chart
 
         try:
@@ -374,9 +373,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         return 0 if all(bar["passed"] for bar in bars) else 1
 
+    from storemon_pipeline.tools.bench_chart import redraw
+
     results = run_bench(
         scale=args.scale, cache_dir=args.cache_dir, history_days=args.history_days
     )
+    redraw(args.cache_dir or default_cache_dir())
     return 0 if all(r["passed"] for r in results if r["kind"] == "bar") else 1
 
 

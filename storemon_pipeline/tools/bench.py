@@ -621,21 +621,7 @@ def run_bench(
     )
     if not history_days:
         _print_scaling(cache_dir, scale, by_phase, bars, out)
-    _redraw_chart(cache_dir, out)
     return rows + bars
-
-
-def _redraw_chart(cache_dir: Path, out: Out) -> None:
-    """The chart of every 8-day run cached, ``<cache>/bench.png``, when matplotlib (the
-    ``bench`` extra) is there; the benchmark itself never needs it."""
-    from storemon_pipeline.tools import bench_chart
-
-    if not bench_chart.chart_available():
-        return
-    try:
-        out(bench_chart.describe(bench_chart.draw_chart(cache_dir, cache_dir / "bench.png")))
-    except bench_chart.ChartError as error:
-        out(f"no chart drawn: {error}")
 
 
 def _bars(scale: float, by_phase: dict[str, dict]) -> list[dict]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,3 +188,14 @@ def describe(summary: ChartSummary) -> str:
             + ", ".join(_scale_label(s) for s in summary.missing_scales) + ")"
         )
     return line
+
+
+def redraw(cache_dir: Path, out: Callable[[str], None] = print) -> None:
+    """After a bench run: the chart of every 8-day run cached, ``<cache>/bench.png``, when
+    matplotlib (the ``bench`` extra) is there; the benchmark itself never needs it."""
+    if not chart_available():
+        return
+    try:
+        out(describe(draw_chart(cache_dir, cache_dir / "bench.png")))
+    except ChartError as error:
+        out(f"no chart drawn: {error}")

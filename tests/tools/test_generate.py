@@ -14,6 +14,7 @@ import pytest
 from storemon_pipeline.settings import SAMPLE_DATA_DIR
 from storemon_pipeline.tools import generate
 from storemon_pipeline.tools.bench import dataset_params, phase_floor
+from storemon_pipeline.tools.bench_chart import redraw
 
 STORE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -240,7 +241,8 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
         "history after the fleet's late file / report", "history after 100 stores' late file",
         "report with special hours / without",
     }
-    try:  # the chart of the 8-day runs, redrawn after each run when matplotlib is there
+    redraw(tmp_path, lines.append)  # what `storemon bench` does after each run
+    try:  # the chart of the 8-day runs, drawn when matplotlib is there
         import matplotlib  # noqa: F401
     except ImportError:
         pass
