@@ -39,24 +39,24 @@ WITH events AS (
     WHERE decisions.action IN ('opened', 'resolved')
 ),
 local_times AS (
-    -- the store's wall clock at down_since and resolved_at
+    -- the store's wall clock at down_since and resolved_at: a zone's pieces of constant
+    -- offset are disjoint, so one holds each instant (none for an instant that is NULL)
     SELECT
         events.*,
-        (SELECT strftime(events.down_since + to_seconds(offsets.utc_offset_sec),
-                         '%Y-%m-%d %H:%M')
-         FROM zone_offsets AS offsets
-         WHERE offsets.timezone = events.timezone
-           AND offsets.valid_from <= events.down_since
-           AND events.down_since < offsets.valid_to
-         LIMIT 1) AS local_down_since,
-        (SELECT strftime(events.resolved_at + to_seconds(offsets.utc_offset_sec),
-                         '%Y-%m-%d %H:%M')
-         FROM zone_offsets AS offsets
-         WHERE offsets.timezone = events.timezone
-           AND offsets.valid_from <= events.resolved_at
-           AND events.resolved_at < offsets.valid_to
-         LIMIT 1) AS local_resolved_at
+        strftime(events.down_since + to_seconds(down_offsets.utc_offset_sec), '%Y-%m-%d %H:%M')
+            AS local_down_since,
+        strftime(
+            events.resolved_at + to_seconds(resolved_offsets.utc_offset_sec), '%Y-%m-%d %H:%M'
+        ) AS local_resolved_at
     FROM events
+    LEFT JOIN zone_offsets AS down_offsets
+        ON down_offsets.timezone = events.timezone
+        AND down_offsets.valid_from <= events.down_since
+        AND events.down_since < down_offsets.valid_to
+    LEFT JOIN zone_offsets AS resolved_offsets
+        ON resolved_offsets.timezone = events.timezone
+        AND resolved_offsets.valid_from <= events.resolved_at
+        AND events.resolved_at < resolved_offsets.valid_to
 ),
 messages AS (
     SELECT
