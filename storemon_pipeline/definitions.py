@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from storemon_pipeline.defs.assets import business_windows, ingest, monthly_sla, uptime_report
+from storemon_pipeline.defs.assets import (
+    business_windows,
+    ingest,
+    monthly_sla,
+    store_alerts,
+    uptime_report,
+)
 from storemon_pipeline.defs.checks import report_checks, sla_checks
 from storemon_pipeline.defs.jobs import (
     ingest_job,
@@ -30,13 +36,13 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or get_settings()
     if settings.shards > 1:
         feeds = [build_sharded_ingest(settings.shards), build_sharded_report(settings.shards)]
-    else:
-        feeds = [ingest, uptime_report]
+    else:  # the alerts are kept in one DuckDB file
+        feeds = [ingest, uptime_report, store_alerts]
     return dg.Definitions(
         assets=[*feeds, business_windows, monthly_sla],
         asset_checks=[*report_checks, *sla_checks],
         jobs=[ingest_job, uptime_report_job, refresh_job, monthly_sla_job],
-        sensors=build_sensors(settings.sensor_interval_seconds),
+        sensors=build_sensors(settings.sensor_interval_seconds, alerts=settings.shards == 1),
         schedules=[hourly_uptime_report, monthly_sla_schedule],
         resources={"storemon": StoremonState.from_settings(settings)},
         executor=build_executor(settings),

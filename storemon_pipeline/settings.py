@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from storemon_pipeline.engine.db import DEFAULT_TEMP_LIMIT_GB, ResourceLimits, memory_share_mb
 from storemon_pipeline.engine.files import free_disk_bytes
@@ -64,10 +64,10 @@ class Settings(BaseSettings):
         description="A store whose current run of inactive status covers at least this much of "
         "its business time (minutes, as of the latest poll) has an open alert.",
     )
-    alert_webhook_urls: list[str] = Field(
+    alert_webhook_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Where the alerts' events are posted (a JSON list of URLs, e.g. "
-        '\'["https://hooks.example.com/storemon"]\'); none: the events stay in the outbox.',
+        description="Where the alerts' events are posted: URLs separated by commas (e.g. a "
+        "Slack incoming webhook's); none: the events wait in the outbox.",
     )
     alert_secret: SecretStr | None = Field(
         default=None,
@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         description="How long an event is retried (with exponential back-off) before it is "
         "given up as dead.",
     )
+
+    @field_validator("alert_webhook_urls", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [url.strip() for url in value.split(",") if url.strip()]
+        return value
 
     shards: int = Field(
         default=1,

@@ -10,8 +10,10 @@ stops everything, children's children included.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -39,6 +41,15 @@ def probe_url(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent() -> None:
+    """In the child before it runs: SIGTERM when its parent dies (Linux; elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -98,9 +109,11 @@ class Supervisor:
 
     def _spawn(self, service: Service) -> None:
         # Each child in its own session: a terminal's Ctrl-C reaches only `storemon up`, which
-        # then stops each child itself.
+        # then stops each child itself; and told to stop when `storemon up` dies without that
+        # chance (SIGKILL), so that a new `storemon up` never meets the old one's children.
         service.process = subprocess.Popen(
-            list(service.args), cwd=service.cwd, env=self.env, start_new_session=True
+            list(service.args), cwd=service.cwd, env=self.env, start_new_session=True,
+            preexec_fn=_stop_with_parent,
         )
         service.starts += 1
         service.started_at = time.monotonic()

@@ -64,10 +64,15 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+def free_port(avoid: tuple[int, ...] = ()) -> int:
+    """A free port the system picks, never one of ``avoid`` (the ports asked for on the command
+    line, which nothing may hold yet while `up` prepares)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind((HOST, 0))
+            port = probe.getsockname()[1]
+        if port not in avoid:
+            return port
 
 
 def port_answers(port: int) -> bool:
@@ -476,7 +481,7 @@ def run_up(
     try:
         prepare_state(settings)
         _install_stop_signals()
-        code_port = free_port()
+        code_port = free_port(avoid=(dagster_port, api_port))
         workspace = write_workspace(settings, code_port)
         code_server = code_server_service(code_port)
         code_server.after_restart = lambda: reload_code_location(dagster_url)

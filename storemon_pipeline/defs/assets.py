@@ -1,5 +1,5 @@
 """The asset graph: ingested feeds -> business windows (UTC) -> hourly uptime reports; the feeds
--> monthly SLAs.
+-> monthly SLAs; the feeds -> the stores' alerts.
 
 Thin wiring over the engine modules: every asset opens DuckDB, calls engine functions, and
 records what an operator wants to see in the materialization's metadata. Heavy work stays in
@@ -25,6 +25,7 @@ from storemon_pipeline.defs.keys import (
     POLLS,
     QUARANTINE,
     SPECIAL_HOURS,
+    STORE_ALERTS,
     TIMEZONES,
 )
 from storemon_pipeline.defs.metadata import markdown, markdown_table, timestamp
@@ -36,7 +37,9 @@ from storemon_pipeline.defs.partitions import (
 )
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.defs.tags import RECOMPUTE_STALE, RECOMPUTE_TAG
+from storemon_pipeline.engine.alerts import evaluate_alerts, read_alerts
 from storemon_pipeline.engine.db import ensure_spill_room
+from storemon_pipeline.engine.delivery import delivery_status, write_delivery_status
 from storemon_pipeline.engine.history import (
     HistoryUpdate,
     backlog_stores,
@@ -75,6 +78,7 @@ from storemon_pipeline.engine.sla import (
 )
 from storemon_pipeline.engine.state import report_csv_path, write_latest_poll, write_report_sidecar
 from storemon_pipeline.engine.windows import refresh_business_windows, windows_summary
+from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
 
 # A backfill of many report partitions is one run (BackfillPolicy.single_run(), a beta
 # parameter in Dagster 1.13, pinned below 1.14).
@@ -585,3 +589,79 @@ def monthly_sla(context: dg.AssetExecutionContext, storemon: StoremonState) -> d
     if summary.stores == 0:
         metadata["note"] = f"no store has a poll by the latest poll ({run.latest_poll} UTC)"
     return dg.MaterializeResult(metadata=metadata)
+
+
+DELIVERIES_CHECK = "alert_deliveries_alive"
+
+
+@dg.asset(
+    key=STORE_ALERTS,
+    group_name="alerts",
+    deps=[POLLS, BUSINESS_HOURS, SPECIAL_HOURS, TIMEZONES],
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(
+            DELIVERIES_CHECK,
+            asset=STORE_ALERTS,
+            description="No alert event was given up undelivered (dead) by the webhooks.",
+        )
+    ],
+)
+def store_alerts(
+    context: dg.AssetExecutionContext, storemon: StoremonState
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The alerts on stores down in their business hours (docs/semantics.md §2.18), decided as
+    of the latest poll after each ingest; the events they produce wait in the outbox for the
+    sensor ``alert_deliveries``, which posts them to the webhooks. One DuckDB file only: with
+    shards the alerts are not evaluated."""
+    settings = storemon.settings
+    started = time.perf_counter()
+    with storemon.connect() as con:
+        result = evaluate_alerts(
+            con,
+            min_down_minutes=settings.alert_min_down_minutes,
+            default_timezone=DEFAULT_TIMEZONE,
+        )
+        status = delivery_status(con, len(settings.alert_webhook_urls))
+        write_delivery_status(storemon.state_dir, status)
+        open_alerts = read_alerts(con, "open")
+    seconds = time.perf_counter() - started
+    if result.as_of is None:
+        context.log.info("no polls are loaded yet: no alert to evaluate")
+    else:
+        context.log.info(
+            f"alerts as of {result.as_of} UTC: {result.opened} opened, {result.resolved} "
+            f"resolved, {result.open} open; deliveries: {status.pending} pending, "
+            f"{status.dead} dead ({seconds:.2f} s)"
+        )
+    shown = open_alerts.head(10)[["alert_id", "store_id", "down_since", "business_minutes_down"]]
+    metadata: dict[str, object] = {
+        "open_alerts": result.open,
+        "opened": result.opened,
+        "resolved": result.resolved,
+        "still_down_updated": result.updated,
+        "deliveries_pending": status.pending,
+        "deliveries_delivered": status.delivered,
+        "deliveries_dead": status.dead,
+        "webhooks": status.webhooks,
+        "min_down_minutes": settings.alert_min_down_minutes,
+        "longest_open": markdown(
+            shown.sort_values("business_minutes_down", ascending=False).round(2)
+        ),
+        "compute_seconds": round(seconds, 3),
+    }
+    if result.as_of is not None:
+        metadata["as_of"] = timestamp(result.as_of)
+    yield dg.MaterializeResult(metadata=metadata)
+    yield dg.AssetCheckResult(
+        check_name=DELIVERIES_CHECK,
+        passed=status.dead == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{status.dead} alert event(s) given up undelivered; see `storemon alerts` and "
+            "the outbox's last_error" if status.dead
+            else f"no event given up ({status.pending} pending, {status.delivered} delivered)"
+        ),
+        metadata={"dead": status.dead, "pending": status.pending},
+    )

@@ -13,6 +13,7 @@ QUARANTINE = dg.AssetKey("quarantine")
 WINDOWS = dg.AssetKey("business_windows")
 REPORT = dg.AssetKey("uptime_report")
 MONTHLY_SLA = dg.AssetKey("monthly_sla")
+STORE_ALERTS = dg.AssetKey("store_alerts")
 
 # The ingest's assets, one per feed table. Selected by key: with shards, the same keys are
 # graph-backed assets (defs/sharded.py).

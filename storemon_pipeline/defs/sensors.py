@@ -1,4 +1,5 @@
-"""Automation: ingest what lands in `incoming/`, then bring the latest report up to date."""
+"""Automation: ingest what lands in `incoming/`, then bring the latest report up to date; post
+the alerts' events to the webhooks."""
 
 
 import hashlib
@@ -7,18 +8,25 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from storemon_pipeline.defs.assets import POLLS, IngestConfig
 from storemon_pipeline.defs.jobs import ingest_job, refresh_job
 from storemon_pipeline.defs.partitions import contiguous_ranges, is_materialized, range_tags
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.defs.tags import RECOMPUTE_STALE, RECOMPUTE_TAG, trigger_tags
+from storemon_pipeline.engine.db import database, is_lock_error
+from storemon_pipeline.engine.delivery import deliver_due_events, read_delivery_status
 from storemon_pipeline.engine.ingest import csv_files, file_sha256
+from storemon_pipeline.engine.instants import utc_now
 
 # A file modified this recently may still be being written: look again at the next tick.
 SETTLE_SECONDS = 2.0
 # A run in one of these has not started: files given to a new run would wait as long.
 NOT_STARTED = (None, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED)
+# The delivery sensor waits this long for the DuckDB file; a run holding it longer is writing,
+# and the events are posted at a later tick.
+DELIVERY_LOCK_WAIT_SECONDS = 2.0
 
 
 def _file_state(path: Path, known: dict | None) -> dict:
@@ -160,9 +168,62 @@ def report_after_ingest(
     )
 
 
-def build_sensors(interval_seconds: int) -> list[dg.SensorDefinition]:
-    """Both sensors, on by default, looking for work every ``interval_seconds``."""
-    return [
+def alert_deliveries(
+    context: dg.SensorEvaluationContext, storemon: StoremonState
+) -> dg.SkipReason:
+    """Post the alerts' due events to the webhooks (engine: ``delivery.deliver_due_events``):
+    in the daemon's sensor loop, so nothing more has to be run and supervised, and every tick
+    shows in the UI. The database is held only to read the due events and to record the
+    attempts, never while a webhook answers; it is not opened at all while the outbox's status
+    (alerts/delivery.json) says nothing is due. It never requests a run."""
+    settings = storemon.settings
+    urls = settings.alert_webhook_urls
+    if not urls:
+        return dg.SkipReason(
+            "no webhook is set (STOREMON_ALERT_WEBHOOK_URLS): events wait in the outbox"
+        )
+    status = read_delivery_status(storemon.state_dir)
+    if status is not None and not status.due(utc_now()):
+        return dg.SkipReason(
+            f"nothing due: {status.pending} pending, {status.delivered} delivered, "
+            f"{status.dead} dead"
+        )
+    secret = settings.alert_secret.get_secret_value() if settings.alert_secret else None
+
+    def connect() -> object:
+        return database(
+            storemon.duckdb_path,
+            wait_seconds=DELIVERY_LOCK_WAIT_SECONDS,
+            limits=settings.duckdb_limits,
+        )
+
+    try:
+        done = deliver_due_events(
+            connect,
+            storemon.state_dir,
+            urls,
+            secret=secret,
+            retry_max_hours=settings.alert_retry_max_hours,
+        )
+    except duckdb.IOException as exc:
+        if not is_lock_error(exc):
+            raise
+        return dg.SkipReason("the database is held by a run: the due events wait a tick")
+    summary = (
+        f"posted {done.posted}, delivered {done.delivered}, failed {done.failed}; "
+        f"{done.status.pending} pending, {done.status.dead} dead"
+    )
+    if done.failed:
+        context.log.warning(f"{summary}; last error: {done.status.last_error}")
+    else:
+        context.log.info(summary)
+    return dg.SkipReason(summary)
+
+
+def build_sensors(interval_seconds: int, *, alerts: bool = True) -> list[dg.SensorDefinition]:
+    """The sensors, on by default, looking for work every ``interval_seconds``; the alerts'
+    delivery only where the alerts are kept (one DuckDB file)."""
+    sensors = [
         dg.sensor(
             job=ingest_job,
             minimum_interval_seconds=interval_seconds,
@@ -175,3 +236,11 @@ def build_sensors(interval_seconds: int) -> list[dg.SensorDefinition]:
             default_status=dg.DefaultSensorStatus.RUNNING,
         )(report_after_ingest),
     ]
+    if alerts:
+        sensors.append(
+            dg.sensor(
+                minimum_interval_seconds=interval_seconds,
+                default_status=dg.DefaultSensorStatus.RUNNING,
+            )(alert_deliveries)
+        )
+    return sensors
