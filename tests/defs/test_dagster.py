@@ -24,6 +24,7 @@ import dagster as dg
 import duckdb
 import pytest
 from support.faults import held_for_writing
+from support.receiver import running_receiver
 from support.up import Up
 
 from storemon_pipeline.cli import main as storemon_main
@@ -33,6 +34,7 @@ from storemon_pipeline.defs.partitions import report_partitions
 from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.defs.schedules import hourly_uptime_report
 from storemon_pipeline.defs.tags import trigger_tags
+from storemon_pipeline.engine.alerts import read_alerts
 from storemon_pipeline.engine.history import (
     attach_history,
     latest_report_partition_key,
@@ -156,7 +158,7 @@ def test_whole_graph_materialized_in_one_run_with_checks_passing(graph: Graph) -
     materialized = _materializations(graph.ingest) | _materializations(graph.report)
     assert set(materialized) == {
         "polls", "business_hours", "special_hours", "timezones", "quarantine",
-        "business_windows", "uptime_report",
+        "store_alerts", "business_windows", "uptime_report",
     }
     report_events = [
         e for e in graph.report.get_asset_materialization_events()
@@ -171,6 +173,7 @@ def test_whole_graph_materialized_in_one_run_with_checks_passing(graph: Graph) -
     assert set(checks) == {
         "rejected_rows_share", "files_recognised", "uptime_plus_downtime_is_business_time",
         "values_within_period", "one_row_per_store_with_polls", "polls_fresh",
+        "alert_deliveries_alive",
     }
     failing = {name: c.description for name, c in checks.items() if not c.passed}
     assert not failing
@@ -192,6 +195,16 @@ def test_whole_graph_materialized_in_one_run_with_checks_passing(graph: Graph) -
     assert graph.rejected > 0  # data/store_status_bad_rows.csv
     assert quarantine["rows_rejected"].value == graph.rejected
     assert sum(quarantine["rejected_by_reason"].value.values()) == graph.rejected
+
+    alerts = materialized["store_alerts"]  # the first evaluation: the stores down at the end
+    with graph.con() as con:
+        stored = read_alerts(con)
+    assert len(stored) == alerts["open_alerts"].value == alerts["opened"].value > 0
+    assert set(stored["state"]) == {"open"}
+    assert (stored["business_minutes_down"] >= 30).all()
+    assert alerts["deliveries_pending"].value == len(stored)  # no webhook: they wait
+    assert (alerts["deliveries_dead"].value, alerts["webhooks"].value) == (0, 0)
+    assert alerts["as_of"].value == graph.latest_poll.replace(tzinfo=UTC).timestamp()
 
     report = materialized["uptime_report"]
     assert report["partitions"].value == len(graph.partitions)
@@ -493,6 +506,39 @@ def test_ingest_checks_warn_on_rejected_rows_and_unknown_files(
         "polls: invalid_status": 1, "polls: invalid_timestamp": 1
     }
     assert "not a time" in quarantine["rejected_rows_sample"].value
+
+
+def test_delivery_sensor_posts_the_due_events_and_dead_ones_warn(
+    graph: Graph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alert_deliveries sensor, evaluated as the daemon does, posts the open alerts' events
+    to a real receiver; an event given up (dead) makes the store_alerts check warn."""
+    sensor = graph.defs.resolve_sensor_def("alert_deliveries")
+    resources = {"storemon": StoremonState.from_settings(graph.settings)}
+    with dg.build_sensor_context(instance=graph.instance, resources=resources) as context:
+        skipped = sensor.evaluate_tick(context)
+    assert "no webhook is set" in skipped.skip_message
+    with graph.con() as con:
+        pending = con.execute(
+            "SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL"
+        ).fetchone()[0]
+    assert pending > 0
+    with running_receiver() as receiver:
+        monkeypatch.setenv("STOREMON_ALERT_WEBHOOK_URLS", receiver.url)
+        with dg.build_sensor_context(instance=graph.instance, resources=resources) as context:
+            tick = sensor.evaluate_tick(context)
+        assert not tick.run_requests
+        assert tick.skip_message.startswith(f"posted {min(pending, 500)}, delivered ")
+        assert len(receiver.accepted_by_key()) == min(pending, 500)
+    with graph.con(read_only=False) as con:
+        con.execute("UPDATE alert_outbox SET dead_at = now() WHERE event_key = "
+                    "(SELECT min(event_key) FROM alert_outbox)")
+    result = graph.run("ingest_job", run_config={"ops": {"ingest": {"config": {"paths": []}}}})
+    check = _checks(result)["alert_deliveries_alive"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description.startswith("1 alert event(s) given up undelivered")
+    with graph.con(read_only=False) as con:
+        con.execute("UPDATE alert_outbox SET dead_at = NULL")
 
 
 def test_sharded_ingest_declares_the_same_checks(tmp_path: Path) -> None:
