@@ -1,5 +1,5 @@
 """FastAPI dependencies, in one place: settings, the state folder, the Dagster client, the
-report, store and SLA services, and the optional bearer token. Handlers take them as
+report, store, SLA and alert services, and the optional bearer token. Handlers take them as
 ``Annotated`` aliases."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPBearer
 
+from storemon_api.alerts import AlertService
 from storemon_api.dagster_client import DagsterClient
 from storemon_api.service import ReportService
 from storemon_api.settings import ApiSettings
@@ -43,12 +44,17 @@ def get_sla(request: Request) -> SlaService:
     return request.app.state.sla
 
 
+def get_alerts(request: Request) -> AlertService:
+    return request.app.state.alerts
+
+
 ApiSettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
 StateDep = Annotated[Settings, Depends(get_state)]
 DagsterDep = Annotated[DagsterClient, Depends(get_dagster)]
 ReportsDep = Annotated[ReportService, Depends(get_reports)]
 StoresDep = Annotated[StoreService, Depends(get_stores)]
 SlaDep = Annotated[SlaService, Depends(get_sla)]
+AlertsDep = Annotated[AlertService, Depends(get_alerts)]
 
 # auto_error=False: a missing header must give our 401 (with WWW-Authenticate), not a 403.
 bearer = HTTPBearer(auto_error=False, description="STOREMON_API_TOKEN, when the server sets one.")

@@ -41,6 +41,10 @@ class BadSlaQuery(ValueError):
     """An SLA period or target that cannot be asked for: 422."""
 
 
+class BadAlertQuery(ValueError):
+    """An alert state that does not exist: 422."""
+
+
 class NoPolls(LookupError):
     """No polls are loaded yet: nothing to compute a period on: 404."""
 
@@ -56,6 +60,7 @@ _STATUS: dict[type[Exception], int] = {
     MalformedReportId: 422,
     MalformedStoreId: 422,
     BadSlaQuery: 422,
+    BadAlertQuery: 422,
     NoPolls: 404,
     UnknownReport: 404,
     UnknownStore: 404,

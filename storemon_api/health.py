@@ -5,6 +5,11 @@ and a detail for operators (shown with the token). What a trigger needs: the Dag
 answering, the code location loaded and reachable with the report job in it, the daemon that
 starts queued runs, a writable state folder, under `storemon up` every supervised process
 running, and with the Celery executor its broker answering.
+
+Warnings name what is wrong without stopping reports: the alerts' events given up (dead), or
+left undelivered long after they were due (nothing is delivering them). They are read from
+``alerts/delivery.json``, which the delivery rounds and the evaluations write: /health never
+opens DuckDB.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from datetime import timedelta
 
 from storemon_api.dagster_client import DagsterClient
 from storemon_api.models import ComponentHealth, Health, HealthDetails
+from storemon_pipeline.engine.delivery import DeliveryStatus, read_delivery_status
 from storemon_pipeline.engine.files import read_json
-from storemon_pipeline.engine.instants import as_aware_utc, parse_iso, utc_now
+from storemon_pipeline.engine.instants import as_aware_utc, iso, parse_iso, utc_now
 from storemon_pipeline.engine.state import read_latest_poll
 from storemon_pipeline.settings import Settings
 
 # How many missed heartbeats of the supervisor make it "not watching" any more.
 MISSED_HEARTBEATS = 4
+# Pending alert events due longer ago than this: no delivery round is running (the back-off
+# waits at most 30 minutes between attempts).
+DELIVERY_OVERDUE = timedelta(hours=1)
 
 
 @dataclass
@@ -43,18 +52,66 @@ def check_health(dagster: DagsterClient, state: Settings, *, with_details: bool)
         latest = read_latest_poll(state.state_dir)
     except (ValueError, OSError):
         latest = None
+    alerts = _alert_delivery(state)
     details = HealthDetails(
         dagster=ComponentHealth(ok=dagster_check.ok, detail=dagster_check.detail),
         state_folder=ComponentHealth(ok=folder.ok, detail=folder.detail),
         services=ComponentHealth(ok=services.ok, detail=services.detail),
         broker=None if broker is None else ComponentHealth(ok=broker.ok, detail=broker.detail),
         latest_poll=as_aware_utc(latest),
+        alerts=None if alerts is None else ComponentHealth(ok=alerts.ok, detail=alerts.detail),
     )
     return Health(
         status="unavailable" if reasons else "ok",
         reasons=reasons,
+        warnings=[] if alerts is None else alerts.reasons,
         details=details if with_details else None,
     )
+
+
+def _alert_delivery(state: Settings) -> Check | None:
+    """The alerts' events as the last delivery round or evaluation left them (None: none has
+    written its status yet). Not ok when some were given up; the reasons are warnings."""
+    try:
+        status = read_delivery_status(state.state_dir)
+    except (ValueError, TypeError, OSError):
+        return Check(False, "alerts/delivery.json cannot be read",
+                     ["the alerts' delivery status cannot be read"])
+    if status is None:
+        return None
+    warnings = []
+    if status.dead:
+        warnings.append(
+            f"{_events(status.dead)} could not be delivered to a webhook and "
+            f"{'was' if status.dead == 1 else 'were'} given up (dead)"
+        )
+    overdue = status.next_attempt_at is not None and (
+        utc_now() - status.next_attempt_at > DELIVERY_OVERDUE
+    )
+    if status.pending and overdue:
+        warnings.append(
+            f"{_events(status.pending)} waiting for delivery to the webhooks "
+            f"{'has' if status.pending == 1 else 'have'} been due for more than an hour: "
+            "nothing is delivering them (is the alert delivery sensor off?)"
+        )
+    return Check(not status.dead, _delivery_detail(status), warnings)
+
+
+def _events(count: int) -> str:
+    return f"{count} alert event" + ("" if count == 1 else "s")
+
+
+def _delivery_detail(status: DeliveryStatus) -> str:
+    """For operators: the last error may name a webhook's URL."""
+    detail = (
+        f"alert events: {status.pending} pending, {status.delivered} delivered, "
+        f"{status.dead} dead, {status.webhooks} webhook(s); checked {iso(status.checked_at)}"
+    )
+    if status.next_attempt_at is not None:
+        detail += f"; next attempt due {iso(status.next_attempt_at)}"
+    if status.last_error:
+        detail += f"; last error: {status.last_error}"
+    return detail
 
 
 def _dagster(dagster: DagsterClient) -> Check:

@@ -11,9 +11,10 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from storemon_api.alerts import AlertService
 from storemon_api.dagster_client import DagsterClient
 from storemon_api.errors import install_handlers
-from storemon_api.routers import fleet, health, report_requests, reports, sla, stores
+from storemon_api.routers import alerts, fleet, health, report_requests, reports, sla, stores
 from storemon_api.service import ReportService
 from storemon_api.settings import ApiSettings, get_api_settings
 from storemon_api.sla import SlaService
@@ -69,10 +70,11 @@ def create_app(
     app.state.reports = ReportService(dagster, state)
     app.state.stores = StoreService(state, settings.dagster_url)
     app.state.sla = SlaService(state, settings.dagster_url)
+    app.state.alerts = AlertService(state)
     install_handlers(app)
     for router in (
-        report_requests.router, reports.router, stores.router, sla.router, fleet.router,
-        health.router,
+        report_requests.router, reports.router, stores.router, sla.router, alerts.router,
+        fleet.router, health.router,
     ):
         app.include_router(router)
     _mount_page(app)

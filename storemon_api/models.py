@@ -157,6 +157,10 @@ class HealthDetails(BaseModel):
     latest_poll: datetime | None = Field(
         description="Newest poll after the last ingest (null: none yet)."
     )
+    alerts: ComponentHealth | None = Field(
+        default=None, description="The alerts' events and their delivery to the webhooks, as "
+        "the last delivery round or evaluation left them (null: none yet); ok: none given up."
+    )
 
 
 class Health(BaseModel):
@@ -166,15 +170,23 @@ class Health(BaseModel):
     model_config = _example(
         status="unavailable",
         reasons=["the code server stopped and is being restarted"],
+        warnings=["3 alert events could not be delivered to a webhook and were given up (dead)"],
         details={
             "dagster": {"ok": True, "detail": "Dagster 1.13.27 at http://127.0.0.1:3000"},
             "state_folder": {"ok": True, "detail": "/srv/storemon/var is writable"},
             "services": {"ok": False, "detail": "code-server: waiting (2 quick crashes)"},
             "latest_poll": "2023-01-25T18:13:22.479510Z",
+            "alerts": {"ok": False, "detail": "alert events: 0 pending, 12 delivered, 3 dead, "
+                       "1 webhook; last error: https://hooks.example.com/x: HTTP 500"},
         },
     )
     status: Literal["ok", "unavailable"]
     reasons: list[str] = Field(description="Why the status is unavailable, in words.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What is wrong without stopping reports (alert events given up, or left "
+        "undelivered), in words.",
+    )
     details: HealthDetails | None = Field(
         default=None, description="With the token (or when none is set)."
     )
@@ -502,3 +514,79 @@ class SlaMonthsResponse(BaseModel):
     )
     months: list[SlaMonth] = Field(description="Newest first.")
     latest_poll: datetime | None = Field(description="Null: no polls, or the database busy.")
+
+
+# --- alerts (GET /alerts, GET /stores/{id}/alerts) -----------------------------------------
+
+AlertState = Literal["open", "resolved"]
+
+
+class AlertEvent(BaseModel):
+    """One event of the alert in the outbox, and how far its delivery to the webhooks got."""
+
+    event: Literal["opened", "resolved"]
+    created_at: datetime = Field(description="When the evaluation wrote it (wall clock, UTC).")
+    attempts: int = Field(description="Delivery rounds that posted it.")
+    delivered: bool = Field(description="Every webhook acknowledged it.")
+    dead: bool = Field(description="Given up: undelivered STOREMON_ALERT_RETRY_MAX_HOURS "
+                       "after it was written.")
+    next_attempt_at: datetime | None = Field(
+        description="Not posted before then (null: delivered or dead)."
+    )
+    last_error: str | None = Field(
+        default=None, description="The last failure, which may name a webhook's URL: only with "
+        "the token (or when none is set)."
+    )
+
+
+class Alert(BaseModel):
+    alert_id: str = Field(description="Made from the data at opening; never changes.")
+    store_id: str
+    state: AlertState
+    down_since: datetime = Field(description="The down run's start (UTC, data time).")
+    resolved_at: datetime | None = Field(description="The down run's end (null: open).")
+    business_minutes_down: float = Field(
+        description="Business time in the run, rounded half up to 2 decimals (as the events)."
+    )
+    timezone: str = Field(description="The store's zone (the default when it has none).")
+    opened_as_of: datetime = Field(description="The latest poll of the evaluation that opened it.")
+    resolved_as_of: datetime | None = Field(
+        description="The latest poll of the evaluation that resolved it."
+    )
+    evaluated_as_of: datetime = Field(
+        description="The latest poll of the last evaluation that updated it."
+    )
+    timeline_url: str = Field(
+        description="The page's view of the store's week at the alert: as of `resolved_at`, "
+        "or as of `evaluated_as_of` while open (GET /stores/{id}/timeline?as_of= the same)."
+    )
+    events: list[AlertEvent] = Field(description="Oldest first.")
+
+
+class AlertCounts(BaseModel):
+    open: int
+    resolved: int
+
+
+class AlertsResponse(BaseModel):
+    model_config = _example(
+        as_of="2023-03-07T18:00:00Z",
+        counts={"open": 1, "resolved": 4},
+        alerts=[{
+            "alert_id": "5f0e3c1b9a2d4e67", "store_id": "1481966498820158979", "state": "open",
+            "down_since": "2023-03-07T15:30:00Z", "resolved_at": None,
+            "business_minutes_down": 150.0, "timezone": "America/Chicago",
+            "opened_as_of": "2023-03-07T18:00:00Z", "resolved_as_of": None,
+            "evaluated_as_of": "2023-03-07T18:00:00Z",
+            "timeline_url": "/#store=1481966498820158979&as_of=2023-03-07T18%3A00%3A00Z",
+            "events": [{"event": "opened", "created_at": "2024-05-01T09:30:02.481000Z",
+                        "attempts": 1, "delivered": True, "dead": False,
+                        "next_attempt_at": None, "last_error": None}],
+        }],
+    )
+    as_of: datetime | None = Field(description="The latest poll loaded (null: none yet).")
+    counts: AlertCounts = Field(
+        description="Alerts in each state, of the store asked for (or all), whatever `state` "
+        "lists."
+    )
+    alerts: list[Alert] = Field(description="Newest down run first.")

@@ -19,9 +19,10 @@ router = APIRouter(prefix="/health", tags=["health"])
     summary="Can a report be triggered now? The details with the token",
 )
 def health(dagster: DagsterDep, state: StateDep, with_details: TokenAcceptedDep) -> JSONResponse:
-    """200 `ok`, or 503 `unavailable` with the reasons in words. With the token (or when none is
-    set), the details: Dagster's version and address, the state folder, the processes `storemon
-    up` watches, the latest poll."""
+    """200 `ok`, or 503 `unavailable` with the reasons in words; `warnings`, in words, for what
+    does not stop reports (alert events given up, or long undelivered). With the token (or when
+    none is set), the details: Dagster's version and address, the state folder, the processes
+    `storemon up` watches, the latest poll, the alerts' delivery."""
     body = check_health(dagster, state, with_details=with_details)
     code = 200 if body.status == "ok" else 503
     return JSONResponse(body.model_dump(mode="json"), status_code=code)

@@ -1,5 +1,6 @@
-// storemon's page: trigger a report, watch it, download it, chart it; an SLA period's
-// availability across stores; open one store's week to see how each of its numbers was made.
+// storemon's page: the open alerts; trigger a report, watch it, download it, chart it; an SLA
+// period's availability across stores; open one store's week to see how each of its numbers
+// was made.
 // No framework, no build, no charting library: the charts are small hand-written SVG.
 // Every value from the server goes into the page as text (textContent), never as HTML.
 "use strict";
@@ -81,13 +82,48 @@ async function showHealth() {
     line.dataset.status = body.status;
     const latest = body.details && body.details.latest_poll;
     const poll = latest ? ` · latest poll ${when(latest)} UTC` : "";
+    const warnings = (body.warnings || []).length ? ` · ${body.warnings.join("; ")}` : "";
     line.textContent = body.status === "ok"
-      ? `Service ready${poll}`
-      : `Service degraded: ${body.reasons.join("; ")}${poll}`;
+      ? `Service ready${poll}${warnings}`
+      : `Service degraded: ${body.reasons.join("; ")}${poll}${warnings}`;
   } catch (error) {
     line.dataset.status = "unavailable";
     line.textContent = `The API is not answering (${error.message})`;
   }
+}
+
+// --- the open alerts ---------------------------------------------------------------------------
+// Each store links to its week at the alert: the link GET /alerts gives (timeline_url).
+
+async function loadAlerts() {
+  const section = $("#alerts");
+  const message = $("#alerts-message");
+  let body;
+  try {
+    body = await getJson("/alerts?state=open");
+  } catch (error) {
+    section.dataset.state = "error";
+    message.dataset.kind = "error";
+    message.textContent = `Cannot list the open alerts: ${error.message}`;
+    return;
+  }
+  const poll = body.as_of ? `, as of the latest poll ${when(body.as_of)} UTC` : "";
+  message.dataset.kind = "info";
+  message.textContent = body.alerts.length ? "" : `No open alerts${poll}.`;
+  $("#alerts-caption").textContent =
+    `Stores down long enough in their business hours to raise an alert${poll}.`;
+  $("#alerts-open").hidden = !body.alerts.length;
+  $("#alerts-open tbody").replaceChildren(...body.alerts.map((alert) => {
+    const clock = zoneClock(alert.timezone);
+    return el("tr", { dataset: { alertId: alert.alert_id, storeId: alert.store_id } },
+      el("td", { class: "mono" },
+        el("a", { href: alert.timeline_url, class: "store-link" }, alert.store_id)),
+      el("td", {}, when(alert.down_since)),
+      el("td", {}, clock.known
+        ? `${clock.label(ms(alert.down_since))} ${alert.timezone}` : alert.timezone),
+      el("td", { class: "number" }, alert.business_minutes_down.toFixed(2)));
+  }));
+  section.dataset.state = body.alerts.length ? "open" : "none";
 }
 
 // --- a report: trigger, watch, download ----------------------------------------------------
@@ -1022,6 +1058,7 @@ document.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
     $("#token-box").hidden = true;
+    loadAlerts();
     loadReports();
     loadFleet();
     loadSlaMonths();
@@ -1035,9 +1072,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#sla-month").addEventListener("change", slaMonthPicked);
   window.addEventListener("hashchange", route);
   showHealth();
+  loadAlerts();
   loadReports();
   loadFleet();
   loadSlaMonths();
   route();
   setInterval(showHealth, 30_000);
+  setInterval(loadAlerts, 60_000);
 });

@@ -169,3 +169,49 @@ def read_outbox(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute(
         "SELECT * FROM alert_outbox ORDER BY created_as_of, event_key"
     ).df()
+
+
+# --- read-only queries (the REST facade's GET /alerts; a read-only connection) -------------
+
+
+def alerts_kept(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the file has the alert tables (a file last written before they existed, opened
+    read-only, has none: no alerts)."""
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name IN ('alerts', 'alert_outbox') AND table_schema = 'main'"
+    ).fetchone()[0]
+    return found == 2
+
+
+def store_polled(con: duckdb.DuckDBPyConnection, store_id: str) -> bool:
+    """Whether a poll of the store was ever loaded."""
+    return con.execute(
+        "SELECT count(*) > 0 FROM stores WHERE store_id = ?", [store_id]
+    ).fetchone()[0]
+
+
+def alert_counts(
+    con: duckdb.DuckDBPyConnection, store_id: str | None = None
+) -> dict[str, int]:
+    """How many alerts are in each state (of one store, or all)."""
+    found = dict(con.execute(
+        "SELECT state, count(*) FROM alerts WHERE $store_id IS NULL OR store_id = $store_id "
+        "GROUP BY state",
+        {"store_id": store_id},
+    ).fetchall())
+    return {state: int(found.get(state, 0)) for state in ALERT_STATES}
+
+
+def alert_timezones(
+    con: duckdb.DuckDBPyConnection,
+    store_ids: list[str],
+    default_timezone: str = DEFAULT_TIMEZONE,
+) -> dict[str, str]:
+    """Each store's zone as its alerts' events name it: its row in ``timezones``, else the
+    default."""
+    found = dict(con.execute(
+        "SELECT store_id, timezone FROM timezones WHERE list_contains($ids, store_id)",
+        {"ids": store_ids},
+    ).fetchall())
+    return {store_id: found.get(store_id, default_timezone) for store_id in store_ids}

@@ -587,6 +587,7 @@ def test_health_without_the_token_leaks_nothing(state, dagster):
         assert anonymous.json() == {
             "status": "unavailable",
             "reasons": ["the Dagster daemon is not running: queued reports will not start"],
+            "warnings": [],
             "details": None,
         }
         for leak in (str(state.state_dir), "1.13", "127.0.0.1", "Traceback", "QUEUED_RUN"):
