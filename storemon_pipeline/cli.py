@@ -273,11 +273,17 @@ def cmd_sla(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    """The alert table; with --evaluate, an evaluation as of the latest poll first."""
+    """The alert table; with --evaluate, an evaluation as of the latest poll first; with
+    --deliver, a delivery round of the due events to the webhooks."""
     import pandas as pd
 
     from storemon_pipeline.engine.alerts import evaluate_alerts, read_alerts
     from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.delivery import (
+        deliver_due_events,
+        delivery_status,
+        write_delivery_status,
+    )
     from storemon_pipeline.engine.ingest import is_valid_store_id
 
     if args.store is not None and not is_valid_store_id(args.store):
@@ -289,22 +295,44 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         print("storemon alerts: alerts are kept in one DuckDB file; with STOREMON_SHARDS > 1 "
               "they are not evaluated yet", file=sys.stderr)
         return 1
-    with database(
-        settings.duckdb_path, wait_seconds=args.wait, limits=settings.duckdb_limits
-    ) as con:
-        if args.evaluate:
+
+    def connect():
+        return database(
+            settings.duckdb_path, wait_seconds=args.wait, limits=settings.duckdb_limits
+        )
+
+    urls = settings.alert_webhook_urls
+    if args.evaluate:
+        with connect() as con:
             result = evaluate_alerts(
                 con, min_down_minutes=settings.alert_min_down_minutes,
                 default_timezone=DEFAULT_TIMEZONE,
             )
-            if result.as_of is None:
-                print("no polls are loaded yet: nothing to evaluate")
-            else:
-                print(
-                    f"evaluated as of the latest poll {result.as_of.isoformat(sep=' ')} UTC "
-                    f"(at least {settings.alert_min_down_minutes:g} business minutes down): "
-                    f"{result.opened} opened, {result.resolved} resolved, {result.open} open"
-                )
+            write_delivery_status(settings.state_dir, delivery_status(con, len(urls)))
+        if result.as_of is None:
+            print("no polls are loaded yet: nothing to evaluate")
+        else:
+            print(
+                f"evaluated as of the latest poll {result.as_of.isoformat(sep=' ')} UTC "
+                f"(at least {settings.alert_min_down_minutes:g} business minutes down): "
+                f"{result.opened} opened, {result.resolved} resolved, {result.open} open"
+            )
+    if args.deliver:
+        if not urls:
+            print("storemon alerts: no webhook is set (STOREMON_ALERT_WEBHOOK_URLS)",
+                  file=sys.stderr)
+            return 1
+        secret = settings.alert_secret.get_secret_value() if settings.alert_secret else None
+        done = deliver_due_events(
+            connect, settings.state_dir, urls, secret=secret,
+            retry_max_hours=settings.alert_retry_max_hours,
+        )
+        print(
+            f"delivery: posted {done.posted}, delivered {done.delivered}, failed "
+            f"{done.failed}; {done.status.pending} pending, {done.status.dead} dead"
+            + (f"; last error: {done.status.last_error}" if done.failed else "")
+        )
+    with connect() as con:
         alerts = read_alerts(con, "open" if args.open else None, args.store)
     if alerts.empty:
         print("no open alerts" if args.open else "no alerts")
@@ -462,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--evaluate", action="store_true",
         help="evaluate the alerts as of the latest poll first (writes their events to the "
         "outbox)",
+    )
+    alerts.add_argument(
+        "--deliver", action="store_true",
+        help="post the due events to the webhooks (one round, as the sensor alert_deliveries "
+        "does)",
     )
     alerts.set_defaults(func=cmd_alerts)
 

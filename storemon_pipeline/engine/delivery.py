@@ -12,6 +12,7 @@ the REST facade's /health and the sensor's next tick read it without opening Duc
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import time
@@ -39,6 +40,8 @@ BACKOFF = tenacity.wait_exponential_jitter(multiplier=15, max=1800, jitter=5)
 ROUND_SECONDS = 20.0
 POST_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 EVENTS_PER_ROUND = 500
+# A webhook answering this many error statuses in a round is left alone until the next round.
+STATUS_FAILURES_PER_ROUND = 3
 USER_AGENT = "storemon-alerts"
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -114,11 +117,13 @@ def post_events(
     client: httpx.Client | None = None,
     round_seconds: float = ROUND_SECONDS,
 ) -> list[Attempt]:
-    """Post each event to each webhook that has not acknowledged it. A webhook that fails in
-    this round (an error status, a timeout, refused) is not posted to again until the next
-    round; posting stops after ``round_seconds``. Only a 2xx answer acknowledges."""
+    """Post each event to each webhook that has not acknowledged it. A webhook that cannot be
+    reached in time (refused, a timeout) is not posted to again until the next round, nor one
+    that answered ``STATUS_FAILURES_PER_ROUND`` error statuses; posting stops after
+    ``round_seconds``. Only a 2xx answer acknowledges."""
     started = time.monotonic()
     failing: set[str] = set()
+    status_failures: collections.Counter[str] = collections.Counter()
     attempts: list[Attempt] = []
     with _client(client) as http:
         for event in events:
@@ -145,7 +150,9 @@ def post_events(
                     attempt.acknowledged.append(url)
                 else:
                     attempt.error = f"{url}: HTTP {answer.status_code}"
-                    failing.add(url)
+                    status_failures[url] += 1
+                    if status_failures[url] >= STATUS_FAILURES_PER_ROUND:
+                        failing.add(url)
             attempts.append(attempt)
     return attempts
 

@@ -39,7 +39,10 @@ FEED_TABLES = (
 # Seen through the views as well: a report over all shards reads what their searches remembered
 # and what their history backlogs hold (engine/history.py). Files of an older version may lack a
 # table: their part is left out.
-KEYED_TABLES = ("stores", "polls", "search_memo", "history_backlog")
+KEYED_TABLES = ("stores", "polls", "search_memo", "history_backlog", "alerts")
+# Seen through the views too, so that `reshard` carries the alerts and their events
+# (docs/semantics.md §2.18) to the stores' new files.
+ALERT_TABLES = ("alerts", "alert_outbox")
 EMPTY_TABLES = {
     "search_memo": "SELECT NULL::BIGINT AS store_key, NULL::TIMESTAMP AS searched_before, "
     "NULL::TIMESTAMP AS last_in_hours_ts, NULL::BOOLEAN AS last_in_hours_active, "
@@ -48,6 +51,17 @@ EMPTY_TABLES = {
     "NULL::TIMESTAMP AS noted_at WHERE false",
     "special_hours": "SELECT NULL::VARCHAR AS store_id, NULL::DATE AS local_date, "
     "NULL::INTEGER AS start_sec, NULL::INTEGER AS end_sec, NULL::VARCHAR AS reason WHERE false",
+    "alerts": "SELECT NULL::VARCHAR AS alert_id, NULL::BIGINT AS store_key, "
+    "NULL::VARCHAR AS store_id, NULL::VARCHAR AS state, NULL::TIMESTAMP AS down_since, "
+    "NULL::TIMESTAMP AS opened_as_of, NULL::TIMESTAMP AS resolved_at, "
+    "NULL::TIMESTAMP AS resolved_as_of, NULL::BIGINT AS business_us_down, "
+    "NULL::TIMESTAMP AS evaluated_as_of WHERE false",
+    "alert_outbox": "SELECT NULL::VARCHAR AS event_key, NULL::VARCHAR AS alert_id, "
+    "NULL::VARCHAR AS event, NULL::VARCHAR AS payload, NULL::TIMESTAMP AS created_as_of, "
+    "NULL::TIMESTAMP AS created_at, NULL::INTEGER AS attempts, "
+    "NULL::TIMESTAMP AS next_attempt_at, NULL::VARCHAR[] AS delivered_to, "
+    "NULL::TIMESTAMP AS delivered_at, NULL::TIMESTAMP AS dead_at, NULL::VARCHAR AS last_error "
+    "WHERE false",
 }
 
 
@@ -112,7 +126,7 @@ def attach_shards(
     present = set(con.execute(
         "SELECT database_name, table_name FROM duckdb_tables() WHERE database_name LIKE 'shard_%'"
     ).fetchall())
-    for table in (*FEED_TABLES, "search_memo", "history_backlog"):
+    for table in (*FEED_TABLES, "search_memo", "history_backlog", *ALERT_TABLES):
         parts = [
             f"SELECT * REPLACE (store_key * {len(paths)} + {k} AS store_key) "
             f"FROM shard_{k}.{table}" if table in KEYED_TABLES

@@ -11,11 +11,16 @@ runs, for ``--minutes``:
 - with ``--chaos``, a loop that sends SIGKILL to a random process of the product every
   ``--kill-every`` seconds: a run worker, the code server, the daemon, the webserver or the API.
 
-Then it lets the product settle (every file ingested, every report ended), stops it with SIGINT
-as a user would, and checks: every poll of every file is stored exactly once (the simulator's
-count equals DuckDB's), every trigger ended Complete or Failed, every CSV served equals
-`storemon report` for its as-of, byte for byte, the DuckDB file opens, and no temporary file is
-left. It prints the figures and exits 1 if a check fails.
+The alerts' webhook is a receiver in this process (tools/receiver.py) that refuses a tenth of
+the events' first posts with 503.
+
+Then it lets the product settle (every file ingested, every report ended, every alert event
+delivered), stops it with SIGINT as a user would, and checks: every poll of every file is
+stored exactly once (the simulator's count equals DuckDB's), every trigger ended Complete or
+Failed, every CSV served equals `storemon report` for its as-of, byte for byte, every event of
+the alert table was acknowledged by the receiver with its own key and body and the receiver
+got no other, the DuckDB file opens, and no temporary file is left. It prints the figures and
+exits 1 if a check fails.
 """
 
 from __future__ import annotations
@@ -35,18 +40,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import httpx
 import psutil
 
 from storemon_pipeline.engine.files import atomic_target, read_json
 from storemon_pipeline.engine.instants import parse_iso
 from storemon_pipeline.settings import PROJECT_ROOT
+from storemon_pipeline.tools.receiver import Receiver, running_receiver
 
 HOST = "127.0.0.1"
 FEED_START = datetime(2023, 1, 26)  # the hour after the sample's last
 STORES = 300
 SETTLE_SECONDS = 300.0
 TARGETS = ("run worker", "code-server", "daemon", "webserver", "api")
+WEBHOOK_REFUSALS = 0.1
 
 Out = Callable[[str], None]
 
@@ -86,6 +94,8 @@ class Soak:
     kills: collections.Counter = field(default_factory=collections.Counter)
     unavailable: int = 0
     problems: list[str] = field(default_factory=list)
+    receiver: Receiver | None = None
+    alert_figures: str = ""
 
     @property
     def api(self) -> str:
@@ -100,6 +110,8 @@ class Soak:
             "STOREMON_SENSOR_INTERVAL_SECONDS": "2",
             "PYTHONUNBUFFERED": "1",
         }
+        if self.receiver is not None:
+            env["STOREMON_ALERT_WEBHOOK_URLS"] = self.receiver.url
         env.pop("DAGSTER_HOME", None)
         log = open(self.home.parent / "up.log", "ab")  # noqa: SIM115 - closed with the process
         product = subprocess.Popen(
@@ -231,6 +243,14 @@ class Soak:
             for report_id, status in list(self.triggers.items()):
                 if status == "Running":
                     self.follow(api, report_id, deadline)
+        # the alerts' events: the evaluation after the last ingest done, then nothing pending
+        while time.monotonic() < deadline:
+            ingested = parse_iso((read_json(self.home / "latest_poll.json") or {}).get("updated"))
+            status = read_json(self.home / "alerts" / "delivery.json") or {}
+            evaluated = parse_iso(status.get("checked_at"))
+            if ingested and evaluated and evaluated >= ingested and status.get("pending") == 0:
+                break
+            time.sleep(1)
 
     def check(self) -> None:
         from storemon_pipeline.engine.db import connect
@@ -283,6 +303,7 @@ class Soak:
                         by_as_of[as_of] = out.read_bytes()
                     if content != by_as_of[as_of]:
                         self.problems.append(f"report {report_id} differs from storemon report")
+            self.check_alerts(con)
         finally:
             con.close()
         # atomic writes leave ".<name>.<random>" behind only if they die half way; DuckDB's spill
@@ -292,6 +313,36 @@ class Soak:
         leftovers += [p for p in self.home.glob("*.tmp") if p.is_dir() and any(p.iterdir())]
         if leftovers:
             self.problems.append(f"temporary files left: {leftovers[:5]}")
+
+    def check_alerts(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Every event of the outbox acknowledged by the receiver under its key with its body,
+        and nothing else received."""
+        events = dict(con.execute("SELECT event_key, payload FROM alert_outbox").fetchall())
+        undelivered = con.execute(
+            "SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL"
+        ).fetchone()[0]
+        alerts = dict(con.execute("SELECT state, count(*) FROM alerts GROUP BY state").fetchall())
+        received = self.receiver.requests if self.receiver else []
+        accepted = self.receiver.accepted_by_key() if self.receiver else {}
+        if undelivered:
+            self.problems.append(f"alerts: {undelivered} event(s) not delivered at the end")
+        if set(accepted) != set(events):
+            self.problems.append(
+                f"alerts: the outbox holds {len(events)} events, the receiver acknowledged "
+                f"{len(accepted)}; {len(set(accepted) - set(events))} unknown, "
+                f"{len(set(events) - set(accepted))} missing"
+            )
+        wrong = [k for k, posts in accepted.items()
+                 if k in events and any(p.body.decode() != events[k] for p in posts)]
+        if wrong:
+            self.problems.append(f"alerts: {len(wrong)} event(s) received with another body")
+        twice = sum(1 for posts in accepted.values() if len(posts) > 1)
+        refused = len(received) - sum(map(len, accepted.values()))
+        self.alert_figures = (
+            f"alerts: {alerts.get('open', 0)} open, {alerts.get('resolved', 0)} resolved; "
+            f"{len(events)} events, {len(received)} posts received ({refused} refused), "
+            f"{twice} event(s) acknowledged more than once (same key)"
+        )
 
     def summary(self, seconds: float) -> None:
         statuses = collections.Counter(self.triggers.values())
@@ -305,6 +356,8 @@ class Soak:
         self.out("reports' runs launched by: " + ", ".join(
             f"{k or 'unknown to Dagster'} {n}" for k, n in self.launched_by.most_common()
         ))
+        if self.alert_figures:
+            self.out(self.alert_figures)
         if self.kills:
             self.out("kills: " + ", ".join(f"{k} {n}" for k, n in sorted(self.kills.items())))
         for reason, count in self.failures.most_common():
@@ -331,7 +384,14 @@ def run_soak(
 ) -> int:
     home = home or Path(tempfile.mkdtemp(prefix="storemon-soak-")) / "state"
     home.mkdir(parents=True, exist_ok=True)
-    soak = Soak(home, minutes, chaos, hour_seconds, kill_every, out)
+    with running_receiver() as receiver:
+        receiver.refuse_share = WEBHOOK_REFUSALS
+        soak = Soak(home, minutes, chaos, hour_seconds, kill_every, out, receiver=receiver)
+        return _soak(soak, out)
+
+
+def _soak(soak: Soak, out: Out) -> int:
+    home = soak.home
     out(f"soak: state folder {home}; storemon up log {home.parent / 'up.log'}")
     began = time.monotonic()
     product = soak.start_product()
@@ -339,13 +399,13 @@ def run_soak(
         f"http://{HOST}:{soak.dagster_port}, API {soak.api}")
     workers = [threading.Thread(target=soak.feed, daemon=True),
                threading.Thread(target=soak.client, daemon=True)]
-    if chaos:
+    if soak.chaos:
         workers.append(threading.Thread(target=soak.chaos_loop, daemon=True))
     started = time.monotonic()
     try:
         for worker in workers:
             worker.start()
-        soak.stop.wait(minutes * 60)
+        soak.stop.wait(soak.minutes * 60)
         soak.stop.set()
         for worker in workers:
             worker.join(SETTLE_SECONDS)

@@ -24,7 +24,6 @@ import dagster as dg
 import duckdb
 import pytest
 from support.faults import held_for_writing
-from support.receiver import running_receiver
 from support.up import Up
 
 from storemon_pipeline.cli import main as storemon_main
@@ -52,6 +51,7 @@ from storemon_pipeline.engine.state import (
     read_withheld_report,
 )
 from storemon_pipeline.settings import PROJECT_ROOT, SAMPLE_DATA_DIR, Settings
+from storemon_pipeline.tools.receiver import running_receiver
 
 SAMPLE_POLLS = SAMPLE_DATA_DIR / "store_status.csv.gz"  # 2023-01-18 .. 2023-01-25
 CSV_VALUES = ["uptime_last_hour", "uptime_last_day", "uptime_last_week",

@@ -20,10 +20,10 @@ from pathlib import Path
 import psutil
 import pytest
 from support.oracle import StoreCase, write_feeds
-from support.receiver import Receiver, running_receiver
 from support.up import Up, running_up
 
 from storemon_pipeline.settings import PROJECT_ROOT
+from storemon_pipeline.tools.receiver import Receiver, running_receiver
 
 SECRET = "e2e-secret"
 EVERY_DAY = [(day, "09:00", "21:00") for day in range(7)]

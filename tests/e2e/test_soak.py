@@ -1,5 +1,6 @@
 """`storemon soak --chaos`, short: a live feed, triggers all the time, processes killed at random;
-then every poll stored exactly once, every report ended, every CSV equal to `storemon report`."""
+then every poll stored exactly once, every report ended, every CSV equal to `storemon report`,
+every alert event acknowledged by the soak's webhook receiver under its own key."""
 
 from __future__ import annotations
 
@@ -22,3 +23,6 @@ def test_a_short_chaos_soak_passes_its_checks(tmp_path):
     downloaded, late = map(int, re.search(r"(\d+) CSVs downloaded \((\d+) made", summary).groups())
     assert downloaded > late, "some served CSVs were compared with `storemon report`"
     assert "kills: " in result.stdout
+    alerts = next(line for line in result.stdout.splitlines() if line.startswith("alerts: "))
+    events, posts = map(int, re.search(r"(\d+) events, (\d+) posts received", alerts).groups())
+    assert events > 0 and posts >= events, alerts  # checked above: every event acknowledged

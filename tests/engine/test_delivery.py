@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from support.oracle import StoreCase, write_feeds
-from support.receiver import running_receiver
 from test_alerts import EVERY_DAY, Feed, _chicago
 
+from storemon_pipeline import cli
 from storemon_pipeline.engine.db import database
 from storemon_pipeline.engine.delivery import (
     backoff_seconds,
@@ -31,6 +31,7 @@ from storemon_pipeline.engine.delivery import (
     signature,
 )
 from storemon_pipeline.settings import PROJECT_ROOT
+from storemon_pipeline.tools.receiver import running_receiver
 
 SECRET = "s3cret"
 STORES = [
@@ -230,3 +231,24 @@ def test_the_back_off_grows_to_its_cap():
     assert all(b >= a - 5 for a, b in zip(waits, waits[1:], strict=False))
     assert waits[-1] == 1800
     assert json.dumps(waits)  # plain numbers
+
+
+def test_alerts_command_delivers_one_round(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "state"
+    monkeypatch.setenv("STOREMON_HOME", str(home))
+    monkeypatch.delenv("STOREMON_SHARDS", raising=False)
+    monkeypatch.delenv("STOREMON_ALERT_WEBHOOK_URLS", raising=False)
+    paths = write_feeds([StoreCase(s.store_id, s.hours, s.zone, DELIVERIES[0][s.store_id]
+                                   + DELIVERIES[1][s.store_id]) for s in STORES], tmp_path / "f")
+    assert cli.main(["ingest", *map(str, [p for ps in paths.values() for p in ps])]) == 0
+    assert cli.main(["alerts", "--deliver"]) == 1  # no webhook
+    with running_receiver() as receiver:
+        monkeypatch.setenv("STOREMON_ALERT_WEBHOOK_URLS", f" {receiver.url} ,")
+        monkeypatch.setenv("STOREMON_ALERT_SECRET", SECRET)
+        capsys.readouterr()
+        assert cli.main(["alerts", "--evaluate", "--deliver", "--open"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[1] == "delivery: posted 1, delivered 1, failed 0; 0 pending, 0 dead"
+        (request,) = receiver.accepted()
+        assert request.event["store_id"] == "DOWN" and request.signed_by(SECRET)
+    assert read_delivery_status(home).delivered == 1

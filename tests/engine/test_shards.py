@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.oracle import from_unix, write_feeds
 
+from storemon_pipeline.engine.alerts import evaluate_alerts
 from storemon_pipeline.engine.db import database
 from storemon_pipeline.engine.history import (
     compute_history,
@@ -141,10 +142,16 @@ def saved_rows(history_path: Path) -> list[tuple]:
 
 
 def test_reshard_keeps_every_report(sample_state, sample_report_csv, tmp_path):
-    """1 -> 4 -> 3 -> 1 shards: the same report each time, the same files known as loaded."""
+    """1 -> 4 -> 3 -> 1 shards: the same report each time, the same files known as loaded, the
+    same alerts and outbox (each with its own store's key) back in one file."""
     source, expected = sample_state, sample_report_csv
     home = tmp_path / "state"
     shutil.copytree(source, home)
+    with database(home / "storemon.duckdb") as con:
+        assert evaluate_alerts(con).opened > 0
+        con.execute("UPDATE alert_outbox SET attempts = 2, delivered_to = ['http://x/'] "
+                    "WHERE event_key = (SELECT min(event_key) FROM alert_outbox)")
+        alerts_before = _alert_rows(con)
     one = sharded_settings(home, 1)
     four = sharded_settings(home, 4)
 
@@ -174,8 +181,19 @@ def test_reshard_keeps_every_report(sample_state, sample_report_csv, tmp_path):
     with database(home / "storemon.duckdb") as con:
         write_report_csv(con, tmp_path / "back.csv")
         assert {r.status for r in ingest_paths(con, [SAMPLE_DATA_DIR])} == {"skipped"}
+        assert _alert_rows(con) == alerts_before
     assert (tmp_path / "back.csv").read_bytes() == expected
     assert report(one, "one.csv") == expected
+
+
+def _alert_rows(con: duckdb.DuckDBPyConnection) -> tuple[list, list]:
+    """The alerts with their store's id in place of its key (keys are per file), and the
+    outbox."""
+    alerts = con.execute(
+        "SELECT alerts.* EXCLUDE (store_key), stores.store_id = alerts.store_id FROM alerts "
+        "JOIN stores USING (store_key) ORDER BY alert_id"
+    ).fetchall()
+    return alerts, con.execute("SELECT * FROM alert_outbox ORDER BY event_key").fetchall()
 
 
 

@@ -51,3 +51,16 @@ FROM source_history_backlog
 JOIN source_stores USING (store_key)
 JOIN stores ON stores.store_id = source_stores.store_id
 GROUP BY stores.store_key;
+
+-- The alerts of the shard's stores and their events, delivered or not: evaluations and delivery
+-- go on from them where they are kept (one file).
+INSERT INTO alerts
+SELECT source_alerts.* REPLACE (stores.store_key::INTEGER AS store_key)
+FROM source_alerts
+JOIN stores ON stores.store_id = source_alerts.store_id;
+
+INSERT INTO alert_outbox
+SELECT source_alert_outbox.*
+FROM source_alert_outbox
+JOIN source_alerts USING (alert_id)
+WHERE shard_of(source_alerts.store_id, $shards) = $shard;

@@ -1,12 +1,13 @@
-"""A webhook receiver for the alerts' tests: a real HTTP server on a loopback port, in a thread
-of the test process, that records every request and answers as the test tells it to (a status,
-or a stall longer than the sender's timeout)."""
+"""A webhook receiver for the soak and the alerts' tests: a real HTTP server on a loopback port,
+in a thread of the caller's process, that records every request and answers as it is told to (a
+status, a share of refusals, or a stall longer than the sender's timeout)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +37,12 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.status = 200
+        # this share of the events' first posts is answered 503 whatever the status: a flaky
+        # receiver, that takes each event at its next post
+        self.refuse_share = 0.0
+        self._refused: set[str | None] = set()
         self.stall_seconds = 0.0
+        self._random = random.Random(0)
         self.arrived = threading.Event()  # set when a request comes in, before any stall
         self._lock = threading.Lock()
         receiver = self
@@ -46,6 +52,11 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.arrived.set()
                 stall, status = receiver.stall_seconds, receiver.status
+                key = self.headers.get("Idempotency-Key")
+                flaky = receiver._random.random() < receiver.refuse_share
+                if flaky and key not in receiver._refused:
+                    receiver._refused.add(key)
+                    status = 503
                 if stall:
                     time.sleep(stall)
                 with receiver._lock:
