@@ -14,48 +14,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import psutil
 import pytest
-from support.oracle import StoreCase, write_feeds
+from support.alert_scenario import delivered
+from support.oracle import write_feeds
 from support.up import Up, running_up
 
 from storemon_pipeline.settings import PROJECT_ROOT
 from storemon_pipeline.tools.receiver import Receiver, running_receiver
 
 SECRET = "e2e-secret"
-EVERY_DAY = [(day, "09:00", "21:00") for day in range(7)]
-
-
-def _chicago(day: int, hour: int, minute: int = 0) -> datetime:
-    """March 2023 in Chicago (UTC-6 until the 12th) as naive UTC."""
-    return datetime(2023, 3, day, hour, minute) + timedelta(hours=6)
-
-
-STORES = {
-    "DOWN": StoreCase("DOWN", EVERY_DAY, "America/Chicago"),
-    "FINE": StoreCase("FINE", EVERY_DAY, "America/Chicago"),
-    "NIGHT": StoreCase("NIGHT", EVERY_DAY, "America/Chicago"),
-}
-# DOWN: down from 20:20, still down at 10:00 the next day (100 business minutes: opened), up at
-# 11:40 (resolved after 150). FINE: up throughout, until it goes down at 12:00 (an alert at
-# 13:00, posted while the receiver stalls). NIGHT: down only while closed.
-DELIVERIES = [
-    {"DOWN": [(_chicago(6, 20), True), (_chicago(6, 20, 40), False)],
-     "FINE": [(_chicago(6, 20), True)],
-     "NIGHT": [(_chicago(6, 20), True), (_chicago(6, 22), True), (_chicago(6, 23), False)]},
-    {"DOWN": [(_chicago(7, 10), False)], "FINE": [(_chicago(7, 10), True)],
-     "NIGHT": [(_chicago(7, 2), False), (_chicago(7, 8), True)]},
-    {"DOWN": [(_chicago(7, 11, 40), True)], "FINE": [(_chicago(7, 11, 40), True)],
-     "NIGHT": [(_chicago(7, 11, 40), True)]},
-    {"DOWN": [(_chicago(7, 13), True)],
-     "FINE": [(_chicago(7, 12), False), (_chicago(7, 13), False)],
-     "NIGHT": [(_chicago(7, 13), True)]},
-    {"DOWN": [(_chicago(7, 14), True)], "FINE": [(_chicago(7, 14), True)],
-     "NIGHT": [(_chicago(7, 14), True)]},
-]
 TIMEOUT = 180
 
 
@@ -71,10 +41,7 @@ def wait(what: str, condition: Callable[[], object], timeout: float = TIMEOUT, u
 
 
 def feeds(folder: Path, index: int) -> dict[str, list[Path]]:
-    polls = DELIVERIES[index]
-    stores = [StoreCase(s.store_id, s.hours, s.zone, polls.get(s.store_id, []))
-              for s in STORES.values()]
-    return write_feeds(stores, folder / f"delivery_{index}", seed=index)
+    return write_feeds(delivered(index), folder / f"delivery_{index}", seed=index)
 
 
 def drop(home: Path, folder: Path, index: int) -> None:

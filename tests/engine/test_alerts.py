@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from hypothesis import Phase, event, given, settings
 from hypothesis import strategies as st
+from support.alert_scenario import EVERY_DAY, chicago
 from support.oracle import (
     DAY,
     StoreCase,
@@ -47,7 +48,6 @@ from storemon_pipeline.engine.ingest import ingest_paths
 # An example ingests up to eight files: shrinking a failing one takes many minutes, so the
 # failure is reported as found (the label names the delivery, T and the threshold).
 WITHOUT_SHRINKING = {**COMMON, "phases": [Phase.explicit, Phase.reuse, Phase.generate]}
-EVERY_DAY = [(day, "09:00", "21:00") for day in range(7)]
 
 
 class Feed:
@@ -83,11 +83,6 @@ class Feed:
         self.con.close()
 
 
-def _chicago(day: int, hour: int, minute: int = 0) -> datetime:
-    """March 2023 local time in Chicago (UTC-6 until the 12th) as naive UTC."""
-    return datetime(2023, 3, day, hour, minute) + timedelta(hours=6)
-
-
 def _one(feed: Feed) -> pd.Series:
     alerts = feed.alerts()
     assert len(alerts) == 1, alerts
@@ -99,16 +94,16 @@ def _one(feed: Feed) -> pd.Series:
 
 def test_worked_example_down_through_a_closed_evening(tmp_path):
     feed = Feed(tmp_path, [StoreCase("D", EVERY_DAY, "America/Chicago")])
-    first = feed.deliver({"D": [(_chicago(6, 20), True), (_chicago(6, 20, 40), False)]})
+    first = feed.deliver({"D": [(chicago(6, 20), True), (chicago(6, 20, 40), False)]})
     assert (first.opened, first.open) == (0, 0)  # 20 business minutes
     assert feed.alerts().empty
-    second = feed.deliver({"D": [(_chicago(7, 10), False)]})
+    second = feed.deliver({"D": [(chicago(7, 10), False)]})
     assert (second.opened, second.open) == (1, 1)
     alert = _one(feed)
     assert alert["state"] == "open"
     assert alert["down_since"] == datetime(2023, 3, 7, 2, 20)
     assert alert["business_minutes_down"] == 100
-    third = feed.deliver({"D": [(_chicago(7, 11, 40), True)]})
+    third = feed.deliver({"D": [(chicago(7, 11, 40), True)]})
     assert (third.opened, third.resolved, third.open) == (0, 1, 0)
     alert = _one(feed)
     assert alert["state"] == "resolved"
@@ -136,8 +131,8 @@ def test_worked_example_down_through_a_closed_evening(tmp_path):
 
 def test_worked_example_down_only_outside_its_hours(tmp_path):
     feed = Feed(tmp_path, [StoreCase("N", EVERY_DAY, "America/Chicago")])
-    for poll in [(_chicago(6, 22), True), (_chicago(6, 23), False), (_chicago(7, 2), False),
-                 (_chicago(7, 6), True)]:
+    for poll in [(chicago(6, 22), True), (chicago(6, 23), False), (chicago(7, 2), False),
+                 (chicago(7, 6), True)]:
         result = feed.deliver({"N": [poll]})
         assert (result.opened, result.open) == (0, 0)
     assert feed.alerts().empty and feed.events() == []
@@ -148,11 +143,11 @@ def test_a_closed_special_date_counts_as_closed(tmp_path):
     09:30 makes 38."""
     feed = Feed(tmp_path, [StoreCase("C", EVERY_DAY, "America/Chicago",
                                      special=[("2023-03-07", "", "")])])
-    feed.deliver({"C": [(_chicago(6, 20, 50), True), (_chicago(6, 20, 54), False)]})
-    assert feed.deliver({"C": [(_chicago(7, 16), False)]}).opened == 0
-    assert feed.deliver({"C": [(_chicago(8, 9, 30), False)]}).opened == 1
+    feed.deliver({"C": [(chicago(6, 20, 50), True), (chicago(6, 20, 54), False)]})
+    assert feed.deliver({"C": [(chicago(7, 16), False)]}).opened == 0
+    assert feed.deliver({"C": [(chicago(8, 9, 30), False)]}).opened == 1
     alert = _one(feed)
-    assert alert["down_since"] == _chicago(6, 20, 52)
+    assert alert["down_since"] == chicago(6, 20, 52)
     assert alert["business_minutes_down"] == 38
     feed.close()
 
