@@ -334,6 +334,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         )
     with connect() as con:
         alerts = read_alerts(con, "open" if args.open else None, args.store)
+        outbox = delivery_status(con, len(urls))
+    if outbox.pending or outbox.delivered or outbox.dead:
+        print(
+            f"events: {outbox.pending} pending, {outbox.delivered} delivered, {outbox.dead} "
+            f"dead (given up) to {len(urls)} webhook(s)"
+        )
     if alerts.empty:
         print("no open alerts" if args.open else "no alerts")
         return 0

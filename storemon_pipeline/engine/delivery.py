@@ -56,6 +56,17 @@ class OutboxEvent:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class Post:
+    """One post of an event to one webhook, and its answer."""
+
+    webhook: str
+    posted_at: datetime
+    status: int | None  # None: no answer (refused, a timeout)
+    error: str | None  # None: acknowledged
+    seconds: float
+
+
 @dataclass
 class Attempt:
     """One round's posts of one event: the webhooks that acknowledged it, the last error."""
@@ -63,6 +74,7 @@ class Attempt:
     event_key: str
     acknowledged: list[str] = field(default_factory=list)
     error: str | None = None
+    posts: list[Post] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,19 +152,26 @@ def post_events(
             if secret:
                 headers["X-Storemon-Signature"] = signature(body, secret)
             for url in targets:
+                posted_at, began = utc_now(), time.monotonic()
                 try:
                     answer = http.post(url, content=body, headers=headers)
                 except httpx.HTTPError as exc:
-                    attempt.error = f"{url}: {type(exc).__name__}: {exc}"
+                    status, error = None, f"{type(exc).__name__}: {exc}"
                     failing.add(url)
-                    continue
-                if answer.is_success:
-                    attempt.acknowledged.append(url)
                 else:
-                    attempt.error = f"{url}: HTTP {answer.status_code}"
-                    status_failures[url] += 1
-                    if status_failures[url] >= STATUS_FAILURES_PER_ROUND:
-                        failing.add(url)
+                    status = answer.status_code
+                    error = None if answer.is_success else f"HTTP {status}"
+                    if error is None:
+                        attempt.acknowledged.append(url)
+                    else:
+                        status_failures[url] += 1
+                        if status_failures[url] >= STATUS_FAILURES_PER_ROUND:
+                            failing.add(url)
+                if error is not None:
+                    attempt.error = f"{url}: {error}"
+                attempt.posts.append(
+                    Post(url, posted_at, status, error, time.monotonic() - began)
+                )
             attempts.append(attempt)
     return attempts
 
@@ -171,7 +190,8 @@ def record_attempts(
     now: datetime,
     retry_max_hours: float,
 ) -> int:
-    """One transaction: each event's acknowledgements added, delivered once every webhook has
+    """One transaction: each post recorded (``alert_delivery_attempts``), each event's
+    acknowledgements added, delivered once every webhook has
     acknowledged it; otherwise its next attempt after the back-off, or given up (dead) once it
     is older than ``retry_max_hours``. Returns how many of the events are now delivered."""
     if not attempts:
@@ -191,9 +211,19 @@ def record_attempts(
             ],
         }
     )
+    posts = pd.DataFrame(
+        [(a.event_key, p.webhook, p.posted_at, p.status, p.error, p.seconds)
+         for a in attempts for p in a.posts],
+        columns=["event_key", "webhook", "posted_at", "status", "error", "seconds"],
+    ).astype({"status": "Int64"})
     con.begin()
     try:
         con.register("round_attempts", rows)
+        con.register("round_posts", posts)
+        con.execute(
+            "INSERT INTO alert_delivery_attempts SELECT event_key, webhook, posted_at, "
+            "status::INTEGER, error, seconds FROM round_posts"
+        )
         con.execute(
             sql("alert_delivery_record"),
             {"now": now, "urls": urls, "max_us": round(retry_max_hours * 3600e6)},
@@ -209,6 +239,7 @@ def record_attempts(
         raise
     finally:
         con.unregister("round_attempts")
+        con.unregister("round_posts")
     return delivered
 
 

@@ -42,7 +42,7 @@ FEED_TABLES = (
 KEYED_TABLES = ("stores", "polls", "search_memo", "history_backlog", "alerts")
 # Seen through the views too, so that `reshard` carries the alerts and their events
 # (docs/semantics.md §2.18) to the stores' new files.
-ALERT_TABLES = ("alerts", "alert_outbox")
+ALERT_TABLES = ("alerts", "alert_outbox", "alert_delivery_attempts")
 EMPTY_TABLES = {
     "search_memo": "SELECT NULL::BIGINT AS store_key, NULL::TIMESTAMP AS searched_before, "
     "NULL::TIMESTAMP AS last_in_hours_ts, NULL::BOOLEAN AS last_in_hours_active, "
@@ -62,6 +62,9 @@ EMPTY_TABLES = {
     "NULL::TIMESTAMP AS next_attempt_at, NULL::VARCHAR[] AS delivered_to, "
     "NULL::TIMESTAMP AS delivered_at, NULL::TIMESTAMP AS dead_at, NULL::VARCHAR AS last_error "
     "WHERE false",
+    "alert_delivery_attempts": "SELECT NULL::VARCHAR AS event_key, NULL::VARCHAR AS webhook, "
+    "NULL::TIMESTAMP AS posted_at, NULL::INTEGER AS status, NULL::VARCHAR AS error, "
+    "NULL::DOUBLE AS seconds WHERE false",
 }
 
 

@@ -282,11 +282,12 @@ def test_alerts_command(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == ("evaluated as of the latest poll 2023-03-06 12:00:00 UTC (at least 60 "
                       "business minutes down): 1 opened, 0 resolved, 1 open")
-    assert out[1].split() == ["alert_id", "store_id", "state", "down_since", "resolved_at",
+    assert out[1] == "events: 1 pending, 0 delivered, 0 dead (given up) to 0 webhook(s)"
+    assert out[2].split() == ["alert_id", "store_id", "state", "down_since", "resolved_at",
                               "business_minutes_down"]
-    assert out[2].split()[1:] == ["G", "open", "2023-03-06", "10:30:00", "UTC", "90.00"]
+    assert out[3].split()[1:] == ["G", "open", "2023-03-06", "10:30:00", "UTC", "90.00"]
     assert cli.main(["alerts", "--store", "H"]) == 0
-    assert capsys.readouterr().out == "no alerts\n"
+    assert capsys.readouterr().out.splitlines()[-1] == "no alerts"
     assert cli.main(["alerts", "--store", "not a store"]) == 2
 
 

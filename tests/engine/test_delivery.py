@@ -115,6 +115,12 @@ def test_a_receiver_down_for_a_while_gets_every_event_under_one_key(state):
         state.make_due()
         assert [r.event["event"] for r in second.accepted()] == ["opened"]
         assert not receiver.accepted()
+        with state.connect() as con:  # every post recorded, with its answer
+            posts = con.execute(
+                "SELECT webhook, status, error FROM alert_delivery_attempts ORDER BY posted_at"
+            ).fetchall()
+        assert len(posts) == len(receiver.requests) + len(second.requests)
+        assert (receiver.url, 503, "HTTP 503") in posts and (second.url, 200, None) in posts
         pending = state.outbox()
         assert [row["delivered"] for row in pending] == [False, False]
         assert pending[0]["attempts"] >= 3 and "HTTP 503" in pending[0]["last_error"]
@@ -166,6 +172,10 @@ def test_a_stalled_receiver_never_holds_the_database(state, tmp_path):
     row = state.outbox()[0]
     assert (row["attempts"], row["delivered"]) == (1, False)
     assert "Timeout" in row["last_error"]
+    with state.connect() as con:
+        ((status, error, seconds),) = con.execute(
+            "SELECT status, error, seconds FROM alert_delivery_attempts").fetchall()
+    assert status is None and error.startswith("ReadTimeout") and 5 <= seconds < 7
 
 
 def test_events_are_given_up_after_the_retry_limit(state):
@@ -232,6 +242,7 @@ def test_alerts_command_delivers_one_round(tmp_path, monkeypatch, capsys):
         assert cli.main(["alerts", "--evaluate", "--deliver", "--open"]) == 0
         out = capsys.readouterr().out.splitlines()
         assert out[1] == "delivery: posted 1, delivered 1, failed 0; 0 pending, 0 dead"
+        assert out[2] == "events: 0 pending, 1 delivered, 0 dead (given up) to 1 webhook(s)"
         (request,) = receiver.accepted()
         assert request.event["store_id"] == "DOWN" and request.signed_by(SECRET)
     assert read_delivery_status(home).delivered == 1

@@ -151,6 +151,8 @@ def test_reshard_keeps_every_report(sample_state, sample_report_csv, tmp_path):
         assert evaluate_alerts(con).opened > 0
         con.execute("UPDATE alert_outbox SET attempts = 2, delivered_to = ['http://x/'] "
                     "WHERE event_key = (SELECT min(event_key) FROM alert_outbox)")
+        con.execute("INSERT INTO alert_delivery_attempts SELECT min(event_key), 'http://x/', "
+                    "TIMESTAMP '2026-12-01 10:00', 200, NULL, 0.01 FROM alert_outbox")
         alerts_before = _alert_rows(con)
     one = sharded_settings(home, 1)
     four = sharded_settings(home, 4)
@@ -186,14 +188,15 @@ def test_reshard_keeps_every_report(sample_state, sample_report_csv, tmp_path):
     assert report(one, "one.csv") == expected
 
 
-def _alert_rows(con: duckdb.DuckDBPyConnection) -> tuple[list, list]:
-    """The alerts with their store's id in place of its key (keys are per file), and the
-    outbox."""
+def _alert_rows(con: duckdb.DuckDBPyConnection) -> tuple[list, list, list]:
+    """The alerts with their store's id in place of its key (keys are per file), the outbox and
+    the posts."""
     alerts = con.execute(
         "SELECT alerts.* EXCLUDE (store_key), stores.store_id = alerts.store_id FROM alerts "
         "JOIN stores USING (store_key) ORDER BY alert_id"
     ).fetchall()
-    return alerts, con.execute("SELECT * FROM alert_outbox ORDER BY event_key").fetchall()
+    return alerts, con.execute("SELECT * FROM alert_outbox ORDER BY event_key").fetchall(), \
+        con.execute("SELECT * FROM alert_delivery_attempts ORDER BY ALL").fetchall()
 
 
 

@@ -52,7 +52,7 @@ JOIN source_stores USING (store_key)
 JOIN stores ON stores.store_id = source_stores.store_id
 GROUP BY stores.store_key;
 
--- The alerts of the shard's stores and their events, delivered or not: evaluations and delivery
+-- The alerts of the shard's stores, their events (delivered or not) and their posts: evaluations and delivery
 -- go on from them where they are kept (one file).
 INSERT INTO alerts
 SELECT source_alerts.* REPLACE (stores.store_key::INTEGER AS store_key)
@@ -62,5 +62,12 @@ JOIN stores ON stores.store_id = source_alerts.store_id;
 INSERT INTO alert_outbox
 SELECT source_alert_outbox.*
 FROM source_alert_outbox
+JOIN source_alerts USING (alert_id)
+WHERE shard_of(source_alerts.store_id, $shards) = $shard;
+
+INSERT INTO alert_delivery_attempts
+SELECT source_alert_delivery_attempts.*
+FROM source_alert_delivery_attempts
+JOIN source_alert_outbox USING (event_key)
 JOIN source_alerts USING (alert_id)
 WHERE shard_of(source_alerts.store_id, $shards) = $shard;

@@ -129,6 +129,17 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
     last_error      VARCHAR
 );
 
+-- Every post of an event to a webhook, recorded by the delivery round that made it (engine/
+-- delivery.py), with the answer: what an operator reads when a receiver misbehaves.
+CREATE TABLE IF NOT EXISTS alert_delivery_attempts (
+    event_key VARCHAR   NOT NULL,  -- alert_outbox.event_key
+    webhook   VARCHAR   NOT NULL,  -- the URL posted to (for operators: it may hold a secret)
+    posted_at TIMESTAMP NOT NULL,  -- wall clock (UTC)
+    status    INTEGER,             -- the HTTP status answered; NULL: no answer (refused, timeout)
+    error     VARCHAR,             -- why it did not acknowledge; NULL: acknowledged (2xx)
+    seconds   DOUBLE    NOT NULL   -- how long the post took
+);
+
 -- Tables of earlier versions, now derived elsewhere: the report history lives in
 -- history.duckdb (engine/history.py), and reports build their own business windows.
 DROP TABLE IF EXISTS uptime_report;
