@@ -20,7 +20,7 @@ run: install
 
 test: install-test
 	$(BIN)/ruff check storemon_pipeline storemon_api tests
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/storemon bench

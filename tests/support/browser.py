@@ -13,6 +13,7 @@ import inspect
 import itertools
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -72,12 +73,14 @@ class Browser:
         self.downloads = workdir / "downloads"
         self.downloads.mkdir(parents=True, exist_ok=True)
         port = free_port()
+        # its scratch folders (org.chromium.*) hold a Unix socket, whose path may not exceed
+        # 107 bytes: a short folder of its own, not the test's (deep under pytest's basetemp)
+        self.scratch = Path(tempfile.mkdtemp(prefix="chromium-"))
         self.process = Process(
             "chromium",
             [CHROMIUM, *FLAGS, f"--remote-debugging-port={port}",
              f"--user-data-dir={workdir / 'profile'}", "about:blank"],
-            # its own scratch folders (org.chromium.*) go in the test's folder, not /tmp
-            env={"HOME": str(workdir), "TMPDIR": str(workdir), "PATH": "/usr/bin:/bin"},
+            env={"HOME": str(workdir), "TMPDIR": str(self.scratch), "PATH": "/usr/bin:/bin"},
             cwd=workdir,
             log_dir=workdir,
         )
@@ -151,3 +154,4 @@ class Browser:
             with contextlib.suppress(Exception):
                 session.close()
         self.process.stop(grace=5)
+        shutil.rmtree(self.scratch, ignore_errors=True)
