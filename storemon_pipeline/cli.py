@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -296,11 +297,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
               "they are not evaluated yet", file=sys.stderr)
         return 1
 
-    def connect():
-        return database(
-            settings.duckdb_path, wait_seconds=args.wait, limits=settings.duckdb_limits
-        )
-
+    connect = functools.partial(
+        database, settings.duckdb_path, wait_seconds=args.wait, limits=settings.duckdb_limits
+    )
     urls = settings.alert_webhook_urls
     if args.evaluate:
         with connect() as con:

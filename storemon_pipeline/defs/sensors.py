@@ -2,6 +2,7 @@
 the alerts' events to the webhooks."""
 
 
+import functools
 import hashlib
 import json
 import time
@@ -190,13 +191,12 @@ def alert_deliveries(
         )
     secret = settings.alert_secret.get_secret_value() if settings.alert_secret else None
 
-    def connect() -> object:
-        return database(
-            storemon.duckdb_path,
-            wait_seconds=DELIVERY_LOCK_WAIT_SECONDS,
-            limits=settings.duckdb_limits,
-        )
-
+    connect = functools.partial(
+        database,
+        storemon.duckdb_path,
+        wait_seconds=DELIVERY_LOCK_WAIT_SECONDS,
+        limits=settings.duckdb_limits,
+    )
     try:
         done = deliver_due_events(
             connect,
