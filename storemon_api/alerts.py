@@ -24,7 +24,6 @@ from storemon_api.models import Alert, AlertCounts, AlertEvent, AlertsResponse
 from storemon_pipeline.engine.alerts import (
     ALERT_STATES,
     alert_counts,
-    alert_timezones,
     alerts_kept,
     read_alerts,
     store_polled,
@@ -39,7 +38,6 @@ from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
 from storemon_pipeline.settings import Settings
 
 READ_WAIT_SECONDS = 10.0
-US_PER_MINUTE = 60_000_000
 
 
 @dataclass
@@ -108,20 +106,19 @@ class AlertService:
                 found.known = store_id is None or store_polled(con, store_id)
                 if not found.known or not alerts_kept(con):
                     return found
-                frame = read_alerts(con, state, store_id)
+                frame = read_alerts(con, state, store_id, DEFAULT_TIMEZONE)
                 found.counts = alert_counts(con, store_id)
                 if frame.empty:
                     return found
                 ids = frame["alert_id"].tolist()
                 events = read_events(con, ids)
-                zones = alert_timezones(con, sorted(set(frame["store_id"])), DEFAULT_TIMEZONE)
         except duckdb.IOException as exc:
             raise Unavailable("the store database is busy; retry in a few seconds") from exc
         by_alert: dict[str, list[AlertEvent]] = {}
         for row in events.itertuples(index=False):
             by_alert.setdefault(row.alert_id, []).append(_event(row, with_errors))
         found.alerts = [
-            _alert(row, zones[row.store_id], by_alert.get(row.alert_id, []))
+            _alert(row, by_alert.get(row.alert_id, []))
             for row in frame.itertuples(index=False)
         ]
         return found
@@ -144,7 +141,7 @@ def _response(found: Sequence[_Found]) -> AlertsResponse:
     )
 
 
-def _alert(row, timezone: str, events: list[AlertEvent]) -> Alert:
+def _alert(row, events: list[AlertEvent]) -> Alert:
     resolved_at = _instant(row.resolved_at)
     evaluated_as_of = _instant(row.evaluated_as_of)
     return Alert(
@@ -153,8 +150,8 @@ def _alert(row, timezone: str, events: list[AlertEvent]) -> Alert:
         state=row.state,
         down_since=_instant(row.down_since),
         resolved_at=resolved_at,
-        business_minutes_down=_two_decimals(row.business_minutes_down),
-        timezone=timezone,
+        business_minutes_down=row.business_minutes_rounded,
+        timezone=row.timezone,
         opened_as_of=_instant(row.opened_as_of),
         resolved_as_of=_instant(row.resolved_as_of),
         evaluated_as_of=evaluated_as_of,
@@ -184,13 +181,6 @@ def _instant(value: object) -> datetime | None:
     if value is None or pd.isna(value):
         return None
     return as_aware_utc(pd.Timestamp(value).to_pydatetime())
-
-
-def _two_decimals(minutes: float) -> float:
-    """Minutes rounded half up to 2 decimals, on the integer microseconds they were computed
-    from, as the events' ``business_minutes_down`` (SQL ``two_decimals``)."""
-    us = round(minutes * US_PER_MINUTE)
-    return ((us * 100 + US_PER_MINUTE // 2) // US_PER_MINUTE) / 100
 
 
 def _iso_z(instant: datetime) -> str:

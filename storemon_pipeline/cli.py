@@ -283,7 +283,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from storemon_pipeline.engine.delivery import (
         deliver_due_events,
         delivery_status,
-        write_delivery_status,
+        save_delivery_status,
     )
     from storemon_pipeline.engine.ingest import is_valid_store_id
 
@@ -307,7 +307,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                 con, min_down_minutes=settings.alert_min_down_minutes,
                 default_timezone=DEFAULT_TIMEZONE,
             )
-            write_delivery_status(settings.state_dir, delivery_status(con, len(urls)))
+            save_delivery_status(con, settings.state_dir, len(urls))
         if result.as_of is None:
             print("no polls are loaded yet: nothing to evaluate")
         else:
@@ -343,7 +343,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         print("no open alerts" if args.open else "no alerts")
         return 0
     table = alerts[["alert_id", "store_id", "state", "down_since", "resolved_at"]].copy()
-    table["business_minutes_down"] = alerts["business_minutes_down"].map(lambda m: f"{m:.2f}")
+    table["business_minutes_down"] = alerts["business_minutes_rounded"].map(lambda m: f"{m:.2f}")
     for column in ("down_since", "resolved_at"):
         table[column] = table[column].map(
             lambda t: "" if pd.isna(t) else t.isoformat(sep=" ") + " UTC"

@@ -39,7 +39,7 @@ from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.defs.tags import RECOMPUTE_STALE, RECOMPUTE_TAG
 from storemon_pipeline.engine.alerts import evaluate_alerts, read_alerts
 from storemon_pipeline.engine.db import ensure_spill_room
-from storemon_pipeline.engine.delivery import delivery_status, write_delivery_status
+from storemon_pipeline.engine.delivery import save_delivery_status
 from storemon_pipeline.engine.history import (
     HistoryUpdate,
     backlog_stores,
@@ -623,8 +623,7 @@ def store_alerts(
             min_down_minutes=settings.alert_min_down_minutes,
             default_timezone=DEFAULT_TIMEZONE,
         )
-        status = delivery_status(con, len(settings.alert_webhook_urls))
-        write_delivery_status(storemon.state_dir, status)
+        status = save_delivery_status(con, storemon.state_dir, len(settings.alert_webhook_urls))
         open_alerts = read_alerts(con, "open")
     seconds = time.perf_counter() - started
     if result.as_of is None:

@@ -143,24 +143,31 @@ def _epoch_us(instant: datetime) -> int:
 
 
 def read_alerts(
-    con: duckdb.DuckDBPyConnection, state: str | None = None, store_id: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    state: str | None = None,
+    store_id: str | None = None,
+    default_timezone: str = DEFAULT_TIMEZONE,
 ) -> pd.DataFrame:
     """The alerts (of one state, of one store, or all), newest run first: alert_id, store_id,
     state, down_since, resolved_at, business_minutes_down (unrounded), opened_as_of,
-    resolved_as_of, evaluated_as_of (naive UTC)."""
+    resolved_as_of, evaluated_as_of (naive UTC), and as the events say them: the store's
+    timezone and business_minutes_rounded (half up, 2 decimals)."""
     if state is not None and state not in ALERT_STATES:
         raise ValueError(f"an alert's state is one of {', '.join(ALERT_STATES)}, not {state!r}")
     return con.execute(
         """
-        SELECT alert_id, store_id, state, down_since, resolved_at,
+        SELECT alert_id, alerts.store_id, state, down_since, resolved_at,
                business_us_down / 60000000 AS business_minutes_down,
-               opened_as_of, resolved_as_of, evaluated_as_of
+               opened_as_of, resolved_as_of, evaluated_as_of,
+               coalesce(timezones.timezone, $default_timezone) AS timezone,
+               two_decimals(business_us_down, 60000000)::DOUBLE AS business_minutes_rounded
         FROM alerts
+        LEFT JOIN timezones USING (store_id)
         WHERE ($state IS NULL OR state = $state)
-          AND ($store_id IS NULL OR store_id = $store_id)
-        ORDER BY down_since DESC, store_id, alert_id
+          AND ($store_id IS NULL OR alerts.store_id = $store_id)
+        ORDER BY down_since DESC, alerts.store_id, alert_id
         """,
-        {"state": state, "store_id": store_id},
+        {"state": state, "store_id": store_id, "default_timezone": default_timezone},
     ).df()
 
 
@@ -201,17 +208,3 @@ def alert_counts(
         {"store_id": store_id},
     ).fetchall())
     return {state: int(found.get(state, 0)) for state in ALERT_STATES}
-
-
-def alert_timezones(
-    con: duckdb.DuckDBPyConnection,
-    store_ids: list[str],
-    default_timezone: str = DEFAULT_TIMEZONE,
-) -> dict[str, str]:
-    """Each store's zone as its alerts' events name it: its row in ``timezones``, else the
-    default."""
-    found = dict(con.execute(
-        "SELECT store_id, timezone FROM timezones WHERE list_contains($ids, store_id)",
-        {"ids": store_ids},
-    ).fetchall())
-    return {store_id: found.get(store_id, default_timezone) for store_id in store_ids}

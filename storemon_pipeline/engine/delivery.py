@@ -69,12 +69,20 @@ class Post:
 
 @dataclass
 class Attempt:
-    """One round's posts of one event: the webhooks that acknowledged it, the last error."""
+    """One round's posts of one event."""
 
     event_key: str
-    acknowledged: list[str] = field(default_factory=list)
-    error: str | None = None
     posts: list[Post] = field(default_factory=list)
+
+    @property
+    def acknowledged(self) -> list[str]:
+        return [post.webhook for post in self.posts if post.error is None]
+
+    @property
+    def error(self) -> str | None:
+        """The last failed post's webhook and error."""
+        failed = [post for post in self.posts if post.error is not None]
+        return f"{failed[-1].webhook}: {failed[-1].error}" if failed else None
 
 
 @dataclass(frozen=True)
@@ -161,14 +169,10 @@ def post_events(
                 else:
                     status = answer.status_code
                     error = None if answer.is_success else f"HTTP {status}"
-                    if error is None:
-                        attempt.acknowledged.append(url)
-                    else:
+                    if error is not None:
                         status_failures[url] += 1
                         if status_failures[url] >= STATUS_FAILURES_PER_ROUND:
                             failing.add(url)
-                if error is not None:
-                    attempt.error = f"{url}: {error}"
                 attempt.posts.append(
                     Post(url, posted_at, status, error, time.monotonic() - began)
                 )
@@ -285,6 +289,16 @@ def write_delivery_status(state_dir: Path, status: DeliveryStatus) -> Path:
     )
 
 
+def save_delivery_status(
+    con: duckdb.DuckDBPyConnection, state_dir: Path, webhooks: int
+) -> DeliveryStatus:
+    """The outbox's status now, written to ``alerts/delivery.json`` while ``con`` holds the
+    database (after an evaluation or a round)."""
+    status = delivery_status(con, webhooks)
+    write_delivery_status(state_dir, status)
+    return status
+
+
 def read_delivery_status(state_dir: Path) -> DeliveryStatus | None:
     """The outbox as the last round or evaluation left it; None before any."""
     payload = read_json(state_dir / DELIVERY_STATUS_FILE)
@@ -329,8 +343,7 @@ def deliver_due_events(
         delivered = record_attempts(
             con, attempts, urls, now=utc_now(), retry_max_hours=retry_max_hours
         )
-        status = delivery_status(con, len(urls))
-        write_delivery_status(state_dir, status)
+        status = save_delivery_status(con, state_dir, len(urls))
     return DeliveryRound(
         posted=sum(1 for a in attempts if a.acknowledged),
         delivered=delivered,

@@ -30,6 +30,7 @@ from storemon_pipeline.engine.db import database
 from storemon_pipeline.engine.delivery import (
     Attempt,
     DeliveryStatus,
+    Post,
     record_attempts,
     write_delivery_status,
 )
@@ -105,11 +106,12 @@ def recovered(opened, tmp_path_factory) -> Settings:
     with database(state.duckdb_path) as con:
         alerts = read_alerts(con).set_index("store_id")["alert_id"]
         down, defaulted = alerts[DOWN], alerts[DEFAULTED]
-        failed = f"{HOOK}: HTTP 500"
-        record_attempts(con, [Attempt(f"{down}:opened", acknowledged=[HOOK]),
-                              Attempt(f"{down}:resolved", error=failed)],
+        acknowledged = [Post(HOOK, utc_now(), 200, None, 0.01)]
+        failed = [Post(HOOK, utc_now(), 500, "HTTP 500", 0.01)]
+        record_attempts(con, [Attempt(f"{down}:opened", posts=acknowledged),
+                              Attempt(f"{down}:resolved", posts=failed)],
                         [HOOK], now=utc_now(), retry_max_hours=24)
-        record_attempts(con, [Attempt(f"{defaulted}:opened", error=failed)],
+        record_attempts(con, [Attempt(f"{defaulted}:opened", posts=failed)],
                         [HOOK], now=utc_now(), retry_max_hours=0)
     return state
 
