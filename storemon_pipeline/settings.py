@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from storemon_pipeline.engine.db import DEFAULT_TEMP_LIMIT_GB, ResourceLimits, memory_share_mb
+from storemon_pipeline.engine.db import DEFAULT_TEMP_LIMIT_GB, ResourceLimits, default_memory_mb
 from storemon_pipeline.engine.files import free_disk_bytes
 from storemon_pipeline.engine.shards import shard_db_paths
 from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
@@ -121,9 +121,10 @@ class Settings(BaseSettings):
 
     # Every DuckDB connection (engine/db.py).
     duckdb_memory_limit_mb: int = Field(
-        default_factory=memory_share_mb,
+        default_factory=default_memory_mb,
         ge=16,
-        description="Memory one DuckDB connection may use (default 60 % of the machine's).",
+        description="Memory one DuckDB connection may use (default 2048, or 60 % of a machine "
+        "with less than 3.4 GB); the work over every store is chunked to fit it.",
     )
     duckdb_temp_limit_gb: float | None = Field(
         default=None,

@@ -24,6 +24,7 @@ from storemon_pipeline.engine.report import (
     LOOKBACK_MARGIN,
     WEEK,
     build_timelines,
+    chunks_of_report_stores,
     latest_poll,
     scope_report_stores,
 )
@@ -108,28 +109,34 @@ def _current_runs(con: duckdb.DuckDBPyConnection, as_of: datetime) -> int:
     while True:
         passes += 1
         scope_report_stores(con, as_of, store_ids)
-        build_timelines(con, exact_from - LOOKBACK_MARGIN, as_of, exact_from)
-        con.execute(
-            sql("alert_runs"),
-            {"as_of": as_of, "exact_from_us": _epoch_us(exact_from)},
-        )
-        if store_ids is None:
-            con.execute("CREATE OR REPLACE TEMP TABLE alert_runs AS SELECT * FROM alert_runs_pass")
-        else:
+        remaining = []
+        chunks = chunks_of_report_stores(con, exact_from - LOOKBACK_MARGIN, as_of)
+        for step, _ in enumerate(chunks):
+            build_timelines(con, exact_from - LOOKBACK_MARGIN, as_of, exact_from)
             con.execute(
-                "DELETE FROM alert_runs WHERE store_key IN (SELECT store_key FROM alert_runs_pass);"
-                "INSERT INTO alert_runs SELECT * FROM alert_runs_pass"
+                sql("alert_runs"),
+                {"as_of": as_of, "exact_from_us": _epoch_us(exact_from)},
             )
-        remaining = con.execute(
-            """
-            SELECT runs.store_id, stores.first_poll
-            FROM alert_runs_pass AS runs
-            JOIN stores USING (store_key)
-            WHERE NOT runs.exact
-              AND (NOT runs.active_at_as_of
-                   OR runs.store_id IN (SELECT store_id FROM alerts WHERE state = 'open'))
-            """
-        ).fetchall()
+            if store_ids is None and step == 0:
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE alert_runs AS SELECT * FROM alert_runs_pass"
+                )
+            else:
+                con.execute(
+                    "DELETE FROM alert_runs "
+                    "WHERE store_key IN (SELECT store_key FROM alert_runs_pass);"
+                    "INSERT INTO alert_runs SELECT * FROM alert_runs_pass"
+                )
+            remaining += con.execute(
+                """
+                SELECT runs.store_id, stores.first_poll
+                FROM alert_runs_pass AS runs
+                JOIN stores USING (store_key)
+                WHERE NOT runs.exact
+                  AND (NOT runs.active_at_as_of
+                       OR runs.store_id IN (SELECT store_id FROM alerts WHERE state = 'open'))
+                """
+            ).fetchall()
         if not remaining:
             return passes
         store_ids = [row[0] for row in remaining]

@@ -20,14 +20,19 @@ from storemon_pipeline.engine.files import free_disk_bytes
 T = TypeVar("T")
 
 # A connection's limits when its caller gives none; the application passes its settings'
-# (STOREMON_DUCKDB_*), whose defaults are these.
-DEFAULT_MEMORY_SHARE = 0.6
+# (STOREMON_DUCKDB_*), whose defaults are these. The memory is a fixed budget, not a share of
+# the machine: the work that reads every store is chunked to fit it (engine/report.py), so
+# the fleet's size never changes what a process needs, and several processes (the daemon's
+# runs, the API's readers, the CLI) fit beside each other.
+DEFAULT_MEMORY_MB = 2048
+MACHINE_MEMORY_SHARE = 0.6  # at most this share of a small machine
 DEFAULT_TEMP_LIMIT_GB = 20.0
 
 
-def memory_share_mb(share: float = DEFAULT_MEMORY_SHARE) -> int:
-    """That share of the machine's memory, in MiB."""
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * share / 2**20)
+def default_memory_mb() -> int:
+    """DEFAULT_MEMORY_MB, or MACHINE_MEMORY_SHARE of the machine's memory if that is less."""
+    machine_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    return int(min(DEFAULT_MEMORY_MB, machine_mb * MACHINE_MEMORY_SHARE))
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,8 @@ class ResourceLimits:
 
     @classmethod
     def default(cls) -> ResourceLimits:
-        """The engine's own limits: 60 % of the memory, 20 GB of spill space."""
-        return cls(memory_share_mb(), DEFAULT_TEMP_LIMIT_GB)
+        """The engine's own limits: 2 GB of memory, 20 GB of spill space."""
+        return cls(default_memory_mb(), DEFAULT_TEMP_LIMIT_GB)
 
     def apply(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute("SET enable_progress_bar = false")
@@ -52,6 +57,20 @@ class ResourceLimits:
         con.execute(f"SET max_temp_directory_size = '{int(self.temp_gb * 1024)}MiB'")
         if self.threads is not None:
             con.execute(f"SET threads = {int(self.threads)}")
+
+
+_SIZE_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+               "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """The memory limit a connection was given, read from DuckDB itself (work sized from it
+    needs no argument: the connection carries its limit)."""
+    text = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    match = re.fullmatch(r"([\d.]+)\s*(\w+)", text.strip())
+    if match is None or match.group(2) not in _SIZE_UNITS:
+        raise ValueError(f"unexpected DuckDB memory limit {text!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
 class ResourceLimitError(RuntimeError):

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from storemon_pipeline.engine.db import sql
+from storemon_pipeline.engine.db import run_script, sql
 from storemon_pipeline.engine.files import atomic_target, free_disk_bytes
 from storemon_pipeline.engine.instants import utc_now
 from storemon_pipeline.engine.shards import Shard
@@ -194,6 +194,7 @@ def _check_rows(
             "not_after": not_after,
         }
     con.execute(sql(CHECK_QUERIES[feed]), params)
+    run_script(con, "ingest_number_lines")
 
 
 def _check_sanitised(

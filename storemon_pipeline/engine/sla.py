@@ -35,6 +35,7 @@ from storemon_pipeline.engine.report import (
     MINUTE_US,
     NoPollsError,
     build_timelines,
+    chunks_of_report_stores,
     latest_poll,
     scope_report_stores,
 )
@@ -59,9 +60,6 @@ SLA_COLUMNS = [
 # the engine's when a caller gives none.
 DEFAULT_TARGET_PCT = 99.0
 FIRST_YEAR, LAST_YEAR = 1970, 2099  # the instants the engine reports on (docs/semantics.md §1.1)
-# Polls of the periods' span per chunk of stores: about 1.5 GB at the peak (engine/sla.py
-# ``compute_sla``; docs/architecture.md).
-POLLS_PER_CHUNK = 12_000_000
 MONTH_PATTERN = re.compile(r"(\d{4})-(\d{2})")
 WEEK_PATTERN = re.compile(r"(\d{4})-W(\d{2})")
 
@@ -220,7 +218,7 @@ def compute_sla(
     *,
     target_pct: float = DEFAULT_TARGET_PCT,
     latest: datetime | None = None,
-    polls_per_chunk: int = POLLS_PER_CHUNK,
+    polls_per_chunk: int | None = None,
 ) -> SlaRun:
     """Fill the temp table ``sla_results`` (period_id, store_key, store_id, period_start,
     period_end, business_us, uptime_us, downtime_us, incidents, longest_incident_us,
@@ -232,8 +230,9 @@ def compute_sla(
     shards). Uses the report's temp tables (report_stores, report_as_of, the timelines).
 
     The stores are computed in chunks of consecutive store keys holding about
-    ``polls_per_chunk`` polls of the periods' span each, so that memory follows the chunk, not
-    the fleet; a store's results do not depend on the others', so they are the same.
+    ``polls_per_chunk`` polls of the periods' span each (default: sized from the connection's
+    memory limit, engine/report.py ``chunks_of_report_stores``), so that memory follows the
+    chunk, not the fleet; a store's results do not depend on the others', so they are the same.
     """
     periods = tuple(periods)
     if not periods:
@@ -260,51 +259,21 @@ def compute_sla(
     span_to = max(p.end for p in periods) + timedelta(days=1)
     prepare_zone_offsets(con, span_from, span_to)
     scope_report_stores(con, latest, store_ids)
-    con.execute("CREATE OR REPLACE TEMP TABLE sla_scope AS SELECT * FROM report_stores")
-    chunks = _store_chunks(
+    chunks = chunks_of_report_stores(
         con, span_from - LOOKBACK_MARGIN, min(span_to, latest), polls_per_chunk
     )
-    for step, (first_key, last_key) in enumerate(chunks):
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE report_stores AS SELECT * FROM sla_scope "
-            "WHERE store_key BETWEEN $first_key AND $last_key",
-            {"first_key": first_key, "last_key": last_key},
-        )
+    for step, _ in enumerate(chunks):
         _compute_chunk(con, latest)
         for table in ("sla_results", "sla_incidents"):
             if step == 0:
                 con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_of_chunks AS FROM {table}")
             else:
                 con.execute(f"INSERT INTO {table}_of_chunks FROM {table}")
-    if len(chunks) > 1:
-        for table in ("sla_results", "sla_incidents"):
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM {table}_of_chunks")
     for table in ("sla_results", "sla_incidents"):
-        con.execute(f"DROP TABLE IF EXISTS {table}_of_chunks")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM {table}_of_chunks")
+        con.execute(f"DROP TABLE {table}_of_chunks")
     con.execute(sql("sla_target"), {"target_millionths": millionths})
     return SlaRun(periods, latest, target_pct)
-
-
-def _store_chunks(
-    con: duckdb.DuckDBPyConnection, span_from: datetime, span_to: datetime, polls_per_chunk: int
-) -> list[tuple[int, int]]:
-    """Ranges of store keys of ``sla_scope``, as many as the polls of the span need (at least
-    one, even without stores), each with about as many stores."""
-    (polls,) = con.execute(
-        "SELECT count(*) FROM polls WHERE ts BETWEEN $span_from AND $span_to",
-        {"span_from": span_from, "span_to": span_to},
-    ).fetchone()
-    count = max(1, -(-polls // max(1, polls_per_chunk)))
-    ranges = con.execute(
-        """
-        SELECT min(store_key), max(store_key)
-        FROM (SELECT store_key, ntile($count) OVER (ORDER BY store_key) AS chunk FROM sla_scope)
-        GROUP BY chunk
-        ORDER BY chunk
-        """,
-        {"count": count},
-    ).fetchall()
-    return ranges or [(0, -1)]
 
 
 def _compute_chunk(con: duckdb.DuckDBPyConnection, latest: datetime) -> None:

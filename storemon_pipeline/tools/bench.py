@@ -24,7 +24,6 @@ Two kinds of run:
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -73,8 +72,9 @@ Out = Callable[[str], None]
 
 
 def dataset_params(scale: float, days: int = DAYS) -> dict:
-    """What identifies a cached data set. 8 days: one poll file per 1x of scale; longer
-    histories: one file a day, and one more hour in a file of its own."""
+    """What identifies a cached data set. 8 days: one poll file at 1x and below, one a day
+    above (a fleet's feed arrives daily); longer histories: one file a day, and one more hour
+    in a file of its own."""
     history = days != DAYS
     return {
         "version": DATASET_VERSION,
@@ -82,7 +82,7 @@ def dataset_params(scale: float, days: int = DAYS) -> dict:
         "days": days,
         "seed": SEED,
         "start": HISTORY_START if history else START,
-        "poll_files": days if history else max(1, math.ceil(scale)),
+        "poll_files": days if history or scale > 1 else 1,
         "extra_hours": 1 if history else 0,
     }
 
@@ -130,14 +130,12 @@ def _limits():
     return get_settings().duckdb_limits
 
 
-def phase_floor(db_path: str, *poll_files: str) -> dict:
-    """The cheapest honest baseline: load the polls with DuckDB and run one window over them."""
+def phase_floor(*poll_files: str) -> dict:
+    """The cheapest honest baseline: plain DuckDB (in memory, with its own defaults) loads the
+    polls into a table and runs one window over them."""
     import duckdb
 
-    from storemon_pipeline.settings import get_settings
-
-    con = duckdb.connect(db_path)
-    get_settings().duckdb_limits.apply(con)
+    con = duckdb.connect()
     began = time.perf_counter()
     con.execute(
         r"""
@@ -561,11 +559,11 @@ def run_bench(
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    db, floor_db = run_dir / "storemon.duckdb", run_dir / "floor.duckdb"
+    db = run_dir / "storemon.duckdb"
     stray_db, special_db = run_dir / "stray.duckdb", run_dir / "special.duckdb"
     feeds = [info["menu_hours"], info["timezones"], *info["poll_files"]]
     arguments = {
-        "floor": [str(floor_db), *info["poll_files"]],
+        "floor": list(info["poll_files"]),
         "ingest": [str(db), *feeds],
         "windows": [str(db)],
         "report": [str(db), str(run_dir / "report.csv")],
@@ -602,7 +600,7 @@ def run_bench(
         rows.append({"kind": "phase", **row})
         if row.get("error"):
             out(f"  {phase} failed: {row['error']} (log: {run_dir / (phase + '.log')})")
-    for path in (db, floor_db, stray_db, special_db, run_dir / "history.duckdb"):
+    for path in (db, stray_db, special_db, run_dir / "history.duckdb"):
         for leftover in (path, path.with_name(path.name + ".wal")):
             leftover.unlink(missing_ok=True)
 

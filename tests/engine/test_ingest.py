@@ -276,6 +276,25 @@ def test_line_numbers_stay_exact_in_a_file_read_in_parallel_chunks(con, tmp_path
     assert all(raw == body[line - 2] for line, raw in found)
 
 
+def test_line_numbers_stay_exact_in_a_time_zone_file_read_in_parallel(con, tmp_path):
+    """The same for a snapshot feed whose check looks at other rows (a store named twice with
+    different zones): the rows keep the file's order, whatever is joined to them."""
+    total = 400_000
+    body = [f"store{n},America/Chicago" for n in range(total)]
+    body[5] = "store5,Mars/Olympus_Mons"
+    body[123_455] = "store7,Europe/Paris"  # store7 is line 9 too: both conflict
+    body[total - 1] = "store399999,Asia/Atlantis"
+    path = write(tmp_path / "zones.csv", ZONES_HEADER, *body)
+    [result] = ingest_paths(con, [path])
+    assert result.rows_read == total
+    found = rows(con, "SELECT line, reason, raw FROM quarantine ORDER BY line")
+    assert [(line, reason) for line, reason, _ in found] == [
+        (7, "invalid_timezone"), (9, "conflicting_timezone"),
+        (123_457, "conflicting_timezone"), (total + 1, "invalid_timezone"),
+    ]
+    assert all(raw == body[line - 2] for line, _, raw in found)
+
+
 def test_special_hours_feed_reason_column_closed_dates_and_bad_rows(con, tmp_path):
     """docs/semantics.md §1.1, §1.3, §2.16: the optional reason column in any place, both times
     empty closes the date, each bad row quarantined with its reason."""

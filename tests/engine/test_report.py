@@ -272,3 +272,64 @@ def test_a_read_only_reader_computes_the_same_report(sample, tmp_path):
     with connect(copy, read_only=True) as reader:
         got = report_frame(reader, written.as_of)
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_store_chunks_give_the_same_reports(sample, tmp_path):
+    """A report and a day of hourly reports computed in chunks of about 40,000 polls of
+    consecutive store keys: the same CSV, byte for byte, and the same rows as in one pass."""
+    import pandas as pd
+
+    from storemon_pipeline.engine.report import compute_reports, export_report_csv
+
+    con, written = sample
+    instants = [written.as_of - timedelta(hours=h) for h in range(24)]
+    compute_reports(con, instants, polls_per_chunk=10**9)
+    whole = con.execute("SELECT * FROM report_results ORDER BY as_of, store_id").df()
+    compute_reports(con, instants, polls_per_chunk=40_000)
+    chunked = con.execute("SELECT * FROM report_results ORDER BY as_of, store_id").df()
+    assert len(whole) == 24 * 1500
+    pd.testing.assert_frame_equal(chunked, whole)
+    compute_reports(con, [written.as_of], polls_per_chunk=40_000)
+    export_report_csv(con, tmp_path / "chunked.csv")
+    assert (tmp_path / "chunked.csv").read_bytes() == written.path.read_bytes()
+
+
+def test_chunks_are_sized_from_the_connection_memory_limit(sample):
+    """The same stores make more chunks under a lower memory limit: a chunk's polls take at
+    most CHUNK_MEMORY_SHARE of it; a scope of a few stores is one chunk without counting."""
+    from storemon_pipeline.engine.report import (
+        BYTES_PER_CHUNK_POLL,
+        CHUNK_MEMORY_SHARE,
+        chunk_polls,
+        chunks_of_report_stores,
+        report_horizon,
+        scope_report_stores,
+    )
+
+    con, written = sample
+    horizon = report_horizon(written.as_of)
+    (polls,) = con.execute(
+        "SELECT count(*) FROM polls WHERE ts BETWEEN ? AND ?", [horizon, written.as_of]
+    ).fetchone()
+    before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    try:
+        counts = {}
+        one_chunk_mib = polls * BYTES_PER_CHUNK_POLL / CHUNK_MEMORY_SHARE / 2**20
+        for limit_mib in (4096, int(one_chunk_mib / 2), int(one_chunk_mib / 3)):
+            con.execute(f"SET memory_limit = '{limit_mib}MiB'")
+            assert chunk_polls(con) == int(limit_mib * 2**20 * CHUNK_MEMORY_SHARE
+                                           / BYTES_PER_CHUNK_POLL)
+            scope_report_stores(con, written.as_of, None)
+            ranges = list(chunks_of_report_stores(con, horizon, written.as_of))
+            counts[limit_mib] = len(ranges)
+            assert len(ranges) == -(-polls // chunk_polls(con))
+            assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+        assert list(counts.values()) == [1, 3, 4]
+        scope_report_stores(con, written.as_of, ["a-store-that-polls-not", *_some_stores(con)])
+        assert len(list(chunks_of_report_stores(con, horizon, written.as_of))) == 1
+    finally:
+        con.execute(f"SET memory_limit = '{before}'")
+
+
+def _some_stores(con) -> list[str]:
+    return [row[0] for row in con.execute("SELECT store_id FROM stores LIMIT 20").fetchall()]

@@ -2,7 +2,6 @@
 CREATE OR REPLACE TEMP TABLE ingest_checked AS
 WITH fields AS (
     SELECT
-        line,
         raw,
         well_quoted,
         len(cells) = $field_count AS right_field_count,
@@ -19,12 +18,13 @@ parsed AS (
     FROM fields
 )
 SELECT
-    line,
+    NULL::BIGINT AS line,  -- numbered by ingest_number_lines.sql
     store_id,
     day_of_week,
     start_sec,
     end_sec,
     CASE
+        WHEN raw IS NULL THEN 'blank'  -- an empty line: no row (ingest_number_lines.sql)
         WHEN NOT well_quoted THEN 'malformed_quoting'
         WHEN NOT right_field_count THEN 'wrong_field_count'
         WHEN NOT regexp_full_match(store_id, $store_id_pattern)

@@ -3,7 +3,6 @@
 CREATE OR REPLACE TEMP TABLE ingest_checked AS
 WITH fields AS (
     SELECT
-        line,
         raw,
         well_quoted,
         len(cells) = $field_count AS right_field_count,
@@ -28,7 +27,6 @@ parsed AS (
 ),
 checked AS (
     SELECT
-        line,
         raw,
         store_id,
         parsed_date AS local_date,
@@ -36,6 +34,7 @@ checked AS (
         end_sec,
         reason_text,
         CASE
+            WHEN raw IS NULL THEN 'blank'  -- an empty line: no row (ingest_number_lines.sql)
             WHEN NOT well_quoted THEN 'malformed_quoting'
             WHEN NOT right_field_count THEN 'wrong_field_count'
             WHEN NOT regexp_full_match(store_id, $store_id_pattern) THEN 'invalid_store_id'
@@ -49,7 +48,7 @@ checked AS (
     FROM parsed
 )
 SELECT
-    line,
+    NULL::BIGINT AS line,  -- numbered by ingest_number_lines.sql
     store_id,
     local_date,
     start_sec,

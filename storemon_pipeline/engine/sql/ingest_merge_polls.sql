@@ -48,10 +48,13 @@ WHERE changed.is_stored
   AND polls.ts = changed.ts
   AND polls.ts BETWEEN getvariable('incoming_from') AND getvariable('incoming_to');
 
+-- in store order: a file's polls then fill row groups of consecutive stores, so that the work
+-- of a chunk of stores, or of one store, skips the others' row groups (their min/max)
 INSERT INTO polls
 SELECT store_key, ts, is_active
 FROM changed_polls
-WHERE NOT is_stored;
+WHERE NOT is_stored
+ORDER BY store_key, ts;
 
 -- Every stored report partition as of the first changed poll or later may now be another
 -- report for the store (docs/semantics.md §2.12).

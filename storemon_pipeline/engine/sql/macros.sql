@@ -74,13 +74,15 @@ CREATE OR REPLACE TEMP MACRO clock_seconds(clock_text, is_end) AS
         regexp_extract(clock_text, '^(\d{1,2}):(\d{2})(?::(\d{2}))?$', ['h', 'm', 's']), is_end
     );
 
--- Every line of a CSV file with its line number, split into cells.
--- DuckDB reads the file as whole lines (no delimiter, no quoting) so that line numbers and
--- raw text survive for the quarantine; cells are then split here. Only lines with a quote
--- take the slower path that honours "quoted, cells" (and "" inside them).
+-- Every line of a CSV file, in the file's order, split into cells: the header, and an empty
+-- line as a NULL raw, included. DuckDB reads the file as whole lines (no delimiter, no quoting)
+-- in parallel, so that the raw text survives for the quarantine; cells are then split here.
+-- Only lines with a quote take the slower path that honours "quoted, cells" (and "" inside
+-- them). A line's number is its row's position (ingest_number_lines.sql): a row_number() here
+-- would read the file on one thread.
 CREATE OR REPLACE TEMP MACRO csv_lines(csv_path, text_encoding) AS TABLE
     WITH raw_lines AS (
-        SELECT row_number() OVER () AS line, raw
+        SELECT raw
         FROM read_csv(
             csv_path,
             columns = {'raw': 'VARCHAR'},
@@ -95,16 +97,13 @@ CREATE OR REPLACE TEMP MACRO csv_lines(csv_path, text_encoding) AS TABLE
     ),
     split_lines AS (
         SELECT
-            line,
             raw,
             CASE
                 WHEN contains(raw, '"') THEN regexp_extract_all(raw || ',', '("(?:[^"]|"")*"|[^,"]*),', 1)
             END AS quoted_cells
         FROM raw_lines
-        WHERE line > 1 AND raw IS NOT NULL  -- DuckDB reads an empty line as NULL
     )
     SELECT
-        line,
         raw,
         -- a quoted line is well formed when its cells put back together give the whole line
         quoted_cells IS NULL OR length(array_to_string(quoted_cells, ',')) = length(raw) AS well_quoted,

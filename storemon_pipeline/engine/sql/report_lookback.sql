@@ -7,6 +7,8 @@ WITH recent_polls AS (
     FROM polls
     SEMI JOIN report_stores USING (store_key)
     WHERE polls.ts BETWEEN $horizon AND $last_as_of
+      -- the chunk's key range: where polls are clustered by store, most row groups are skipped
+      AND polls.store_key BETWEEN $first_key AND $last_key
 ),
 window_days AS (
     -- each window under every UTC day it touches, so that a poll meets only the windows of

@@ -3,7 +3,8 @@
 -- The last usable poll at or before T owns everything up to T, whatever polls come after T:
 -- the uptime of [T - P, T) is the active business time up to the end of that poll's span
 -- (F), then the poll's status over the rest of the business time (C).
-CREATE OR REPLACE TEMP TABLE report_results AS
+-- Added to report_results (report_results_schema.sql): one chunk of stores at a time.
+INSERT INTO report_results
 WITH report_keys AS (
     SELECT
         store_reports.*,
