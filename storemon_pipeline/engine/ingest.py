@@ -384,7 +384,7 @@ def load_checked(con: duckdb.DuckDBPyConnection, file: RecognisedFile) -> FileRe
         con.rollback()
         raise
     finally:
-        for staging in ("ingest_checked", "incoming_polls", "changed_polls"):
+        for staging in ("ingest_checked", "incoming_stores", "incoming_polls", "changed_polls"):
             con.execute(f"DROP TABLE IF EXISTS {staging}")
     return FileResult(
         name, feed, "loaded", rows_read, rows_loaded, rows_duplicate, rejected,

@@ -1,18 +1,20 @@
 -- Add the valid polls of the current file to `polls`: one row per (store, instant);
 -- when statuses disagree, inactive wins, whatever the order the rows arrived in
 -- (docs/semantics.md §1.2). Keeps each store's first and last poll in `stores`.
+-- each store of the file once, with its first and last valid poll in it
+CREATE OR REPLACE TEMP TABLE incoming_stores AS
+SELECT store_id, min(ts) AS first_poll, max(ts) AS last_poll
+FROM ingest_checked
+WHERE reason IS NULL
+GROUP BY store_id;
+
 INSERT INTO stores
 SELECT
     (SELECT coalesce(max(store_key), 0) FROM stores) + row_number() OVER (ORDER BY store_id),
     store_id,
     first_poll,
     last_poll
-FROM (
-    SELECT store_id, min(ts) AS first_poll, max(ts) AS last_poll
-    FROM ingest_checked
-    WHERE reason IS NULL
-    GROUP BY store_id
-)
+FROM incoming_stores
 ANTI JOIN stores USING (store_id);
 
 CREATE OR REPLACE TEMP TABLE incoming_polls AS
@@ -68,17 +70,17 @@ SET changed_from = least(changed_from, excluded.changed_from), noted_at = exclud
 UPDATE stores
 SET first_poll = least(stores.first_poll, incoming.first_poll),
     last_poll = greatest(stores.last_poll, incoming.last_poll)
-FROM (
-    SELECT store_key, min(ts) AS first_poll, max(ts) AS last_poll
-    FROM incoming_polls
-    GROUP BY store_key
-) AS incoming
-WHERE stores.store_key = incoming.store_key
+FROM incoming_stores AS incoming
+WHERE stores.store_id = incoming.store_id
   AND (incoming.first_poll < stores.first_poll OR incoming.last_poll > stores.last_poll);
 
 -- What earlier searches found about the polls before some instant is untrue for a store that
 -- has just received a poll before that instant.
 DELETE FROM search_memo
-USING (SELECT store_key, min(ts) AS first_poll FROM incoming_polls GROUP BY store_key) AS incoming
+USING (
+    SELECT stores.store_key, incoming_stores.first_poll
+    FROM incoming_stores
+    JOIN stores USING (store_id)
+) AS incoming
 WHERE search_memo.store_key = incoming.store_key
   AND incoming.first_poll < search_memo.searched_before;
