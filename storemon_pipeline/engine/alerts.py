@@ -18,13 +18,13 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
+from storemon_pipeline.engine.chunks import store_chunks
 from storemon_pipeline.engine.db import run_script, sql
 from storemon_pipeline.engine.instants import as_naive_utc
 from storemon_pipeline.engine.report import (
     LOOKBACK_MARGIN,
     WEEK,
     build_timelines,
-    chunks_of_report_stores,
     latest_poll,
     scope_report_stores,
 )
@@ -110,7 +110,7 @@ def _current_runs(con: duckdb.DuckDBPyConnection, as_of: datetime) -> int:
         passes += 1
         scope_report_stores(con, as_of, store_ids)
         remaining = []
-        chunks = chunks_of_report_stores(con, exact_from - LOOKBACK_MARGIN, as_of)
+        chunks = store_chunks(con, "report_stores", exact_from - LOOKBACK_MARGIN, as_of)
         for step, _ in enumerate(chunks):
             build_timelines(con, exact_from - LOOKBACK_MARGIN, as_of, exact_from)
             con.execute(

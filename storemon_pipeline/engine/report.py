@@ -10,7 +10,7 @@ computed in one pass (``report_values.sql``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from storemon_pipeline.engine.db import memory_limit_bytes, run_script, sql
+from storemon_pipeline.engine.chunks import store_chunks
+from storemon_pipeline.engine.db import run_script, sql
 from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import as_naive_utc
 from storemon_pipeline.engine.windows import (
@@ -46,15 +47,6 @@ LOOKBACK_MARGIN = timedelta(days=1)
 # The search before the look-back reads these chunks, then all that is older at once: most
 # stores that need it (closed for two days) are done within the first.
 SEARCH_CHUNKS = (timedelta(days=2), timedelta(days=8))
-# The stores are computed in chunks of consecutive store keys, each holding about this many
-# bytes per poll of its span at its peak (windows, poll spans, status runs, prefix sums and
-# their joins: 100 to 125 bytes measured at 30x), and taking this share of the connection's
-# memory limit: memory follows the chunk, never the fleet.
-BYTES_PER_CHUNK_POLL = 128
-CHUNK_MEMORY_SHARE = 0.5
-# A scope this small is one chunk without counting its polls (one store's timeline, a few
-# stores' late data).
-ONE_CHUNK_STORES = 500
 
 
 def kept_history(retention_days: int) -> timedelta:
@@ -96,7 +88,7 @@ def compute_reports(
     microseconds per period) for every instant of ``as_ofs``; returns the instants, sorted.
 
     ``store_ids`` limits the reports to those stores (a shard) and gives exactly their rows of
-    the full reports. The stores are computed in chunks (``store_chunks``) of about
+    the full reports. The stores are computed in chunks (engine/chunks.py) of about
     ``polls_per_chunk`` polls of the look-back each (default: sized from the connection's
     memory limit); a store's rows do not depend on the others', so they are the same.
     """
@@ -111,62 +103,11 @@ def compute_reports(
     )
     scope_report_stores(con, last, store_ids)
     con.execute(sql("report_results_schema"))
-    for _ in chunks_of_report_stores(con, horizon, last, polls_per_chunk):
+    for _ in store_chunks(con, "report_stores", horizon, last, polls_per_chunk):
         build_timelines(con, horizon, last, first - WEEK)
         for step in ("report_readings", "report_values"):
             con.execute(sql(step))
     return instants
-
-
-def chunk_polls(con: duckdb.DuckDBPyConnection) -> int:
-    """The polls a chunk of stores may hold, from the connection's memory limit."""
-    return max(1, int(memory_limit_bytes(con) * CHUNK_MEMORY_SHARE / BYTES_PER_CHUNK_POLL))
-
-
-def chunks_of_report_stores(
-    con: duckdb.DuckDBPyConnection,
-    span_from: datetime,
-    span_to: datetime,
-    polls_per_chunk: int | None = None,
-) -> Iterator[tuple[int, int]]:
-    """Narrow the temp table ``report_stores`` to one chunk of its stores after another
-    (consecutive store keys with about ``polls_per_chunk`` polls in [span_from, span_to] each,
-    default ``chunk_polls``), yielding each chunk's first and last store key while
-    ``report_stores`` holds it. A single chunk leaves the table as it is; a scope of at most
-    ONE_CHUNK_STORES stores is one chunk unless ``polls_per_chunk`` is given."""
-    stores, first_key, last_key = con.execute(
-        "SELECT count(*), min(store_key), max(store_key) FROM report_stores"
-    ).fetchone()
-    chunks = 1
-    if stores > ONE_CHUNK_STORES or polls_per_chunk is not None:
-        (polls,) = con.execute(
-            "SELECT count(*) FROM polls WHERE ts BETWEEN $span_from AND $span_to",
-            {"span_from": span_from, "span_to": span_to},
-        ).fetchone()
-        per_chunk = chunk_polls(con) if polls_per_chunk is None else max(1, polls_per_chunk)
-        chunks = min(stores, -(-polls // per_chunk))
-    if chunks <= 1:
-        yield (first_key if first_key is not None else 0, last_key if last_key is not None else -1)
-        return
-    con.execute("CREATE OR REPLACE TEMP TABLE report_scope AS FROM report_stores")
-    ranges = con.execute(
-        """
-        SELECT min(store_key), max(store_key)
-        FROM (SELECT store_key, ntile($chunks) OVER (ORDER BY store_key) AS chunk
-              FROM report_scope)
-        GROUP BY chunk
-        ORDER BY chunk
-        """,
-        {"chunks": chunks},
-    ).fetchall()
-    for chunk_first, chunk_last in ranges:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE report_stores AS FROM report_scope "
-            "WHERE store_key BETWEEN $first_key AND $last_key",
-            {"first_key": chunk_first, "last_key": chunk_last},
-        )
-        yield chunk_first, chunk_last
-    con.execute("DROP TABLE report_scope")
 
 
 def scope_report_stores(

@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from storemon_pipeline.engine.chunks import store_chunks
 from storemon_pipeline.engine.db import ResourceLimits, connect_memory, database, sql
 from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import as_naive_utc
@@ -35,7 +36,6 @@ from storemon_pipeline.engine.report import (
     MINUTE_US,
     NoPollsError,
     build_timelines,
-    chunks_of_report_stores,
     latest_poll,
     scope_report_stores,
 )
@@ -231,7 +231,7 @@ def compute_sla(
 
     The stores are computed in chunks of consecutive store keys holding about
     ``polls_per_chunk`` polls of the periods' span each (default: sized from the connection's
-    memory limit, engine/report.py ``chunks_of_report_stores``), so that memory follows the
+    memory limit, engine/chunks.py), so that memory follows the
     chunk, not the fleet; a store's results do not depend on the others', so they are the same.
     """
     periods = tuple(periods)
@@ -259,8 +259,8 @@ def compute_sla(
     span_to = max(p.end for p in periods) + timedelta(days=1)
     prepare_zone_offsets(con, span_from, span_to)
     scope_report_stores(con, latest, store_ids)
-    chunks = chunks_of_report_stores(
-        con, span_from - LOOKBACK_MARGIN, min(span_to, latest), polls_per_chunk
+    chunks = store_chunks(
+        con, "report_stores", span_from - LOOKBACK_MARGIN, min(span_to, latest), polls_per_chunk
     )
     for step, _ in enumerate(chunks):
         _compute_chunk(con, latest)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from storemon_pipeline.engine.chunks import store_chunks
 from storemon_pipeline.engine.db import sql
 from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE, zone_offset_pieces
 
@@ -75,13 +76,17 @@ def refresh_business_windows(con: duckdb.DuckDBPyConnection) -> int:
     try:
         con.execute("DELETE FROM business_windows")
         if latest is not None:
+            span_from, span_to = latest - LATEST_SPAN_BEFORE, latest + LATEST_SPAN_AFTER
             scope_window_stores(
                 con, "SELECT store_key, store_id FROM stores WHERE first_poll IS NOT NULL"
             )
-            build_business_windows(
-                con, latest - LATEST_SPAN_BEFORE, latest + LATEST_SPAN_AFTER, "latest_windows"
-            )
-            con.execute("INSERT INTO business_windows SELECT * FROM latest_windows")
+            prepare_zone_offsets(con, span_from, span_to)
+            # a store's windows take memory as its polls of the span do: chunked the same way
+            for _ in store_chunks(con, "window_stores", span_from, span_to):
+                build_business_windows(
+                    con, span_from, span_to, "latest_windows", zones_ready=True
+                )
+                con.execute("INSERT INTO business_windows SELECT * FROM latest_windows")
             con.execute("DROP TABLE latest_windows")
         con.commit()
     except BaseException:

@@ -297,14 +297,13 @@ def test_store_chunks_give_the_same_reports(sample, tmp_path):
 def test_chunks_are_sized_from_the_connection_memory_limit(sample):
     """The same stores make more chunks under a lower memory limit: a chunk's polls take at
     most CHUNK_MEMORY_SHARE of it; a scope of a few stores is one chunk without counting."""
-    from storemon_pipeline.engine.report import (
+    from storemon_pipeline.engine.chunks import (
         BYTES_PER_CHUNK_POLL,
         CHUNK_MEMORY_SHARE,
         chunk_polls,
-        chunks_of_report_stores,
-        report_horizon,
-        scope_report_stores,
+        store_chunks,
     )
+    from storemon_pipeline.engine.report import report_horizon, scope_report_stores
 
     con, written = sample
     horizon = report_horizon(written.as_of)
@@ -320,13 +319,13 @@ def test_chunks_are_sized_from_the_connection_memory_limit(sample):
             assert chunk_polls(con) == int(limit_mib * 2**20 * CHUNK_MEMORY_SHARE
                                            / BYTES_PER_CHUNK_POLL)
             scope_report_stores(con, written.as_of, None)
-            ranges = list(chunks_of_report_stores(con, horizon, written.as_of))
+            ranges = list(store_chunks(con, "report_stores", horizon, written.as_of))
             counts[limit_mib] = len(ranges)
             assert len(ranges) == -(-polls // chunk_polls(con))
             assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False))
         assert list(counts.values()) == [1, 3, 4]
         scope_report_stores(con, written.as_of, ["a-store-that-polls-not", *_some_stores(con)])
-        assert len(list(chunks_of_report_stores(con, horizon, written.as_of))) == 1
+        assert len(list(store_chunks(con, "report_stores", horizon, written.as_of))) == 1
     finally:
         con.execute(f"SET memory_limit = '{before}'")
 
