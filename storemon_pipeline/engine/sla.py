@@ -231,8 +231,8 @@ def compute_sla(
 
     The stores are computed in chunks of consecutive store keys holding about
     ``polls_per_chunk`` polls of the periods' span each (default: sized from the connection's
-    memory limit, engine/chunks.py), so that memory follows the
-    chunk, not the fleet; a store's results do not depend on the others', so they are the same.
+    memory limit, engine/chunks.py), so that memory follows the chunk, not the fleet; a
+    store's results do not depend on the others', so they are the same.
     """
     periods = tuple(periods)
     if not periods:
