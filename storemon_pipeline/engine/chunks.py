@@ -49,9 +49,12 @@ def store_chunks(
     ).fetchone()
     chunks = 1
     if stores > ONE_CHUNK_STORES or polls_per_chunk is not None:
+        # the scope's share of the span's polls, as its share of the stores: counting its own
+        # would read every poll of the span
         (polls,) = con.execute(
-            "SELECT count(*) FROM polls WHERE ts BETWEEN $span_from AND $span_to",
-            {"span_from": span_from, "span_to": span_to},
+            "SELECT count(*) * $stores // greatest((SELECT count(*) FROM stores), 1) FROM polls "
+            "WHERE ts BETWEEN $span_from AND $span_to",
+            {"span_from": span_from, "span_to": span_to, "stores": stores},
         ).fetchone()
         per_chunk = chunk_polls(con) if polls_per_chunk is None else max(1, polls_per_chunk)
         chunks = min(stores, -(-polls // per_chunk))

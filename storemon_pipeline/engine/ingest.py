@@ -384,7 +384,8 @@ def load_checked(con: duckdb.DuckDBPyConnection, file: RecognisedFile) -> FileRe
         con.rollback()
         raise
     finally:
-        for staging in ("ingest_checked", "incoming_stores", "incoming_polls", "changed_polls"):
+        for staging in ("ingest_checked", "incoming_stores", "incoming_polls", "changed_polls",
+                        "unsettled_stores", "snapshot_changed_stores"):
             con.execute(f"DROP TABLE IF EXISTS {staging}")
     return FileResult(
         name, feed, "loaded", rows_read, rows_loaded, rows_duplicate, rejected,
@@ -558,6 +559,7 @@ def drop_expired_polls(con: duckdb.DuckDBPyConnection, keep_before_latest: timed
                 "OR store_key NOT IN (SELECT store_key FROM stores)",
                 {"cutoff": cutoff},
             )
+            run_script(con, "retention_settled_days", {"cutoff": cutoff})
         con.commit()
     except BaseException:
         con.rollback()

@@ -39,7 +39,12 @@ FEED_TABLES = (
 # Seen through the views as well: a report over all shards reads what their searches remembered
 # and what their history backlogs hold (engine/history.py). Files of an older version may lack a
 # table: their part is left out.
-KEYED_TABLES = ("stores", "polls", "search_memo", "history_backlog", "alerts")
+KEYED_TABLES = (
+    "stores", "polls", "search_memo", "history_backlog", "alerts", "sla_days",
+    "sla_day_downtime", "sla_days_span",
+)
+# The settled days (engine/settled.py), which the SLA of all shards reads.
+SETTLED_TABLES = ("sla_days", "sla_day_downtime", "sla_days_span")
 # Seen through the views too, so that `reshard` carries the alerts and their events
 # (docs/semantics.md §2.18) to the stores' new files.
 ALERT_TABLES = ("alerts", "alert_outbox", "alert_delivery_attempts")
@@ -129,7 +134,7 @@ def attach_shards(
     present = set(con.execute(
         "SELECT database_name, table_name FROM duckdb_tables() WHERE database_name LIKE 'shard_%'"
     ).fetchall())
-    for table in (*FEED_TABLES, "search_memo", "history_backlog", *ALERT_TABLES):
+    for table in (*FEED_TABLES, "search_memo", "history_backlog", *ALERT_TABLES, *SETTLED_TABLES):
         parts = [
             f"SELECT * REPLACE (store_key * {len(paths)} + {k} AS store_key) "
             f"FROM shard_{k}.{table}" if table in KEYED_TABLES
@@ -137,6 +142,8 @@ def attach_shards(
             for k in range(len(paths))
             if (f"shard_{k}", table) in present
         ]
+        if not parts and table not in EMPTY_TABLES:
+            continue  # settled days in none of the files: the SLA reads its polls
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW {view_prefix}{table} AS "
             + (" UNION ALL ".join(parts) if parts else EMPTY_TABLES[table])

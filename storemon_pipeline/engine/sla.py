@@ -27,7 +27,7 @@ import duckdb
 import pandas as pd
 
 from storemon_pipeline.engine.chunks import store_chunks
-from storemon_pipeline.engine.db import ResourceLimits, connect_memory, database, sql
+from storemon_pipeline.engine.db import ResourceLimits, connect_memory, database, run_script, sql
 from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import as_naive_utc
 from storemon_pipeline.engine.report import (
@@ -219,6 +219,7 @@ def compute_sla(
     target_pct: float = DEFAULT_TARGET_PCT,
     latest: datetime | None = None,
     polls_per_chunk: int | None = None,
+    use_settled: bool = True,
 ) -> SlaRun:
     """Fill the temp table ``sla_results`` (period_id, store_key, store_id, period_start,
     period_end, business_us, uptime_us, downtime_us, incidents, longest_incident_us,
@@ -227,12 +228,8 @@ def compute_sla(
 
     ``store_ids`` limits the stores (unknown ids give no rows); ``latest`` is the latest poll
     the periods are cut at (default: the newest stored; a shard passes the newest of all
-    shards). Uses the report's temp tables (report_stores, report_as_of, the timelines).
-
-    The stores are computed in chunks of consecutive store keys holding about
-    ``polls_per_chunk`` polls of the periods' span each (default: sized from the connection's
-    memory limit, engine/chunks.py), so that memory follows the chunk, not the fleet; a
-    store's results do not depend on the others', so they are the same.
+    shards). ``use_settled`` False reads every period from the polls, never from the settled
+    days (the check that the settled days are right). See ``period_chunks``.
     """
     periods = tuple(periods)
     if not periods:
@@ -241,6 +238,55 @@ def compute_sla(
     latest = latest_poll(con) if latest is None else as_naive_utc(latest)
     if latest is None:
         raise NoPollsError("no polls are loaded yet: ingest a store-status file first")
+    scope_report_stores(con, latest, store_ids)
+    chunks = period_chunks(
+        con, periods, latest, polls_per_chunk=polls_per_chunk, use_settled=use_settled
+    )
+    for step, _ in enumerate(chunks):
+        for table in ("sla_results", "sla_incidents"):
+            if step == 0:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_of_chunks AS FROM {table}")
+            else:
+                con.execute(f"INSERT INTO {table}_of_chunks FROM {table}")
+    for table in ("sla_results", "sla_incidents"):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM {table}_of_chunks")
+        con.execute(f"DROP TABLE {table}_of_chunks")
+    con.execute(sql("sla_target"), {"target_millionths": millionths})
+    return SlaRun(periods, latest, target_pct)
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """SQL run in each chunk once its store-periods are known, before any poll is read: it may
+    drop rows of ``sla_store_periods`` (the settlement keeps only the days it can settle)."""
+
+    statement: str
+    params: dict[str, object]
+
+
+def period_chunks(
+    con: duckdb.DuckDBPyConnection,
+    periods: Sequence[Period],
+    latest: datetime,
+    *,
+    polls_per_chunk: int | None = None,
+    use_settled: bool = True,
+    narrowing: Narrowing | None = None,
+) -> Iterator[None]:
+    """Compute the periods for the stores of the temp table ``report_stores``
+    (``scope_report_stores``), cut at ``latest``, one chunk of stores after another: at each
+    step the temp tables ``sla_results`` (without the target) and ``sla_incidents`` (and the
+    timelines, ``sla_sequences``, ``sla_values``, ``sla_down_pieces``) hold that chunk's.
+
+    A store-period takes the settled days (table ``sla_days``, engine/settled.py) that tile it
+    from its start, and reads only the rest from the polls: a calendar month is about 30
+    small rows per store and its last day or two of polls. Stores are grouped by where their
+    polls are needed from (so that the stores with nothing settled do not make the others read
+    the whole period), and each group is computed in chunks of consecutive store keys holding
+    about ``polls_per_chunk`` polls of its span (default: sized from the connection's memory
+    limit, engine/chunks.py), so that memory follows the chunk, not the fleet. A store's
+    results do not depend on the others', so they are the same whatever the grouping.
+    """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE sla_period_specs AS "
         "SELECT unnest(range(len($starts)))::INTEGER AS period_id, unnest($starts) AS period_from, "
@@ -258,30 +304,94 @@ def compute_sla(
     span_from = min(p.start for p in periods) - timedelta(days=1)
     span_to = max(p.end for p in periods) + timedelta(days=1)
     prepare_zone_offsets(con, span_from, span_to)
-    scope_report_stores(con, latest, store_ids)
-    chunks = store_chunks(
-        con, "report_stores", span_from - LOOKBACK_MARGIN, min(span_to, latest), polls_per_chunk
-    )
-    for step, _ in enumerate(chunks):
-        _compute_chunk(con, latest)
-        for table in ("sla_results", "sla_incidents"):
-            if step == 0:
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_of_chunks AS FROM {table}")
-            else:
-                con.execute(f"INSERT INTO {table}_of_chunks FROM {table}")
-    for table in ("sla_results", "sla_incidents"):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM {table}_of_chunks")
-        con.execute(f"DROP TABLE {table}_of_chunks")
-    con.execute(sql("sla_target"), {"target_millionths": millionths})
-    return SlaRun(periods, latest, target_pct)
+    use_settled = ensure_settled_tables(con) and use_settled
+    con.execute("CREATE OR REPLACE TEMP TABLE sla_group_scope AS FROM report_stores")
+    for group_from in _settled_groups(con, use_settled, span_from, span_to):
+        for _ in store_chunks(
+            con, "report_stores", group_from - LOOKBACK_MARGIN, min(span_to, latest),
+            polls_per_chunk,
+        ):
+            _compute_chunk(con, latest, use_settled, narrowing)
+            yield
+    con.execute("DROP TABLE sla_group_scope")
 
 
-def _compute_chunk(con: duckdb.DuckDBPyConnection, latest: datetime) -> None:
+# A group of stores this small is computed with the group before it (whose polls reach back
+# further) rather than alone: a group's fixed costs are worth more than its polls.
+SMALL_GROUP_STORES = 500
+
+
+def merge_small_groups(counts: Sequence[tuple[date, int]]) -> list[tuple[date, date]]:
+    """Groups of stores by the date their polls are read from (sorted, with their store
+    counts) as ranges of dates: a group of fewer than SMALL_GROUP_STORES stores joins the one
+    before it, which reads from earlier."""
+    merged: list[tuple[date, date]] = []
+    for day, stores in counts:
+        if merged and stores < SMALL_GROUP_STORES:
+            merged[-1] = (merged[-1][0], day)
+        else:
+            merged.append((day, day))
+    return merged
+
+
+def _settled_groups(
+    con: duckdb.DuckDBPyConnection, use_settled: bool, span_from: datetime, span_to: datetime
+) -> Iterator[datetime]:
+    """Narrow ``report_stores`` to one group of the stores of ``sla_group_scope`` after
+    another, yielding the date from which each group's polls are read: the stores whose settled
+    days (``sla_days_span``) reach into the span read from about where those stop, the others
+    from the span's start. An estimate for grouping only: each chunk finds its stores' exact
+    start (sla_settled_prefix.sql)."""
+    first_day, last_day = span_from.date(), span_to.date()
+    if not use_settled:
+        yield span_from
+        return
+    groups = con.execute(
+        """
+        SELECT
+            CASE WHEN span.first_date <= $first_day
+                 THEN least(greatest(span.next_date, $first_day), $last_day)
+                 ELSE $first_day END AS reads_from,
+            count(*) AS stores
+        FROM sla_group_scope AS scope
+        LEFT JOIN sla_days_span AS span USING (store_key)
+        GROUP BY reads_from
+        ORDER BY reads_from
+        """,
+        {"first_day": first_day, "last_day": last_day},
+    ).fetchall()
+    merged = merge_small_groups(groups or [(first_day, 0)])
+    for reads_from, reads_to in merged:
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE report_stores AS
+            SELECT scope.*
+            FROM sla_group_scope AS scope
+            LEFT JOIN sla_days_span AS span USING (store_key)
+            WHERE (CASE WHEN span.first_date <= $first_day
+                        THEN least(greatest(span.next_date, $first_day), $last_day)
+                        ELSE $first_day END) BETWEEN $reads_from AND $reads_to
+            """,
+            {"first_day": first_day, "last_day": last_day, "reads_from": reads_from,
+             "reads_to": reads_to},
+        )
+        yield datetime.combine(reads_from, datetime.min.time())
+
+
+def _compute_chunk(
+    con: duckdb.DuckDBPyConnection,
+    latest: datetime,
+    use_settled: bool,
+    narrowing: Narrowing | None,
+) -> None:
     """``sla_results`` (without the target) and ``sla_incidents`` of the stores of
     ``report_stores``."""
     con.execute(
         sql("sla_periods"), {"latest_poll": latest, "default_timezone": DEFAULT_TIMEZONE}
     )
+    if narrowing is not None:
+        con.execute(narrowing.statement, narrowing.params)
+    run_script(con, "sla_settled_prefix", {"use_settled": use_settled})
     con.execute(
         "DELETE FROM report_stores WHERE store_key NOT IN "
         "(SELECT store_key FROM sla_store_periods)"
@@ -291,21 +401,48 @@ def _compute_chunk(con: duckdb.DuckDBPyConnection, latest: datetime) -> None:
         "SELECT DISTINCT as_of FROM sla_store_periods"
     )
     first_start, first_as_of, last_as_of = con.execute(
-        "SELECT min(period_start), min(as_of) FILTER (WHERE as_of > period_start), max(as_of) "
+        "SELECT min(counted_from), min(as_of) FILTER (WHERE as_of > counted_from), max(as_of) "
         "FROM sla_store_periods"
     ).fetchone()
     if first_start is None:  # no store to report: empty results of the right shape
         first_start = last_as_of = latest
-    # The report's look-back: the polls from a margin before the first period on; a store
-    # with an in-hours poll no later than the earliest as-of (and a margin after the first
-    # start) needs nothing older, the others are searched back (engine/report.py).
+    # The report's look-back: the polls from a margin before the first part read from the
+    # polls on; a store with an in-hours poll no later than the earliest as-of (and a margin
+    # after the first start) needs nothing older, the others are searched back
+    # (engine/report.py).
     horizon = first_start - LOOKBACK_MARGIN
     nearest_from = first_start if first_as_of is None else min(
         first_start, first_as_of - LOOKBACK_MARGIN
     )
     build_timelines(con, horizon, max(last_as_of, first_start), nearest_from)
     for step in ("sla_values", "sla_incidents", "sla_results"):
-        con.execute(sql(step))
+        run_script(con, step)
+
+
+SETTLED_TABLES = {
+    "sla_days": "store_key INTEGER, local_date DATE, day_start TIMESTAMP, day_end TIMESTAMP, "
+    "business_us BIGINT, uptime_us BIGINT, all_polls BOOLEAN, depends_from TIMESTAMP, "
+    "determined_by TIMESTAMP",
+    "sla_day_downtime": "store_key INTEGER, local_date DATE, start_us BIGINT, end_us BIGINT, "
+    "business_us BIGINT",
+    "sla_days_span": "store_key INTEGER, first_date DATE, next_date DATE",
+}
+
+
+def ensure_settled_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database has settled days to read; a file of an older version opened
+    read-only has none, and gets empty temp tables of their shape instead."""
+    present = {
+        row[0] for row in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE table_name IN $names "
+            "UNION SELECT view_name FROM duckdb_views() WHERE view_name IN $names",
+            {"names": list(SETTLED_TABLES)},
+        ).fetchall()
+    }
+    for table, columns in SETTLED_TABLES.items():
+        if table not in present:
+            con.execute(f"CREATE TEMP TABLE {table} ({columns})")
+    return bool(present)
 
 
 def apply_target(con: duckdb.DuckDBPyConnection, target_pct: float) -> None:

@@ -67,6 +67,48 @@ GROUP BY store_key
 ON CONFLICT (store_key) DO UPDATE
 SET changed_from = least(changed_from, excluded.changed_from), noted_at = excluded.noted_at;
 
+-- The settled days (engine/settled.py) that the changed polls may change are settled again:
+-- a store's days from the first one determined by a poll at or after its first change, or
+-- from the first one interpolated over all its polls (a poll in hours changes which polls it
+-- interpolates). Its other days are what they were.
+CREATE OR REPLACE TEMP TABLE unsettled_stores AS
+WITH changes AS (
+    SELECT store_key, min(ts) AS changed_from FROM changed_polls GROUP BY store_key
+),
+changed_days AS (
+    SELECT sla_days.store_key, sla_days.local_date
+    FROM sla_days
+    JOIN changes USING (store_key)
+    WHERE sla_days.determined_by >= changes.changed_from
+      -- rows are settled day after day: the older row groups are skipped
+      AND sla_days.determined_by >= getvariable('incoming_from')
+    UNION ALL
+    SELECT sla_days.store_key, sla_days.local_date
+    FROM sla_days
+    SEMI JOIN changes USING (store_key)
+    WHERE sla_days.all_polls
+)
+SELECT store_key, min(local_date) AS from_date
+FROM changed_days
+GROUP BY store_key;
+
+DELETE FROM sla_days
+USING unsettled_stores AS unsettled
+WHERE sla_days.store_key = unsettled.store_key AND sla_days.local_date >= unsettled.from_date;
+
+DELETE FROM sla_day_downtime
+USING unsettled_stores AS unsettled
+WHERE sla_day_downtime.store_key = unsettled.store_key
+  AND sla_day_downtime.local_date >= unsettled.from_date;
+
+UPDATE sla_days_span
+SET next_date = unsettled.from_date
+FROM unsettled_stores AS unsettled
+WHERE sla_days_span.store_key = unsettled.store_key;
+
+-- a store left without settled days settles again from its first poll's month
+DELETE FROM sla_days_span WHERE next_date <= first_date;
+
 UPDATE stores
 SET first_poll = least(stores.first_poll, incoming.first_poll),
     last_poll = greatest(stores.last_poll, incoming.last_poll)

@@ -93,6 +93,44 @@ CREATE TABLE IF NOT EXISTS history_backlog (
     noted_at     TIMESTAMP NOT NULL      -- the last ingest that changed the row
 );
 
+-- Each store's local days, settled (docs/semantics.md §2.17): the business time and uptime of
+-- the day [day_start, day_end) (UTC instants of the local date's 00:00 and the next's, as a
+-- calendar month's bounds are converted) as the stored polls make them, and the inactive runs
+-- within it (sla_day_downtime). A calendar month or week is then read from about 30 small rows
+-- per store, and only its last day or two from the polls (engine/sla.py, engine/settled.py).
+-- A row holds for any as-of at or after determined_by: the polls after that do not change the
+-- day. An ingest forgets the rows that changed polls may change (from the first day a poll at or
+-- after the change determines), every row of a store whose hours, special hours or zone
+-- changed, and the rows retention makes untrue. A store's rows are consecutive dates.
+CREATE TABLE IF NOT EXISTS sla_days (
+    store_key     INTEGER   NOT NULL,  -- stores.store_key
+    local_date    DATE      NOT NULL,
+    day_start     TIMESTAMP NOT NULL,
+    day_end       TIMESTAMP NOT NULL,
+    business_us   BIGINT    NOT NULL,
+    uptime_us     BIGINT    NOT NULL,
+    all_polls     BOOLEAN   NOT NULL,  -- interpolated over all polls: none in hours yet
+    depends_from  TIMESTAMP,           -- the last poll of that sequence at or before day_start
+    determined_by TIMESTAMP NOT NULL   -- the first poll of that sequence at or after day_end
+);
+
+-- The inactive runs of each settled day, cut to the day, whether or not they cover business
+-- time: a run through a closed day joins the parts of one incident on either side of it.
+CREATE TABLE IF NOT EXISTS sla_day_downtime (
+    store_key   INTEGER NOT NULL,  -- stores.store_key
+    local_date  DATE    NOT NULL,
+    start_us    BIGINT  NOT NULL,
+    end_us      BIGINT  NOT NULL,
+    business_us BIGINT  NOT NULL
+);
+
+-- Which of its local days each store has settled: [first_date, next_date) (engine/settled.py).
+CREATE TABLE IF NOT EXISTS sla_days_span (
+    store_key  INTEGER PRIMARY KEY,  -- stores.store_key
+    first_date DATE    NOT NULL,
+    next_date  DATE    NOT NULL
+);
+
 -- Alerts (docs/semantics.md §2.18): one row per inactive run that was announced, decided as
 -- of the latest poll after each ingest (engine/alerts.py). alert_id is the first 16 hex digits
 -- of md5(store_id || '@' || the run's start in microseconds) at opening, and never changes

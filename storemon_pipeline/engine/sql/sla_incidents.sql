@@ -3,9 +3,13 @@
 -- maximal intervals of [period_start, period_end) in which the interpolated status (§2.8) is
 -- inactive, that overlap business time; business_us is the business time each covers.
 -- Needs sla_sequences (sla_values.sql), status_runs and business_cumulative
--- (report_timelines.sql).
+-- (report_timelines.sql), sla_settled_prefix (sla_settled_prefix.sql) and sla_day_downtime.
+-- First sla_down_pieces: the inactive runs of the part computed from the polls
+-- ([counted_from, period_end)), cut to it, with the business time each covers, even none (the
+-- settled days keep theirs the same way: engine/settled.py); then the pieces of the settled
+-- days and of the polls that follow each other are joined into incidents.
 
-CREATE OR REPLACE TEMP TABLE sla_incidents AS
+CREATE OR REPLACE TEMP TABLE sla_down_pieces AS
 WITH last_runs AS (
     -- the run of the period's last usable poll (its first poll at or before A) owns everything
     -- up to A: runs of later polls are not used
@@ -78,7 +82,51 @@ incident_readings AS (
     FROM bound_readings
     GROUP BY period_id, store_key, incident_start_us, incident_end_us
 )
-SELECT *
-FROM incident_readings
+SELECT * FROM incident_readings;
+
+CREATE OR REPLACE TEMP TABLE sla_incidents AS
+WITH settled_pieces AS (
+    SELECT
+        prefix.period_id,
+        prefix.store_key,
+        downtime.start_us AS incident_start_us,
+        downtime.end_us AS incident_end_us,
+        downtime.business_us
+    FROM sla_settled_prefix AS prefix
+    JOIN sla_day_downtime AS downtime
+        ON downtime.store_key = prefix.store_key
+        AND downtime.local_date BETWEEN prefix.first_date AND prefix.last_date
+),
+pieces AS (
+    SELECT * FROM settled_pieces
+    UNION ALL
+    SELECT * FROM sla_down_pieces
+),
+continued AS (
+    -- a piece that starts where the one before it ended is the same run of inactive status
+    SELECT
+        *,
+        incident_start_us IS DISTINCT FROM lag(incident_end_us) OVER (
+            PARTITION BY period_id, store_key ORDER BY incident_start_us
+        ) AS starts_incident
+    FROM pieces
+),
+numbered AS (
+    SELECT
+        *,
+        sum(starts_incident::INTEGER) OVER (
+            PARTITION BY period_id, store_key ORDER BY incident_start_us
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        ) AS incident_number
+    FROM continued
+)
+SELECT
+    period_id,
+    store_key,
+    min(incident_start_us) AS incident_start_us,
+    max(incident_end_us) AS incident_end_us,
+    sum(business_us)::BIGINT AS business_us
+FROM numbered
+GROUP BY period_id, store_key, incident_number
 -- a run that covers no business time (the store was closed all through) is no incident
-WHERE business_us > 0;
+HAVING sum(business_us) > 0;

@@ -19,9 +19,12 @@ WITH store_zones AS (
     FROM report_stores
     LEFT JOIN timezones USING (store_id)
 ),
+zones_in_use AS (
+    SELECT DISTINCT timezone FROM store_zones
+),
 wall_clock_bounds AS (
-    SELECT DISTINCT store_zones.timezone, bounds.local_time
-    FROM (SELECT DISTINCT timezone FROM store_zones) AS store_zones
+    SELECT DISTINCT zones_in_use.timezone, bounds.local_time
+    FROM zones_in_use
     CROSS JOIN (
         SELECT period_from AS local_time FROM sla_period_specs WHERE is_local
         UNION
@@ -46,32 +49,41 @@ utc_bounds AS (
         AND bounds.local_time - to_seconds(offsets.utc_offset_sec) < offsets.valid_to
     GROUP BY bounds.timezone, bounds.local_time
 ),
-store_periods AS (
+zone_periods AS (
+    -- every period in every zone in use, in UTC (a UTC period is the same in each): a few rows
+    -- per zone, so that each store only meets its zone's
     SELECT
+        zones_in_use.timezone,
         specs.period_id,
-        store_zones.store_key,
-        store_zones.store_id,
-        store_zones.first_poll,
         CASE WHEN specs.is_local THEN period_starts.utc_time ELSE specs.period_from END
             AS period_start,
         CASE WHEN specs.is_local THEN period_ends.utc_time ELSE specs.period_to END
             AS period_to,
         CASE WHEN specs.as_of_local THEN as_of_bounds.utc_time ELSE specs.as_of_at END
             AS as_of_at
-    FROM store_zones
+    FROM zones_in_use
     CROSS JOIN sla_period_specs AS specs
     LEFT JOIN utc_bounds AS period_starts
-        ON specs.is_local
-        AND period_starts.timezone = store_zones.timezone
+        ON period_starts.timezone = zones_in_use.timezone
         AND period_starts.local_time = specs.period_from
     LEFT JOIN utc_bounds AS period_ends
-        ON specs.is_local
-        AND period_ends.timezone = store_zones.timezone
+        ON period_ends.timezone = zones_in_use.timezone
         AND period_ends.local_time = specs.period_to
     LEFT JOIN utc_bounds AS as_of_bounds
-        ON specs.as_of_local
-        AND as_of_bounds.timezone = store_zones.timezone
+        ON as_of_bounds.timezone = zones_in_use.timezone
         AND as_of_bounds.local_time = specs.as_of_at
+),
+store_periods AS (
+    SELECT
+        zone_periods.period_id,
+        store_zones.store_key,
+        store_zones.store_id,
+        store_zones.first_poll,
+        zone_periods.period_start,
+        zone_periods.period_to,
+        zone_periods.as_of_at
+    FROM store_zones
+    JOIN zone_periods USING (timezone)
 ),
 cut_periods AS (
     SELECT

@@ -1,10 +1,11 @@
 -- Business time and uptime (microseconds) of every store's period (docs/semantics.md §2.17),
 -- from the report's timelines (report_timelines.sql: first_in_hours, poll_spans,
 -- business_cumulative, uptime_cumulative) and sla_store_periods (sla_periods.sql).
--- A period is the report's "last P" as of its as-of A with P = A - period_start: the store's
--- usable polls are those at or before A (§2.7), the last of them owns everything up to A
--- (§2.8), and C and F are read at the period's start, its end, and where that poll's span
--- ends (clamped into the period), as report_values.sql reads them.
+-- What is computed here starts at counted_from (the settled days before it are added by
+-- sla_results.sql). That part is the report's "last P" as of its as-of A with
+-- P = A - counted_from: the store's usable polls are those at or before A (§2.7), the last of
+-- them owns everything up to A (§2.8), and C and F are read at counted_from, the period's end,
+-- and where that poll's span ends (clamped into the period), as report_values.sql reads them.
 
 -- the sequence each store-period uses and its last usable poll at or before A
 CREATE OR REPLACE TEMP TABLE sla_sequences AS
@@ -18,7 +19,8 @@ period_sequences AS (
         sla_store_periods.*,
         NOT coalesce(first_in_hours.first_in_hours <= sla_store_periods.as_of, false)
             AS all_polls,
-        epoch_us(sla_store_periods.period_start) AS start_us,
+        -- what is computed from the polls: from where the settled days stop
+        epoch_us(sla_store_periods.counted_from) AS start_us,
         epoch_us(sla_store_periods.period_end) AS end_us
     FROM sla_store_periods
     LEFT JOIN first_in_hours USING (store_key)

@@ -1,0 +1,146 @@
+"""Settled local days (docs/semantics.md §2.17): each store's business time, uptime and inactive
+runs per local day, kept in the database so that a calendar month (or an ISO week) reads about
+30 small rows per store and only its last day or two of polls (engine/sla.py).
+
+A day is settled once it has ended (SETTLE_DELAY before the latest poll) and a poll of its
+sequence at or after its end has arrived: from then on the polls that follow do not change it,
+so its row holds for any as-of at or after that poll (``determined_by``). Late or changed polls,
+new snapshots of a store's hours or zone, and the retention forget the rows they make untrue
+(engine/sql/ingest_*.sql, engine/ingest.py); the next settlement settles those days again. Each
+settlement's cost follows the days it settles (normally the day that has just ended), never the
+history kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import duckdb
+
+from storemon_pipeline.engine.db import run_script
+from storemon_pipeline.engine.report import latest_poll
+from storemon_pipeline.engine.sla import Narrowing, Period, merge_small_groups, period_chunks
+
+# A day is settled this long after it ends: by then the next poll in hours has come for most
+# stores (those closed for longer wait for theirs), so a day is rarely computed twice.
+SETTLE_DELAY = timedelta(hours=12)
+# A store without settled days settles from this far before the latest poll at most: this
+# month's days and last month's, what the monthly SLA and its check read.
+SETTLED_HISTORY = timedelta(days=62)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What ``settle_days`` did."""
+
+    latest_poll: datetime | None
+    settled_until: datetime | None  # days that ended by then were settled if determined
+    stores: int  # stores that settled at least one day
+    days: int  # store-days settled
+    downtime_pieces: int
+    passes: int  # groups of stores computed (each in chunks)
+    waiting: int  # stores whose next day has ended but no poll determines it yet
+    total_days: int  # store-days settled in the database after it
+    first_date: date | None  # the earliest and latest settled local dates after it
+    last_date: date | None
+
+
+NARROWING = """
+CREATE OR REPLACE TEMP TABLE sla_store_periods AS
+SELECT periods.*
+FROM sla_store_periods AS periods
+JOIN sla_period_specs AS specs USING (period_id)
+JOIN settle_scope AS scope USING (store_key)
+WHERE specs.period_from::DATE >= scope.settle_from
+  AND periods.period_to <= $settle_until
+"""
+
+
+def settle_days(
+    con: duckdb.DuckDBPyConnection, *, polls_per_chunk: int | None = None
+) -> Settlement:
+    """Settle every store's local days that have ended SETTLE_DELAY before the latest poll and
+    are not settled yet, in one transaction. Stores are computed in groups by the first day
+    they need, each group in chunks (engine/sla.py, ``period_chunks``)."""
+    latest = latest_poll(con)
+    if latest is None:
+        return _summary(con, None, None, 0, 0, 0, 0, 0)
+    until = latest - SETTLE_DELAY
+    run_script(con, "settle_scope", {
+        "latest_poll": latest, "settle_until": until,
+        "earliest_date": (latest - SETTLED_HISTORY).date(),
+    })
+    groups = _groups(con)
+    con.execute("CREATE OR REPLACE TEMP TABLE settled_now (store_key INTEGER, local_date DATE)")
+    con.execute("CREATE OR REPLACE TEMP TABLE settle_stores AS FROM settle_scope")
+    con.begin()
+    try:
+        for first, last in groups:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE report_stores AS "
+                "SELECT store_key, store_id, first_poll FROM settle_stores "
+                "WHERE settle_from BETWEEN $first AND $last",
+                {"first": first, "last": last},
+            )
+            days = [
+                first + timedelta(days=n) for n in range((until.date() - first).days + 1)
+            ]
+            # (nothing is settled from these days on: the polls are read)
+            for _ in period_chunks(
+                con,
+                [_day_period(day, latest) for day in days],
+                latest,
+                polls_per_chunk=polls_per_chunk,
+                use_settled=False,
+                narrowing=Narrowing(NARROWING, {"settle_until": until}),
+            ):
+                run_script(con, "settle_days_keep")
+        run_script(con, "settle_days_span")
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    stores, days_settled = con.execute(
+        "SELECT count(DISTINCT store_key), count(*) FROM settled_now"
+    ).fetchone()
+    pieces = con.execute(
+        "SELECT count(*) FROM sla_day_downtime SEMI JOIN settled_now "
+        "USING (store_key, local_date)"
+    ).fetchone()[0]
+    waiting = con.execute(
+        "SELECT count(*) FROM settle_stores ANTI JOIN settled_now USING (store_key)"
+    ).fetchone()[0]
+    for table in ("settle_stores", "settle_scope", "settled_now"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return _summary(con, latest, until, stores, days_settled, pieces, len(groups), waiting)
+
+
+def _day_period(day: date, latest: datetime) -> Period:
+    """A local date as a period computed as of the latest poll: what settles it."""
+    start = datetime.combine(day, datetime.min.time())
+    return Period(start, start + timedelta(days=1), True, day.isoformat(), latest)
+
+
+def _groups(con: duckdb.DuckDBPyConnection) -> list[tuple[date, date]]:
+    """The stores' first dates to settle, as ranges: the few stores whose days wait for a poll
+    settle with the group before them."""
+    return merge_small_groups(con.execute(
+        "SELECT settle_from, count(*) FROM settle_scope GROUP BY settle_from ORDER BY settle_from"
+    ).fetchall())
+
+
+def _summary(
+    con: duckdb.DuckDBPyConnection,
+    latest: datetime | None,
+    until: datetime | None,
+    stores: int,
+    days: int,
+    pieces: int,
+    passes: int,
+    waiting: int,
+) -> Settlement:
+    total, first, last = con.execute(
+        "SELECT count(*), min(local_date), max(local_date) FROM sla_days"
+    ).fetchone()
+    return Settlement(latest, until, stores, days, pieces, passes, waiting, total, first, last)
