@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from storemon_pipeline.engine.report import ReportSummary
+    from storemon_pipeline.engine.settled import Settlement
     from storemon_pipeline.engine.sla import Period, SlaSummary
 
 
@@ -33,6 +34,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.ingest import data_version, drop_expired_polls, ingest_paths
     from storemon_pipeline.engine.report import kept_history, latest_poll
+    from storemon_pipeline.engine.settled import settle_days
     from storemon_pipeline.engine.state import write_latest_poll
 
     missing = [path for path in args.paths if not path.exists()]
@@ -54,6 +56,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if settings.retention_days:
             expired = drop_expired_polls(con, kept_history(settings.retention_days))
             print(f"retention ({settings.retention_days} days): {expired} older polls dropped")
+        settling = time.perf_counter()
+        _print_settlement(settle_days(con), time.perf_counter() - settling)
         # the REST API and the sensors read it instead of opening DuckDB
         write_latest_poll(settings.state_dir, latest_poll(con), data_version(con))
     refused = [r for r in results if r.status == "refused"]
@@ -68,17 +72,28 @@ def _ingest_shards(settings: Settings, paths: list[Path], started: float) -> int
     """The steps Dagster runs one per file and one per shard, one after another."""
     from storemon_pipeline.engine.sharded import ingest_one_after_another
 
-    results, expired = ingest_one_after_another(settings.sharded, paths)
+    ingested = ingest_one_after_another(settings.sharded, paths)
+    results = ingested.results
     for result in results:
         print(result.summary(), flush=True)
     if settings.retention_days:
-        print(f"retention ({settings.retention_days} days): {expired} older polls dropped")
+        print(f"retention ({settings.retention_days} days): {ingested.expired} older polls "
+              "dropped")
+    _print_settlement(ingested.settlement, ingested.settle_seconds)
     refused = [r for r in results if r.status == "refused"]
     print(
         f"{len(results)} file(s) in {time.perf_counter() - started:.2f} s into "
         f"{settings.shards} shards" + (f"; {len(refused)} refused" if refused else "")
     )
     return 1 if refused else 0
+
+
+def _print_settlement(settlement: Settlement, seconds: float) -> None:
+    print(
+        f"settled {settlement.days} local day(s) of {settlement.stores} store(s) for the SLA in "
+        f"{seconds:.2f} s"
+        + (f" ({settlement.waiting} store(s) wait for a poll)" if settlement.waiting else "")
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from storemon_pipeline.defs.assets import (
     business_windows,
     ingest,
     monthly_sla,
+    sla_days,
     store_alerts,
     uptime_report,
 )
@@ -37,7 +38,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     if settings.shards > 1:
         feeds = [build_sharded_ingest(settings.shards), build_sharded_report(settings.shards)]
     else:  # the alerts are kept in one DuckDB file
-        feeds = [ingest, uptime_report, store_alerts]
+        feeds = [ingest, sla_days, uptime_report, store_alerts]
     return dg.Definitions(
         assets=[*feeds, business_windows, monthly_sla],
         asset_checks=[*report_checks, *sla_checks],

@@ -1,5 +1,5 @@
 """The asset graph: ingested feeds -> business windows (UTC) -> hourly uptime reports; the feeds
--> monthly SLAs; the feeds -> the stores' alerts.
+-> settled local days -> monthly SLAs; the feeds -> the stores' alerts.
 
 Thin wiring over the engine modules: every asset opens DuckDB, calls engine functions, and
 records what an operator wants to see in the materialization's metadata. Heavy work stays in
@@ -24,6 +24,7 @@ from storemon_pipeline.defs.keys import (
     MONTHLY_SLA,
     POLLS,
     QUARANTINE,
+    SLA_DAYS,
     SPECIAL_HOURS,
     STORE_ALERTS,
     TIMEZONES,
@@ -66,6 +67,7 @@ from storemon_pipeline.engine.report import (
     most_downtime,
     result_summary,
 )
+from storemon_pipeline.engine.settled import Settlement, check_settled_days, settle_days
 from storemon_pipeline.engine.sla import (
     compute_sla,
     export_sla_csv,
@@ -517,6 +519,76 @@ def finish_report(
     return dg.MaterializeResult(metadata=metadata | (extra_metadata or {}))
 
 
+SETTLED_DAYS_CHECK = "settled_days_are_the_polls"
+
+
+@dg.asset(
+    key=SLA_DAYS,
+    group_name="sla",
+    deps=[POLLS, BUSINESS_HOURS, SPECIAL_HOURS, TIMEZONES],
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(
+            SETTLED_DAYS_CHECK,
+            asset=SLA_DAYS,
+            blocking=True,
+            description="A sample of stores' last settled days, computed again from their "
+            "polls, are the settled ones to the microsecond (business time, uptime, incidents).",
+        )
+    ],
+)
+def sla_days(
+    context: dg.AssetExecutionContext, storemon: StoremonState
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Each store's local days, settled once they have ended and a poll determines them
+    (docs/semantics.md §2.17): the business time, uptime and inactive runs that the monthly SLA
+    (and any month or ISO week asked for) reads instead of the day's polls. A step of every
+    ingest run; late polls and new snapshots make their days settled again."""
+    started = time.perf_counter()
+    with storemon.connect() as con:
+        settlement = settle_days(con)
+        seconds = time.perf_counter() - started
+        checked = check_settled_days(con)
+    context.log.info(
+        f"settled {settlement.days} store-day(s) of {settlement.stores} store(s) in "
+        f"{seconds:.2f} s; {settlement.waiting} store(s) wait for a poll"
+    )
+    yield dg.MaterializeResult(metadata=settlement_metadata(settlement, seconds))
+    yield dg.AssetCheckResult(
+        check_name=SETTLED_DAYS_CHECK,
+        passed=checked.mismatches == 0,
+        description=(
+            f"{checked.mismatches} of {checked.days} store-days differ from their polls"
+            if checked.mismatches
+            else f"{checked.days} store-days of {checked.stores} stores are their polls'"
+        ),
+        metadata={"stores": checked.stores, "store_days": checked.days,
+                  "mismatches": checked.mismatches,
+                  "mismatch_examples": markdown(checked.sample)},
+    )
+
+
+def settlement_metadata(settlement: Settlement, seconds: float) -> dict[str, object]:
+    """What a settlement did and what is settled, for the sla_days asset (one file or shards)."""
+    metadata: dict[str, object] = {
+        "store_days_settled": settlement.days,
+        "stores_settled": settlement.stores,
+        "stores_waiting": settlement.waiting,
+        "incident_pieces": settlement.downtime_pieces,
+        "passes": settlement.passes,
+        "settled_store_days": settlement.total_days,
+        "dagster/row_count": settlement.total_days,
+        "compute_seconds": round(seconds, 3),
+    }
+    if settlement.first_date is not None:
+        metadata["first_date"] = str(settlement.first_date)
+        metadata["last_date"] = str(settlement.last_date)
+    if settlement.settled_until is not None:
+        metadata["settled_until"] = timestamp(settlement.settled_until)
+    return metadata
+
+
 def sla_csv_path(reports_dir: Path, month: str) -> Path:
     """The CSV of a month's SLA, beside the reports."""
     return reports_dir / f"sla-{month}.csv"
@@ -526,7 +598,7 @@ def sla_csv_path(reports_dir: Path, month: str) -> Path:
     key=MONTHLY_SLA,
     group_name="sla",
     partitions_def=sla_months,
-    deps=[POLLS, BUSINESS_HOURS, SPECIAL_HOURS, TIMEZONES],
+    deps=[POLLS, BUSINESS_HOURS, SPECIAL_HOURS, TIMEZONES, SLA_DAYS],
     kinds={"duckdb", "csv"},
     pool=DUCKDB_POOL,
 )

@@ -303,9 +303,10 @@ def month_is_the_sum_of_its_days(
     context: dg.AssetCheckExecutionContext, storemon: StoremonState
 ) -> dg.AssetCheckResult:
     """Business time = the sum of its days: per store, the saved month's business time, uptime
-    and downtime equal, to the microsecond, the sums of its local days computed again in one
-    pass, as the month saw them: each as of the month's end in the store's zone, cut at the
-    saved latest poll (docs/semantics.md §2.17)."""
+    and downtime (read from the settled days, and the rest from the polls) equal, to the
+    microsecond, the sums of its local days computed again from the polls alone in one pass,
+    as the month saw them: each as of the month's end in the store's zone, cut at the saved
+    latest poll (docs/semantics.md §2.17)."""
     month = context.partition_key
     path = saved_month_path(storemon.sla_dir, month)
     if not path.exists():
@@ -324,7 +325,7 @@ def month_is_the_sum_of_its_days(
         saved_con.close()
     days = days_as_seen(month_period(month))
     with storemon.sla_connection() as con:
-        compute_sla(con, days, latest=saved.latest_poll)
+        compute_sla(con, days, latest=saved.latest_poll, use_settled=False)
         found = compare_with_days(con, rows)
     return dg.AssetCheckResult(
         passed=found.mismatches == 0,

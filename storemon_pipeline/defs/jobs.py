@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from storemon_pipeline.defs.keys import INGEST_KEYS, MONTHLY_SLA, REPORT, WINDOWS
+from storemon_pipeline.defs.keys import INGEST_KEYS, MONTHLY_SLA, REPORT, SLA_DAYS, WINDOWS
 from storemon_pipeline.defs.tags import trigger_tags
 
 # A run launched by hand from the UI's launchpad says so; the API, sensors, schedule and
@@ -13,11 +13,13 @@ BY_HAND = trigger_tags("ui")
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    # the alerts' group is empty with shards (the alerts are kept in one DuckDB file)
-    selection=dg.AssetSelection.assets(*INGEST_KEYS) | dg.AssetSelection.groups("alerts"),
+    # the alerts' group is empty with shards (the alerts are kept in one DuckDB file); with
+    # shards the days are settled by the shards' ingest steps (an output of the ingest)
+    selection=dg.AssetSelection.assets(*INGEST_KEYS, SLA_DAYS) | dg.AssetSelection.groups("alerts"),
     tags=BY_HAND,
     description="Load CSV files into the feed tables (config: paths; default data/ + incoming/), "
-    "then evaluate the stores' alerts as of the latest poll.",
+    "settle the local days that have ended, then evaluate the stores' alerts as of the latest "
+    "poll.",
 )
 
 uptime_report_job = dg.define_asset_job(

@@ -12,6 +12,7 @@ TIMEZONES = dg.AssetKey("timezones")
 QUARANTINE = dg.AssetKey("quarantine")
 WINDOWS = dg.AssetKey("business_windows")
 REPORT = dg.AssetKey("uptime_report")
+SLA_DAYS = dg.AssetKey("sla_days")
 MONTHLY_SLA = dg.AssetKey("monthly_sla")
 STORE_ALERTS = dg.AssetKey("store_alerts")
 

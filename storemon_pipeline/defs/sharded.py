@@ -23,11 +23,13 @@ from storemon_pipeline.defs.assets import (
     ingest_check_results,
     log_file_result,
     record_ingest,
+    settlement_metadata,
 )
 from storemon_pipeline.defs.keys import (
     BUSINESS_HOURS,
     POLLS,
     QUARANTINE,
+    SLA_DAYS,
     SPECIAL_HOURS,
     TIMEZONES,
 )
@@ -36,6 +38,7 @@ from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.engine.db import ensure_spill_room
 from storemon_pipeline.engine.history import partition_hour
 from storemon_pipeline.engine.ingest import StagedFile, csv_files, merge_shard_results
+from storemon_pipeline.engine.settled import merge_settlements
 from storemon_pipeline.engine.sharded import (
     ShardIngest,
     assemble_report,
@@ -59,6 +62,8 @@ INGEST_OUTPUTS = {
     "quarantine": QUARANTINE,
 }
 INGEST_CHECK_OUTPUTS = [spec.get_python_identifier() for spec in INGEST_CHECK_SPECS]
+# each shard's ingest step settles its stores' local days (engine/settled.py) after loading
+SETTLED_OUTPUT = "sla_days"
 
 
 def shard_pool(index: int) -> str:
@@ -119,9 +124,12 @@ def _in_file_order(staged: list[StagedFile]) -> list[StagedFile]:
 
 
 @dg.op(
-    out={name: dg.Out(dg.Nothing) for name in [*INGEST_OUTPUTS, *INGEST_CHECK_OUTPUTS]},
-    description="What the shards loaded, as one ingest: the newest poll, the report partitions "
-    "of the hours the polls fall in, the metadata.",
+    out={
+        name: dg.Out(dg.Nothing)
+        for name in [*INGEST_OUTPUTS, SETTLED_OUTPUT, *INGEST_CHECK_OUTPUTS]
+    },
+    description="What the shards loaded and settled, as one ingest: the newest poll, the report "
+    "partitions of the hours the polls fall in, the metadata.",
 )
 def assemble_ingest(
     context: dg.OpExecutionContext,
@@ -142,6 +150,10 @@ def assemble_ingest(
         )
     for key, values in metadata.items():
         yield dg.Output(None, output_name=key.path[-1], metadata=values)
+    yield dg.Output(None, output_name=SETTLED_OUTPUT, metadata=settlement_metadata(
+        merge_settlements([part.settlement for part in parts]),
+        sum(part.settle_seconds for part in parts),
+    ))
     yield from ingest_check_results(results, storemon.rejected_share_limit)
 
 
@@ -151,11 +163,18 @@ def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
     @dg.graph_multi_asset(
         name="ingest",
         outs={
-            name: dg.AssetOut(
-                key=key, group_name="ingest", kinds={"duckdb"},
-                freshness_policy=POLLS_FRESHNESS if key == POLLS else None,
-            )
-            for name, key in INGEST_OUTPUTS.items()
+            **{
+                name: dg.AssetOut(
+                    key=key, group_name="ingest", kinds={"duckdb"},
+                    freshness_policy=POLLS_FRESHNESS if key == POLLS else None,
+                )
+                for name, key in INGEST_OUTPUTS.items()
+            },
+            SETTLED_OUTPUT: dg.AssetOut(
+                key=SLA_DAYS, group_name="sla", kinds={"duckdb"},
+                description="Each store's local days, settled by its shard's ingest step "
+                "(see the one-file asset of the same key).",
+            ),
         },
         check_specs=INGEST_CHECK_SPECS,
         config=dg.ConfigMapping(

@@ -13,14 +13,22 @@ history kept.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import duckdb
+import pandas as pd
 
 from storemon_pipeline.engine.db import run_script
 from storemon_pipeline.engine.report import latest_poll
-from storemon_pipeline.engine.sla import Narrowing, Period, merge_small_groups, period_chunks
+from storemon_pipeline.engine.sla import (
+    Narrowing,
+    Period,
+    compute_sla,
+    merge_small_groups,
+    period_chunks,
+)
 
 # A day is settled this long after it ends: by then the next poll in hours has come for most
 # stores (those closed for longer wait for theirs), so a day is rarely computed twice.
@@ -116,6 +124,26 @@ def settle_days(
     return _summary(con, latest, until, stores, days_settled, pieces, len(groups), waiting)
 
 
+def merge_settlements(parts: Sequence[Settlement]) -> Settlement:
+    """The shards' settlements as one."""
+    def extreme(pick, values):
+        present = [v for v in values if v is not None]
+        return pick(present) if present else None
+
+    return Settlement(
+        extreme(max, [p.latest_poll for p in parts]),
+        extreme(max, [p.settled_until for p in parts]),
+        sum(p.stores for p in parts),
+        sum(p.days for p in parts),
+        sum(p.downtime_pieces for p in parts),
+        sum(p.passes for p in parts),
+        sum(p.waiting for p in parts),
+        sum(p.total_days for p in parts),
+        extreme(min, [p.first_date for p in parts]),
+        extreme(max, [p.last_date for p in parts]),
+    )
+
+
 def _day_period(day: date, latest: datetime) -> Period:
     """A local date as a period computed as of the latest poll: what settles it."""
     start = datetime.combine(day, datetime.min.time())
@@ -144,3 +172,49 @@ def _summary(
         "SELECT count(*), min(local_date), max(local_date) FROM sla_days"
     ).fetchone()
     return Settlement(latest, until, stores, days, pieces, passes, waiting, total, first, last)
+
+
+@dataclass(frozen=True)
+class SettledCheck:
+    """A sample of settled days against the same days computed again from the polls."""
+
+    stores: int  # sampled stores with settled days among the dates compared
+    days: int  # store-days compared
+    mismatches: int  # store-days whose business time, uptime or inactive runs differ
+    sample: pd.DataFrame  # a few mismatching store-days: settled and computed values
+
+
+def check_settled_days(
+    con: duckdb.DuckDBPyConnection, stores: int = 200, dates: int = 3, seed: int = 7
+) -> SettledCheck:
+    """The last ``dates`` settled local dates of ``stores`` stores drawn at random, computed
+    again from their polls as of the latest poll (no settled day read): business time, uptime
+    and the inactive runs that cover business time must be the settled ones, to the
+    microsecond."""
+    latest = latest_poll(con)
+    last = con.execute("SELECT max(local_date) FROM sla_days").fetchone()[0]
+    if latest is None or last is None:
+        return SettledCheck(0, 0, 0, pd.DataFrame())
+    days = [last - timedelta(days=n) for n in range(dates - 1, -1, -1)]
+    store_ids = [
+        row[0] for row in con.execute(
+            f"SELECT store_id FROM (SELECT DISTINCT store_key FROM sla_days "
+            f"WHERE local_date >= $first) JOIN stores USING (store_key) "
+            f"USING SAMPLE reservoir({int(stores)} ROWS) REPEATABLE ({int(seed)})",
+            {"first": days[0]},
+        ).fetchall()
+    ]
+    compute_sla(con, [_day_period(day, latest) for day in days], store_ids, use_settled=False)
+    con.execute("CREATE OR REPLACE TEMP TABLE checked_dates AS SELECT unnest($days) AS local_date, "
+                "unnest(range(len($days)))::INTEGER AS period_id", {"days": days})
+    run_script(con, "settled_days_compared")
+    compared, mismatches = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT matches) FROM settled_days_compared"
+    ).fetchone()
+    distinct_stores = con.execute(
+        "SELECT count(DISTINCT store_id) FROM settled_days_compared").fetchone()[0]
+    sample = con.execute(
+        "SELECT * EXCLUDE (matches) FROM settled_days_compared WHERE NOT matches "
+        "ORDER BY store_id, local_date LIMIT 5"
+    ).df()
+    return SettledCheck(distinct_stores, compared, mismatches, sample)

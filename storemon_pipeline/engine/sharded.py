@@ -45,6 +45,7 @@ from storemon_pipeline.engine.report import (
     most_downtime,
     result_summary,
 )
+from storemon_pipeline.engine.settled import Settlement, merge_settlements, settle_days
 from storemon_pipeline.engine.shards import (
     Shard,
     ensure_layout,
@@ -103,6 +104,8 @@ def all_shards(state: ShardedState) -> Iterator[duckdb.DuckDBPyConnection]:
 class ShardIngest:
     results: list[FileResult]
     expired: int  # polls dropped by the retention
+    settlement: Settlement  # the local days settled after it
+    settle_seconds: float
 
 
 def stage_files(
@@ -130,7 +133,8 @@ def ingest_shard(
     progress: Callable[[FileResult], None] | None = None,
 ) -> ShardIngest:
     """Load shard ``index``'s part of the staged files into its file, in order (a file loads
-    once per shard); then the retention."""
+    once per shard); then the retention, and the local days that can be settled
+    (engine/settled.py)."""
     ensure_layout(state.state_dir, state.shards)
     shard = Shard(index, state.shards)
     results = []
@@ -143,7 +147,9 @@ def ingest_shard(
         expired = 0
         if state.retention_days:
             expired = drop_expired_polls(con, kept_history(state.retention_days))
-    return ShardIngest(results, expired)
+        started = time.perf_counter()
+        settlement = settle_days(con)
+    return ShardIngest(results, expired, settlement, time.perf_counter() - started)
 
 
 def remove_staged(staged: Sequence[StagedFile]) -> None:
@@ -176,16 +182,19 @@ def finish_ingest(state: ShardedState) -> tuple[datetime | None, str]:
     return newest, version
 
 
-def ingest_one_after_another(
-    state: ShardedState, paths: Sequence[Path]
-) -> tuple[list[FileResult], int]:
+def ingest_one_after_another(state: ShardedState, paths: Sequence[Path]) -> ShardIngest:
     """The steps of a sharded ingest in this process, one after another (the CLI's way): the
-    files' results as one ingest's, and the polls the retention dropped."""
+    files' results as one ingest's, the polls the retention dropped, the days settled."""
     staged = stage_files(state, csv_files(paths))
     parts = [ingest_shard(state, k, staged) for k in range(state.shards)]
     remove_staged(staged)
     finish_ingest(state)
-    return merge_shard_results([part.results for part in parts]), sum(p.expired for p in parts)
+    return ShardIngest(
+        merge_shard_results([part.results for part in parts]),
+        sum(part.expired for part in parts),
+        merge_settlements([part.settlement for part in parts]),
+        sum(part.settle_seconds for part in parts),
+    )
 
 
 def newest_poll(state: ShardedState) -> datetime:

@@ -157,7 +157,7 @@ def test_whole_graph_materialized_in_one_run_with_checks_passing(graph: Graph) -
     assert graph.ingest.success and graph.report.success
     materialized = _materializations(graph.ingest) | _materializations(graph.report)
     assert set(materialized) == {
-        "polls", "business_hours", "special_hours", "timezones", "quarantine",
+        "polls", "business_hours", "special_hours", "timezones", "quarantine", "sla_days",
         "store_alerts", "business_windows", "uptime_report",
     }
     report_events = [
@@ -173,7 +173,7 @@ def test_whole_graph_materialized_in_one_run_with_checks_passing(graph: Graph) -
     assert set(checks) == {
         "rejected_rows_share", "files_recognised", "uptime_plus_downtime_is_business_time",
         "values_within_period", "one_row_per_store_with_polls", "polls_fresh",
-        "alert_deliveries_alive",
+        "alert_deliveries_alive", "settled_days_are_the_polls",
     }
     failing = {name: c.description for name, c in checks.items() if not c.passed}
     assert not failing
@@ -205,6 +205,14 @@ def test_whole_graph_materialized_in_one_run_with_checks_passing(graph: Graph) -
     assert alerts["deliveries_pending"].value == len(stored)  # no webhook: they wait
     assert (alerts["deliveries_dead"].value, alerts["webhooks"].value) == (0, 0)
     assert alerts["as_of"].value == graph.latest_poll.replace(tzinfo=UTC).timestamp()
+
+    settled = materialized["sla_days"]  # the sample's days from Jan 1 (its first poll's month)
+    assert settled["stores_settled"].value == graph.stores
+    assert settled["store_days_settled"].value == settled["settled_store_days"].value
+    assert settled["store_days_settled"].value > 20 * graph.stores
+    assert (settled["first_date"].value, settled["last_date"].value) == (
+        "2023-01-01", "2023-01-24")
+    assert checks["settled_days_are_the_polls"].metadata["store_days"].value >= 3 * 150
 
     report = materialized["uptime_report"]
     assert report["partitions"].value == len(graph.partitions)

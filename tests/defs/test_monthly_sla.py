@@ -176,6 +176,36 @@ def test_the_check_fails_and_blocks_on_a_tampered_saved_month(
     )
 
 
+def test_a_wrong_settled_day_fails_both_checks(sla_month: SlaMonth, tmp_path: Path) -> None:
+    """A copy of the state in which one store's settled days count one microsecond more uptime:
+    the month read from them is off, and its check, which computes the days again from the
+    polls, fails; so does the sla_days check when the sample holds the store (all stores are
+    checked here)."""
+    from storemon_pipeline.engine.settled import check_settled_days
+
+    assert _materializations(sla_month.ingest)["sla_days"]["store_days_settled"].value > 0
+    settings = Settings(home=tmp_path / "copy")
+    settings.ensure_dirs()
+    shutil.copyfile(sla_month.settings.duckdb_path, settings.duckdb_path)
+    with database(settings.duckdb_path) as con:
+        (store_key, store) = con.execute(
+            "SELECT store_key, store_id FROM sla_days JOIN stores USING (store_key) "
+            "WHERE local_date = DATE '2023-01-23' AND uptime_us > 0 ORDER BY store_id LIMIT 1"
+        ).fetchone()
+        con.execute("UPDATE sla_days SET uptime_us = uptime_us + 1 "
+                    "WHERE store_key = ? AND local_date = DATE '2023-01-23'", [store_key])
+        checked = check_settled_days(con, stores=5000)
+    assert checked.mismatches == 1 and list(checked.sample["store_id"]) == [store]
+    with _new_instance(settings.dagster_home) as instance:
+        instance.add_dynamic_partitions(sla_months.name, [MONTH])
+        result = _defs(settings).resolve_job_def("monthly_sla_job").execute_in_process(
+            instance=instance, partition_key=MONTH, raise_on_error=False
+        )
+    check = _checks(result)[CHECK]
+    assert not check.passed and check.metadata["mismatches"].value == 1
+    assert store in check.description
+
+
 def test_the_schedule_settles_the_month_that_just_ended(sla_month: SlaMonth) -> None:
     def tick(instant: datetime):
         context = dg.build_schedule_context(

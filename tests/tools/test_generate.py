@@ -252,8 +252,13 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
         assert any(line.startswith("chart of floor, ingest") for line in lines)
     long = run_bench(scale=0.02, cache_dir=tmp_path, history_days=12, out=lines.append)
     long_phases = {r["phase"]: r for r in long if r["kind"] == "phase"}
-    assert set(long_phases) == {"ingest", "first_report", "ingest_hour", "report", "sla"}
+    assert set(long_phases) == {
+        "ingest", "settle", "first_report", "ingest_hour", "settle_hour", "report", "sla",
+    }
     assert all(r["seconds"] is not None for r in long_phases.values())
+    # every store's days from the 1st, once; one more hour settles few or none
+    assert long_phases["settle"]["rows"] >= 10 * long_phases["report"]["rows"]
+    assert long_phases["settle_hour"]["rows"] < long_phases["report"]["rows"]
     # the month's SLA of every store the report reports (the history begins on the 1st)
     assert long_phases["sla"]["rows"] == long_phases["report"]["rows"]
     bars = {r["bar"] for r in long if r["kind"] == "bar"}
