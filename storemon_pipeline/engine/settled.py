@@ -20,15 +20,17 @@ from datetime import date, datetime, timedelta
 import duckdb
 import pandas as pd
 
-from storemon_pipeline.engine.db import run_script
+from storemon_pipeline.engine.db import run_script, sql
 from storemon_pipeline.engine.report import latest_poll
 from storemon_pipeline.engine.sla import (
     Narrowing,
     Period,
     compute_sla,
+    define_periods,
     merge_small_groups,
     period_chunks,
 )
+from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
 
 # A day is settled this long after it ends: by then the next poll in hours has come for most
 # stores (those closed for longer wait for theirs), so a day is rarely computed twice.
@@ -48,7 +50,7 @@ class Settlement:
     days: int  # store-days settled
     downtime_pieces: int
     passes: int  # groups of stores computed (each in chunks)
-    waiting: int  # stores whose next day has ended but no poll determines it yet
+    waiting: int  # stores whose next day has ended but no poll of theirs determines it yet
     total_days: int  # store-days settled in the database after it
     first_date: date | None  # the earliest and latest settled local dates after it
     last_date: date | None
@@ -79,6 +81,7 @@ def settle_days(
         "latest_poll": latest, "settle_until": until,
         "earliest_date": (latest - SETTLED_HISTORY).date(),
     })
+    _keep_ended(con, latest, until)
     groups = _groups(con)
     con.execute("CREATE OR REPLACE TEMP TABLE settled_now (store_key INTEGER, local_date DATE)")
     con.execute("CREATE OR REPLACE TEMP TABLE settle_stores AS FROM settle_scope")
@@ -148,6 +151,35 @@ def _day_period(day: date, latest: datetime) -> Period:
     """A local date as a period computed as of the latest poll: what settles it."""
     start = datetime.combine(day, datetime.min.time())
     return Period(start, start + timedelta(days=1), True, day.isoformat(), latest)
+
+
+def _keep_ended(con: duckdb.DuckDBPyConnection, latest: datetime, until: datetime) -> None:
+    """Keep in ``settle_scope`` the stores whose first day to settle has ended by ``until`` in
+    their own zone (sla_periods.sql converts its bounds): the others have nothing to settle
+    yet, and cost nothing."""
+    firsts = [row[0] for row in con.execute(
+        "SELECT DISTINCT settle_from FROM settle_scope ORDER BY settle_from").fetchall()]
+    if not firsts:
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE report_stores AS "
+                "SELECT store_key, store_id, first_poll FROM settle_scope")
+    define_periods(con, [_day_period(day, latest) for day in firsts])
+    con.execute(sql("sla_periods"), {"latest_poll": latest, "default_timezone": DEFAULT_TIMEZONE})
+    con.execute(
+        """
+        DELETE FROM settle_scope
+        WHERE store_key NOT IN (
+            SELECT periods.store_key
+            FROM sla_store_periods AS periods
+            JOIN sla_period_specs AS specs USING (period_id)
+            JOIN settle_scope AS scope
+                ON scope.store_key = periods.store_key
+                AND scope.settle_from = specs.period_from::DATE
+            WHERE periods.period_to <= $settle_until
+        )
+        """,
+        {"settle_until": until},
+    )
 
 
 def _groups(con: duckdb.DuckDBPyConnection) -> list[tuple[date, date]]:

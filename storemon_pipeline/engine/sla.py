@@ -287,6 +287,25 @@ def period_chunks(
     limit, engine/chunks.py), so that memory follows the chunk, not the fleet. A store's
     results do not depend on the others', so they are the same whatever the grouping.
     """
+    span_from, span_to = define_periods(con, periods)
+    use_settled = ensure_settled_tables(con) and use_settled
+    con.execute("CREATE OR REPLACE TEMP TABLE sla_group_scope AS FROM report_stores")
+    for group_from in _settled_groups(con, use_settled, span_from, span_to):
+        for _ in store_chunks(
+            con, "report_stores", group_from - LOOKBACK_MARGIN, min(span_to, latest),
+            polls_per_chunk,
+        ):
+            _compute_chunk(con, latest, use_settled, narrowing)
+            yield
+    con.execute("DROP TABLE sla_group_scope")
+
+
+def define_periods(
+    con: duckdb.DuckDBPyConnection, periods: Sequence[Period]
+) -> tuple[datetime, datetime]:
+    """The temp table ``sla_period_specs`` (period_id, period_from, period_to, is_local,
+    as_of_at, as_of_local) and the zone offsets around the periods, for sla_periods.sql;
+    returns the UTC span the periods can reach into."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE sla_period_specs AS "
         "SELECT unnest(range(len($starts)))::INTEGER AS period_id, unnest($starts) AS period_from, "
@@ -304,16 +323,7 @@ def period_chunks(
     span_from = min(p.start for p in periods) - timedelta(days=1)
     span_to = max(p.end for p in periods) + timedelta(days=1)
     prepare_zone_offsets(con, span_from, span_to)
-    use_settled = ensure_settled_tables(con) and use_settled
-    con.execute("CREATE OR REPLACE TEMP TABLE sla_group_scope AS FROM report_stores")
-    for group_from in _settled_groups(con, use_settled, span_from, span_to):
-        for _ in store_chunks(
-            con, "report_stores", group_from - LOOKBACK_MARGIN, min(span_to, latest),
-            polls_per_chunk,
-        ):
-            _compute_chunk(con, latest, use_settled, narrowing)
-            yield
-    con.execute("DROP TABLE sla_group_scope")
+    return span_from, span_to
 
 
 # A group of stores this small is computed with the group before it (whose polls reach back
