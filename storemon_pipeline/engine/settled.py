@@ -84,13 +84,12 @@ def settle_days(
     _keep_ended(con, latest, until)
     groups = _groups(con)
     con.execute("CREATE OR REPLACE TEMP TABLE settled_now (store_key INTEGER, local_date DATE)")
-    con.execute("CREATE OR REPLACE TEMP TABLE settle_stores AS FROM settle_scope")
     con.begin()
     try:
         for first, last in groups:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE report_stores AS "
-                "SELECT store_key, store_id, first_poll FROM settle_stores "
+                "SELECT store_key, store_id, first_poll FROM settle_scope "
                 "WHERE settle_from BETWEEN $first AND $last",
                 {"first": first, "last": last},
             )
@@ -120,9 +119,9 @@ def settle_days(
         "USING (store_key, local_date)"
     ).fetchone()[0]
     waiting = con.execute(
-        "SELECT count(*) FROM settle_stores ANTI JOIN settled_now USING (store_key)"
+        "SELECT count(*) FROM settle_scope ANTI JOIN settled_now USING (store_key)"
     ).fetchone()[0]
-    for table in ("settle_stores", "settle_scope", "settled_now"):
+    for table in ("settle_scope", "settled_now"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return _summary(con, latest, until, stores, days_settled, pieces, len(groups), waiting)
 
