@@ -20,15 +20,14 @@ from storemon_pipeline.engine.db import memory_limit_bytes
 # their joins: 100 to 125 bytes measured at 30x), and taking this share of the connection's
 # memory limit: memory follows the chunk, never the fleet.
 BYTES_PER_CHUNK_POLL = 128
+# ... and this many per result row it computes (a report's row of one store as of one instant,
+# with its readings and their joins: a week of 168 hourly partitions took about 1 GB per
+# million rows), so that a batch of many instants is cut by its rows too, never by instants.
+BYTES_PER_CHUNK_ROW = 1024
 CHUNK_MEMORY_SHARE = 0.5
 # A scope this small is one chunk without counting its polls (one store's timeline, a few
 # stores' late data).
 ONE_CHUNK_STORES = 500
-
-
-def chunk_polls(con: duckdb.DuckDBPyConnection) -> int:
-    """The polls a chunk of stores may hold, from the connection's memory limit."""
-    return max(1, int(memory_limit_bytes(con) * CHUNK_MEMORY_SHARE / BYTES_PER_CHUNK_POLL))
 
 
 def store_chunks(
@@ -37,13 +36,15 @@ def store_chunks(
     span_from: datetime,
     span_to: datetime,
     polls_per_chunk: int | None = None,
+    rows_per_store: int = 0,
 ) -> Iterator[tuple[int, int]]:
     """Narrow the temp table ``scope`` (store_key, ...) to one chunk of its stores after
-    another (consecutive store keys with about ``polls_per_chunk`` polls in [span_from,
-    span_to] each, default ``chunk_polls``), yielding each chunk's first and last store key
-    while ``scope`` holds it; at the end it holds the last chunk. A single chunk leaves the
-    table as it is; a scope of at most ONE_CHUNK_STORES stores is one chunk unless
-    ``polls_per_chunk`` is given."""
+    another, yielding each chunk's first and last store key while ``scope`` holds it; at the
+    end it holds the last chunk. A chunk is consecutive store keys whose polls in [span_from,
+    span_to] and ``rows_per_store`` result rows per store take about the share of the memory
+    limit a chunk may (or, when ``polls_per_chunk`` is given, with about that many polls). A
+    single chunk leaves the table as it is; a scope of at most ONE_CHUNK_STORES stores is one
+    chunk unless ``polls_per_chunk`` is given."""
     stores, first_key, last_key = con.execute(
         f"SELECT count(*), min(store_key), max(store_key) FROM {scope}"
     ).fetchone()
@@ -56,8 +57,12 @@ def store_chunks(
             "WHERE ts BETWEEN $span_from AND $span_to",
             {"span_from": span_from, "span_to": span_to, "stores": stores},
         ).fetchone()
-        per_chunk = chunk_polls(con) if polls_per_chunk is None else max(1, polls_per_chunk)
-        chunks = min(stores, -(-polls // per_chunk))
+        if polls_per_chunk is None:
+            needed = polls * BYTES_PER_CHUNK_POLL + stores * rows_per_store * BYTES_PER_CHUNK_ROW
+            budget = memory_limit_bytes(con) * CHUNK_MEMORY_SHARE
+            chunks = min(stores, -(-int(needed) // max(1, int(budget))))
+        else:
+            chunks = min(stores, -(-polls // max(1, polls_per_chunk)))
     if chunks <= 1:
         yield (first_key if first_key is not None else 0, last_key if last_key is not None else -1)
         return

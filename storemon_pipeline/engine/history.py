@@ -30,8 +30,8 @@ from storemon_pipeline.engine.report import compute_reports, latest_poll
 from storemon_pipeline.engine.state import read_latest_poll
 
 HOUR = timedelta(hours=1)
-# A pass over many partitions computes this many (partition, store) rows at most: memory follows
-# the pass (about 1 GB per million rows), not the backfill.
+# The assembly of the shards' rows loads this many (partition, store) rows at a time from their
+# files into memory, and saves them: memory follows the pass, not the backfill.
 ROWS_PER_PASS = 1_000_000
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
@@ -153,7 +153,6 @@ def converge_history(
     path: Path,
     computed_hours: Sequence[datetime] = (),
     run_id: str | None = None,
-    rows_per_pass: int = ROWS_PER_PASS,
 ) -> Convergence:
     """Recompute, for the stores of the backlog only, every stored partition whose as-of is at
     or after the store's first change (docs/semantics.md §2.12), at its stored as-of.
@@ -188,11 +187,9 @@ def converge_history(
     revised: set[datetime] = set()
     for since, store_ids in _merged_groups(groups, stored):
         partitions = {hour: as_of for hour, as_of in stored.items() if as_of >= since}
-        per_pass = max(1, rows_per_pass // len(store_ids))
-        for chunk in _passes(partitions, per_pass):
-            compute_reports(con, list(chunk.values()), store_ids)
-            rows += _save_revision(con, path, chunk, store_ids, run_id)
-            revised |= set(chunk)
+        compute_reports(con, list(partitions.values()), store_ids)
+        rows += _save_revision(con, path, partitions, store_ids, run_id)
+        revised |= set(partitions)
     return Convergence(
         sum(len(ids) for _, ids in groups), len(revised), rows,
         min(revised, default=None), max(revised, default=None),
@@ -227,15 +224,14 @@ def update_history(
     run_id: str | None = None,
     *,
     only_stale: bool = False,
-    rows_per_pass: int = ROWS_PER_PASS,
 ) -> HistoryUpdate:
     """What a report run does to the history: compute these partitions (hour -> as-of) whole
     (with ``only_stale``, those the history lacks or holds as of another instant), and every
     other stored partition the backlog's late data changed, for its stores; then forget the
     backlog. ``report_results`` is left holding the newest partition's report."""
     whole = partitions_to_compute(path, as_of_by_hour, only_stale)
-    convergence = converge_history(con, path, list(whole), run_id, rows_per_pass)
-    rows = compute_history(con, path, whole, run_id, rows_per_pass)
+    convergence = converge_history(con, path, list(whole), run_id)
+    rows = compute_history(con, path, whole, run_id)
     newest = max(as_of_by_hour, default=None)
     if newest is not None and newest not in whole:  # stored, up to date with the late data now
         load_stored_report(con, path, newest)
@@ -393,33 +389,19 @@ def _passes(
         yield {hour: as_of_by_hour[hour] for hour in hours[first:first + per_pass]}
 
 
-def report_passes(
-    con: duckdb.DuckDBPyConnection,
-    as_of_by_hour: dict[datetime, datetime],
-    rows_per_pass: int = ROWS_PER_PASS,
-) -> Iterator[dict[datetime, datetime]]:
-    """Compute the reports of these partitions (hour -> as-of), oldest first, as many as-of
-    instants per pass as ``rows_per_pass`` allows; yields each pass's partitions while
-    ``report_results`` holds them (after the last, the newest partition)."""
-    stores = con.execute("SELECT count(*) FROM stores").fetchone()[0]
-    for chunk in _passes(as_of_by_hour, max(1, rows_per_pass // max(stores, 1))):
-        compute_reports(con, list(chunk.values()))
-        yield chunk
-
-
 def compute_history(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     as_of_by_hour: dict[datetime, datetime],
     run_id: str | None = None,
-    rows_per_pass: int = ROWS_PER_PASS,
 ) -> int:
-    """Compute the reports of these partitions and save them to the history; returns the rows
-    written."""
-    return sum(
-        save_history(con, path, chunk, run_id)
-        for chunk in report_passes(con, as_of_by_hour, rows_per_pass)
-    )
+    """Compute the reports of these partitions in one pass (``compute_reports`` cuts it into
+    chunks of stores by their polls and rows) and save them to the history; returns the rows
+    written. ``report_results`` is left holding them."""
+    if not as_of_by_hour:
+        return 0
+    compute_reports(con, list(as_of_by_hour.values()))
+    return save_history(con, path, as_of_by_hour, run_id)
 
 
 def compute_shard_results(
@@ -427,21 +409,18 @@ def compute_shard_results(
     out_dir: Path,
     shard_index: int,
     as_of_by_hour: dict[datetime, datetime],
-    rows_per_pass: int = ROWS_PER_PASS,
 ) -> list[Path]:
-    """One shard's rows of these partitions' reports, pass by pass, as Parquet files
-    ``<out_dir>/<shard>-<pass>.parquet`` (what ``load_shard_results`` assembles); returns them.
-    Computing again replaces them: a retried step counts nothing twice."""
+    """One shard's rows of these partitions' reports, computed in one pass, as the Parquet file
+    ``<out_dir>/<shard>-0.parquet`` (what ``load_shard_results`` assembles); returns it.
+    Computing again replaces it: a retried step counts nothing twice."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(f"{shard_index}-*.parquet"):
         stale.unlink()
-    files = []
-    for number, _ in enumerate(report_passes(con, as_of_by_hour, rows_per_pass)):
-        path = out_dir / f"{shard_index}-{number}.parquet"
-        with atomic_target(path) as temporary:
-            con.execute(f"COPY report_results TO '{temporary}' (FORMAT parquet)")
-        files.append(path)
-    return files
+    compute_reports(con, list(as_of_by_hour.values()))
+    path = out_dir / f"{shard_index}-0.parquet"
+    with atomic_target(path) as temporary:
+        con.execute(f"COPY report_results TO '{temporary}' (FORMAT parquet)")
+    return [path]
 
 
 def _parquet(files: Sequence[Path]) -> str:

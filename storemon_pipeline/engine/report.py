@@ -88,9 +88,11 @@ def compute_reports(
     microseconds per period) for every instant of ``as_ofs``; returns the instants, sorted.
 
     ``store_ids`` limits the reports to those stores (a shard) and gives exactly their rows of
-    the full reports. The stores are computed in chunks (engine/chunks.py) of about
-    ``polls_per_chunk`` polls of the look-back each (default: sized from the connection's
-    memory limit); a store's rows do not depend on the others', so they are the same.
+    the full reports. The stores are computed in chunks (engine/chunks.py) sized from the
+    connection's memory limit by their polls of the look-back and their rows (a store's row
+    per instant), or of about ``polls_per_chunk`` polls each; a store's rows do not depend on
+    the others', so they are the same. Many instants are one pass: each chunk's timelines are
+    built once for all of them.
     """
     instants = sorted({as_naive_utc(a) for a in as_ofs})
     if not instants:
@@ -103,7 +105,9 @@ def compute_reports(
     )
     scope_report_stores(con, last, store_ids)
     con.execute(sql("report_results_schema"))
-    for _ in store_chunks(con, "report_stores", horizon, last, polls_per_chunk):
+    for _ in store_chunks(
+        con, "report_stores", horizon, last, polls_per_chunk, rows_per_store=len(instants)
+    ):
         build_timelines(con, horizon, last, first - WEEK)
         for step in ("report_readings", "report_values"):
             con.execute(sql(step))

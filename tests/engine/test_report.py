@@ -295,12 +295,13 @@ def test_store_chunks_give_the_same_reports(sample, tmp_path):
 
 
 def test_chunks_are_sized_from_the_connection_memory_limit(sample):
-    """The same stores make more chunks under a lower memory limit: a chunk's polls take at
-    most CHUNK_MEMORY_SHARE of it; a scope of a few stores is one chunk without counting."""
+    """The same stores make more chunks under a lower memory limit, and more for many rows a
+    store (a batch of instants) than for one: a chunk's polls and rows take at most
+    CHUNK_MEMORY_SHARE of it; a scope of a few stores is one chunk without counting."""
     from storemon_pipeline.engine.chunks import (
         BYTES_PER_CHUNK_POLL,
+        BYTES_PER_CHUNK_ROW,
         CHUNK_MEMORY_SHARE,
-        chunk_polls,
         store_chunks,
     )
     from storemon_pipeline.engine.report import report_horizon, scope_report_stores
@@ -310,20 +311,25 @@ def test_chunks_are_sized_from_the_connection_memory_limit(sample):
     (polls,) = con.execute(
         "SELECT count(*) FROM polls WHERE ts BETWEEN ? AND ?", [horizon, written.as_of]
     ).fetchone()
+    stores = con.execute("SELECT count(*) FROM stores").fetchone()[0]
     before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     try:
         counts = {}
         one_chunk_mib = polls * BYTES_PER_CHUNK_POLL / CHUNK_MEMORY_SHARE / 2**20
         for limit_mib in (4096, int(one_chunk_mib / 2), int(one_chunk_mib / 3)):
             con.execute(f"SET memory_limit = '{limit_mib}MiB'")
-            assert chunk_polls(con) == int(limit_mib * 2**20 * CHUNK_MEMORY_SHARE
-                                           / BYTES_PER_CHUNK_POLL)
-            scope_report_stores(con, written.as_of, None)
-            ranges = list(store_chunks(con, "report_stores", horizon, written.as_of))
-            counts[limit_mib] = len(ranges)
-            assert len(ranges) == -(-polls // chunk_polls(con))
-            assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False))
-        assert list(counts.values()) == [1, 3, 4]
+            budget = limit_mib * 2**20 * CHUNK_MEMORY_SHARE
+            for rows in (0, 24):
+                scope_report_stores(con, written.as_of, None)
+                ranges = list(store_chunks(
+                    con, "report_stores", horizon, written.as_of, rows_per_store=rows))
+                counts[limit_mib, rows] = len(ranges)
+                needed = polls * BYTES_PER_CHUNK_POLL + stores * rows * BYTES_PER_CHUNK_ROW
+                assert len(ranges) == max(1, -(-int(needed) // int(budget)))
+                assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+        assert [counts[limit, 0] for limit in (4096, int(one_chunk_mib / 2),
+                                               int(one_chunk_mib / 3))] == [1, 3, 4]
+        assert all(counts[limit, 24] > counts[limit, 0] for limit, _ in counts if limit < 4096)
         scope_report_stores(con, written.as_of, ["a-store-that-polls-not", *_some_stores(con)])
         assert len(list(store_chunks(con, "report_stores", horizon, written.as_of))) == 1
     finally:
