@@ -9,7 +9,9 @@ long run. Values are kept unrounded, as integer microseconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,12 +28,12 @@ from storemon_pipeline.engine.db import (
 )
 from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import utc_now
-from storemon_pipeline.engine.report import compute_reports, latest_poll
+from storemon_pipeline.engine.report import latest_poll, report_chunks
 from storemon_pipeline.engine.state import read_latest_poll
 
 HOUR = timedelta(hours=1)
-# The assembly of the shards' rows loads this many (partition, store) rows at a time from their
-# files into memory, and saves them: memory follows the pass, not the backfill.
+# A batch's rows (or the shards') go from their files into the history this many (partition,
+# store) rows at a time: memory follows the pass, not the backfill.
 ROWS_PER_PASS = 1_000_000
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
@@ -187,8 +189,12 @@ def converge_history(
     revised: set[datetime] = set()
     for since, store_ids in _merged_groups(groups, stored):
         partitions = {hour: as_of for hour, as_of in stored.items() if as_of >= since}
-        compute_reports(con, list(partitions.values()), store_ids)
-        rows += _save_revision(con, path, partitions, store_ids, run_id)
+        with scratch_folder(path) as folder:
+            files = report_files(con, folder, list(partitions.values()), store_ids)
+            rows += _save_in_passes(
+                con, files, partitions,
+                lambda chunk, ids=store_ids: _save_revision(con, path, chunk, ids, run_id),
+            )
         revised |= set(partitions)
     return Convergence(
         sum(len(ids) for _, ids in groups), len(revised), rows,
@@ -395,13 +401,43 @@ def compute_history(
     as_of_by_hour: dict[datetime, datetime],
     run_id: str | None = None,
 ) -> int:
-    """Compute the reports of these partitions in one pass (``compute_reports`` cuts it into
-    chunks of stores by their polls and rows) and save them to the history; returns the rows
-    written. ``report_results`` is left holding them."""
+    """Compute the reports of these partitions in one pass and save them to the history;
+    returns the rows written. The rows go chunk by chunk to files beside the history, then
+    into it a pass of partitions at a time: memory follows a chunk and a pass, never the
+    batch. ``report_results`` is left holding the last pass (the newest partitions)."""
     if not as_of_by_hour:
         return 0
-    compute_reports(con, list(as_of_by_hour.values()))
-    return save_history(con, path, as_of_by_hour, run_id)
+    with scratch_folder(path) as folder:
+        files = report_files(con, folder, list(as_of_by_hour.values()))
+        return assemble_history(con, files, path, as_of_by_hour, run_id)
+
+
+@contextmanager
+def scratch_folder(path: Path) -> Iterator[Path]:
+    """A folder beside the history for a batch's rows on their way into it, removed after."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".report-rows-", dir=path.parent) as folder:
+        yield Path(folder)
+
+
+def report_files(
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    as_ofs: Sequence[datetime],
+    store_ids: Sequence[str] | None = None,
+    prefix: str = "",
+) -> list[Path]:
+    """The reports as of these instants (of these stores), computed in one pass and written
+    chunk by chunk of stores as Parquet files ``<folder>/<prefix><n>.parquet``; returns them.
+    ``report_results`` holds one chunk's rows at a time (and is left empty)."""
+    files = []
+    for number, _ in enumerate(report_chunks(con, as_ofs, store_ids)):
+        path = folder / f"{prefix}{number}.parquet"
+        with atomic_target(path) as temporary:
+            con.execute(f"COPY report_results TO '{temporary}' (FORMAT parquet)")
+        con.execute("DELETE FROM report_results")
+        files.append(path)
+    return files
 
 
 def compute_shard_results(
@@ -410,17 +446,15 @@ def compute_shard_results(
     shard_index: int,
     as_of_by_hour: dict[datetime, datetime],
 ) -> list[Path]:
-    """One shard's rows of these partitions' reports, computed in one pass, as the Parquet file
-    ``<out_dir>/<shard>-0.parquet`` (what ``load_shard_results`` assembles); returns it.
-    Computing again replaces it: a retried step counts nothing twice."""
+    """One shard's rows of these partitions' reports, computed in one pass, as Parquet files
+    ``<out_dir>/<shard>-<n>.parquet`` (what ``load_shard_results`` assembles); returns them.
+    Computing again replaces them: a retried step counts nothing twice."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(f"{shard_index}-*.parquet"):
         stale.unlink()
-    compute_reports(con, list(as_of_by_hour.values()))
-    path = out_dir / f"{shard_index}-0.parquet"
-    with atomic_target(path) as temporary:
-        con.execute(f"COPY report_results TO '{temporary}' (FORMAT parquet)")
-    return [path]
+    return report_files(
+        con, out_dir, list(as_of_by_hour.values()), prefix=f"{shard_index}-"
+    )
 
 
 def _parquet(files: Sequence[Path]) -> str:
@@ -446,17 +480,30 @@ def assemble_history(
     path: Path,
     as_of_by_hour: dict[datetime, datetime],
     run_id: str | None = None,
-    rows_per_pass: int = ROWS_PER_PASS,
 ) -> int:
-    """Save the shards' rows of these partitions to the history, as many partitions at once as
-    ``rows_per_pass`` allows; ``report_results`` is left holding the newest. Returns the rows
+    """Save the rows of these partitions from their files (a batch's chunks, or the shards')
+    to the history; ``report_results`` is left holding the newest. Returns the rows
     written."""
+    return _save_in_passes(
+        con, files, as_of_by_hour, lambda chunk: save_history(con, path, chunk, run_id)
+    )
+
+
+def _save_in_passes(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[Path],
+    as_of_by_hour: dict[datetime, datetime],
+    save: Callable[[dict[datetime, datetime]], int],
+) -> int:
+    """Load the partitions' rows from their files into ``report_results`` and ``save`` them, as
+    many partitions at once as ROWS_PER_PASS allows, oldest first (each partition is replaced
+    in one transaction); returns the rows saved."""
     total = con.execute(f"SELECT count(*) FROM {_parquet(files)}").fetchone()[0]
-    per_pass = max(1, rows_per_pass * len(as_of_by_hour) // max(total, 1))
+    per_pass = max(1, ROWS_PER_PASS * len(as_of_by_hour) // max(total, 1))
     written = 0
     for chunk in _passes(as_of_by_hour, per_pass):
         load_shard_results(con, files, list(chunk.values()))
-        written += save_history(con, path, chunk, run_id)
+        written += save(chunk)
     return written
 
 

@@ -10,7 +10,7 @@ computed in one pass (``report_values.sql``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -86,17 +86,39 @@ def compute_reports(
 ) -> list[datetime]:
     """Fill the temp table ``report_results`` (as_of, store_key, store_id, uptime and business
     microseconds per period) for every instant of ``as_ofs``; returns the instants, sorted.
+    See ``report_chunks``."""
+    for _ in report_chunks(con, as_ofs, store_ids, polls_per_chunk=polls_per_chunk):
+        pass
+    return report_instants(as_ofs)
 
-    ``store_ids`` limits the reports to those stores (a shard) and gives exactly their rows of
-    the full reports. The stores are computed in chunks (engine/chunks.py) sized from the
-    connection's memory limit by their polls of the look-back and their rows (a store's row
-    per instant), or of about ``polls_per_chunk`` polls each; a store's rows do not depend on
-    the others', so they are the same. Many instants are one pass: each chunk's timelines are
-    built once for all of them.
-    """
+
+def report_instants(as_ofs: Sequence[datetime]) -> list[datetime]:
+    """The distinct instants of a batch, sorted (naive UTC)."""
     instants = sorted({as_naive_utc(a) for a in as_ofs})
     if not instants:
         raise ValueError("no as-of instant to report")
+    return instants
+
+
+def report_chunks(
+    con: duckdb.DuckDBPyConnection,
+    as_ofs: Sequence[datetime],
+    store_ids: Sequence[str] | None = None,
+    *,
+    polls_per_chunk: int | None = None,
+) -> Iterator[None]:
+    """Compute the reports as of every instant of ``as_ofs`` one chunk of stores after another,
+    adding each chunk's rows to the temp table ``report_results`` and yielding: a caller that
+    takes a chunk's rows away (to a file) may empty the table before the next, so that a batch
+    of any size holds one chunk's rows at a time.
+
+    ``store_ids`` limits the reports to those stores (a shard) and gives exactly their rows of
+    the full reports. The chunks (engine/chunks.py) are sized from the connection's memory
+    limit by their polls of the look-back and their rows (a store's row per instant), or hold
+    about ``polls_per_chunk`` polls each; a store's rows do not depend on the others', so they
+    are the same. Many instants are one pass: each chunk's timelines are built once for all.
+    """
+    instants = report_instants(as_ofs)
     first, last = instants[0], instants[-1]
     horizon = report_horizon(first)
     con.execute(
@@ -111,7 +133,7 @@ def compute_reports(
         build_timelines(con, horizon, last, first - WEEK)
         for step in ("report_readings", "report_values"):
             con.execute(sql(step))
-    return instants
+        yield
 
 
 def scope_report_stores(
