@@ -72,14 +72,14 @@ def _ingest_shards(settings: Settings, paths: list[Path], started: float) -> int
     """The steps Dagster runs one per file and one per shard, one after another."""
     from storemon_pipeline.engine.sharded import ingest_one_after_another
 
-    ingested = ingest_one_after_another(settings.sharded, paths)
+    ingested, settled = ingest_one_after_another(settings.sharded, paths)
     results = ingested.results
     for result in results:
         print(result.summary(), flush=True)
     if settings.retention_days:
         print(f"retention ({settings.retention_days} days): {ingested.expired} older polls "
               "dropped")
-    _print_settlement(ingested.settlement, ingested.settle_seconds)
+    _print_settlement(settled.settlement, settled.seconds)
     refused = [r for r in results if r.status == "refused"]
     print(
         f"{len(results)} file(s) in {time.perf_counter() - started:.2f} s into "

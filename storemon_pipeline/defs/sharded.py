@@ -38,15 +38,17 @@ from storemon_pipeline.defs.resources import StoremonState
 from storemon_pipeline.engine.db import ensure_spill_room
 from storemon_pipeline.engine.history import partition_hour
 from storemon_pipeline.engine.ingest import StagedFile, csv_files, merge_shard_results
-from storemon_pipeline.engine.settled import merge_settlements
 from storemon_pipeline.engine.sharded import (
     ShardIngest,
+    ShardSettlement,
     assemble_report,
     finish_ingest,
     ingest_shard,
+    merge_shard_settlements,
     remove_staged,
     report_plan,
     report_shard,
+    settle_shard,
     stage_files,
 )
 from storemon_pipeline.engine.state import read_latest_poll, report_csv_path
@@ -62,7 +64,7 @@ INGEST_OUTPUTS = {
     "quarantine": QUARANTINE,
 }
 INGEST_CHECK_OUTPUTS = [spec.get_python_identifier() for spec in INGEST_CHECK_SPECS]
-# each shard's ingest step settles its stores' local days (engine/settled.py) after loading
+# a step per shard settles its stores' local days (engine/settled.py) after its ingest
 SETTLED_OUTPUT = "sla_days"
 
 
@@ -118,18 +120,41 @@ def _ingest_shard_op(index: int) -> dg.OpDefinition:
     return ingest_one_shard
 
 
+def _settle_shard_op(index: int) -> dg.OpDefinition:
+    @_shard_step(
+        "settle_shard", index, f"Settle shard {index}'s local days that can be, once loaded."
+    )
+    def settle_one_shard(
+        context: dg.OpExecutionContext, loaded: ShardIngest, storemon: StoremonState
+    ) -> ShardSettlement:
+        settled = settle_shard(storemon.settings.sharded, index)
+        context.log.info(
+            f"shard {index}: {settled.settlement.days} store-day(s) settled in "
+            f"{settled.seconds:.2f} s"
+        )
+        return settled
+
+    return settle_one_shard
+
+
+@dg.op(
+    out=dg.Out(dg.Nothing),
+    description="What the shards settled, as one settlement: the sla_days asset's metadata.",
+)
+def assemble_settlement(settled: list[ShardSettlement]) -> dg.Output[None]:
+    merged = merge_shard_settlements(settled)
+    return dg.Output(None, metadata=settlement_metadata(merged.settlement, merged.seconds))
+
+
 def _in_file_order(staged: list[StagedFile]) -> list[StagedFile]:
     """The staged files in the order they were listed (a later snapshot wins)."""
     return sorted(staged, key=lambda file: file.order)
 
 
 @dg.op(
-    out={
-        name: dg.Out(dg.Nothing)
-        for name in [*INGEST_OUTPUTS, SETTLED_OUTPUT, *INGEST_CHECK_OUTPUTS]
-    },
-    description="What the shards loaded and settled, as one ingest: the newest poll, the report "
-    "partitions of the hours the polls fall in, the metadata.",
+    out={name: dg.Out(dg.Nothing) for name in [*INGEST_OUTPUTS, *INGEST_CHECK_OUTPUTS]},
+    description="What the shards loaded, as one ingest: the newest poll, the report partitions "
+    "of the hours the polls fall in, the metadata.",
 )
 def assemble_ingest(
     context: dg.OpExecutionContext,
@@ -150,15 +175,12 @@ def assemble_ingest(
         )
     for key, values in metadata.items():
         yield dg.Output(None, output_name=key.path[-1], metadata=values)
-    yield dg.Output(None, output_name=SETTLED_OUTPUT, metadata=settlement_metadata(
-        merge_settlements([part.settlement for part in parts]),
-        sum(part.settle_seconds for part in parts),
-    ))
     yield from ingest_check_results(results, storemon.rejected_share_limit)
 
 
 def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
     shard_ops = [_ingest_shard_op(k) for k in range(shards)]
+    settle_ops = [_settle_shard_op(k) for k in range(shards)]
 
     @dg.graph_multi_asset(
         name="ingest",
@@ -172,7 +194,8 @@ def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
             },
             SETTLED_OUTPUT: dg.AssetOut(
                 key=SLA_DAYS, group_name="sla", kinds={"duckdb"},
-                description="Each store's local days, settled by its shard's ingest step "
+                description="Each store's local days, settled by a step per shard after its "
+                "ingest "
                 "(see the one-file asset of the same key).",
             ),
         },
@@ -184,8 +207,10 @@ def build_sharded_ingest(shards: int) -> dg.AssetsDefinition:
     )
     def ingest():
         staged = ingest_files().map(stage_one_file).collect()
-        assembled = assemble_ingest([shard_op(staged) for shard_op in shard_ops], staged)
-        return assembled._asdict()
+        parts = [shard_op(staged) for shard_op in shard_ops]
+        assembled = assemble_ingest(parts, staged)
+        settled = [settle_op(part) for settle_op, part in zip(settle_ops, parts, strict=True)]
+        return {**assembled._asdict(), SETTLED_OUTPUT: assemble_settlement(settled)}
 
     return ingest
 

@@ -104,8 +104,12 @@ def all_shards(state: ShardedState) -> Iterator[duckdb.DuckDBPyConnection]:
 class ShardIngest:
     results: list[FileResult]
     expired: int  # polls dropped by the retention
-    settlement: Settlement  # the local days settled after it
-    settle_seconds: float
+
+
+@dataclass(frozen=True)
+class ShardSettlement:
+    settlement: Settlement  # the local days a shard (or all) settled
+    seconds: float
 
 
 def stage_files(
@@ -133,8 +137,7 @@ def ingest_shard(
     progress: Callable[[FileResult], None] | None = None,
 ) -> ShardIngest:
     """Load shard ``index``'s part of the staged files into its file, in order (a file loads
-    once per shard); then the retention, and the local days that can be settled
-    (engine/settled.py)."""
+    once per shard); then the retention."""
     ensure_layout(state.state_dir, state.shards)
     shard = Shard(index, state.shards)
     results = []
@@ -147,9 +150,15 @@ def ingest_shard(
         expired = 0
         if state.retention_days:
             expired = drop_expired_polls(con, kept_history(state.retention_days))
+    return ShardIngest(results, expired)
+
+
+def settle_shard(state: ShardedState, index: int) -> ShardSettlement:
+    """Settle shard ``index``'s local days that can be (engine/settled.py), after its ingest."""
+    with shard_database(state, index) as con:
         started = time.perf_counter()
         settlement = settle_days(con)
-    return ShardIngest(results, expired, settlement, time.perf_counter() - started)
+    return ShardSettlement(settlement, time.perf_counter() - started)
 
 
 def remove_staged(staged: Sequence[StagedFile]) -> None:
@@ -182,18 +191,29 @@ def finish_ingest(state: ShardedState) -> tuple[datetime | None, str]:
     return newest, version
 
 
-def ingest_one_after_another(state: ShardedState, paths: Sequence[Path]) -> ShardIngest:
+def ingest_one_after_another(
+    state: ShardedState, paths: Sequence[Path]
+) -> tuple[ShardIngest, ShardSettlement]:
     """The steps of a sharded ingest in this process, one after another (the CLI's way): the
-    files' results as one ingest's, the polls the retention dropped, the days settled."""
+    files' results as one ingest's and the polls the retention dropped; the days settled."""
     staged = stage_files(state, csv_files(paths))
     parts = [ingest_shard(state, k, staged) for k in range(state.shards)]
     remove_staged(staged)
     finish_ingest(state)
-    return ShardIngest(
-        merge_shard_results([part.results for part in parts]),
-        sum(part.expired for part in parts),
+    return (
+        ShardIngest(
+            merge_shard_results([part.results for part in parts]),
+            sum(part.expired for part in parts),
+        ),
+        merge_shard_settlements([settle_shard(state, k) for k in range(state.shards)]),
+    )
+
+
+def merge_shard_settlements(parts: Sequence[ShardSettlement]) -> ShardSettlement:
+    """The shards' settlements as one (their seconds added)."""
+    return ShardSettlement(
         merge_settlements([part.settlement for part in parts]),
-        sum(part.settle_seconds for part in parts),
+        sum(part.seconds for part in parts),
     )
 
 
