@@ -389,13 +389,27 @@ def _class_names(error: Mapping[str, Any] | None) -> list[str]:
     return names
 
 
+# Errors of the operating system name no service ("Connection refused"): the error that wraps
+# one says which (redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:6379).
+OS_ERRORS = {
+    "OSError", "ConnectionError", "ConnectionRefusedError", "ConnectionResetError",
+    "ConnectionAbortedError", "BrokenPipeError", "TimeoutError", "socket.timeout", "gaierror",
+}
+
+
 def _innermost(error: Mapping[str, Any] | None) -> str | None:
-    while error and error.get("cause"):
-        error = error["cause"]
-    if not error:
+    """The innermost error's message, or the one that wraps it if that is a bare error of the
+    operating system (whose message names no service)."""
+    chain = []
+    while error:
+        chain.append(error)
+        error = error.get("cause")
+    if not chain:
         return None
-    message = str(error.get("message") or "").strip()
-    return message or error.get("className")
+    if len(chain) > 1 and str(chain[-1].get("message") or "").split(":")[0] in OS_ERRORS:
+        chain.pop()
+    message = str(chain[-1].get("message") or "").strip()
+    return message or chain[-1].get("className")
 
 
 def _run_info(node: Mapping[str, Any]) -> RunInfo:

@@ -518,6 +518,21 @@ def test_failure_reason_is_the_innermost_error_of_the_failed_step():
         "step uptime_report: storemon_pipeline.engine.report.NoPollsError: no polls are loaded yet"
     )
     assert failure_message("FAILURE", FAILED_EVENTS[2:]).startswith("Execution of run")
+    # the broker gone: redis-py 8 chains the socket's error, which names no service
+    broker_gone = [{
+        "__typename": "ExecutionStepFailureEvent", "stepKey": "plan_report", "message": "",
+        "error": {
+            "message": "RuntimeError: Retry limit exceeded while trying to reconnect to the "
+            "Celery result store backend.\n", "className": "RuntimeError",
+            "cause": {"message": "redis.exceptions.ConnectionError: Error 111 connecting to "
+                      "127.0.0.1:59395. Connection refused.\n", "className": "ConnectionError",
+                      "cause": {"message": "ConnectionRefusedError: [Errno 111] Connection "
+                                "refused\n", "className": "ConnectionRefusedError"}}},
+    }]
+    assert failure_message("FAILURE", broker_gone) == (
+        "step plan_report: redis.exceptions.ConnectionError: Error 111 connecting to "
+        "127.0.0.1:59395. Connection refused."
+    )
     canceled = [{"__typename": "RunCanceledEvent", "message": "Run was canceled."}]
     assert failure_message("CANCELED", canceled) == "Run was canceled."
     assert "no error" in failure_message("FAILURE", [])
