@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import random
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from support.oracle import StoreCase, from_unix, local_instant, to_unix
+from test_history_convergence import (
+    HOURS_HEADER,
+    POLLS_HEADER,
+    SPECIAL_HEADER,
+    ZONES_HEADER,
+    _write,
+)
 from test_oracle import COMMON, SCALE
 from test_sla import MONTH_ZONES, assert_periods_agree
 
@@ -38,17 +44,7 @@ START = datetime(2023, 3, 23)
 DAYS = 11
 ZONES = ["America/New_York", "Europe/Berlin", "Australia/Sydney", "America/Santiago",
          "Australia/Lord_Howe", "Asia/Kolkata", "Pacific/Chatham", "UTC"]
-HOURS_HEADER = "store_id,dayOfWeek,start_time_local,end_time_local\n"
-ZONES_HEADER = "store_id,timezone_str\n"
-POLLS_HEADER = "store_id,status,timestamp_utc\n"
-SPECIAL_HEADER = "store_id,date,start_time_local,end_time_local,reason\n"
 FILE_HOURS = 12
-SECOND_US = 1_000_000
-
-
-def _write(path: Path, header: str, rows: list[str]) -> Path:
-    path.write_text(header + "".join(row + "\n" for row in rows))
-    return path
 
 
 @st.composite
