@@ -356,34 +356,28 @@ def _settled_groups(
     if not use_settled:
         yield span_from
         return
-    groups = con.execute(
+    con.execute(
         """
+        CREATE OR REPLACE TEMP TABLE sla_group_reads AS
         SELECT
+            scope.store_key,
             CASE WHEN span.first_date <= $first_day
                  THEN least(greatest(span.next_date, $first_day), $last_day)
-                 ELSE $first_day END AS reads_from,
-            count(*) AS stores
+                 ELSE $first_day END AS reads_from
         FROM sla_group_scope AS scope
         LEFT JOIN sla_days_span AS span USING (store_key)
-        GROUP BY reads_from
-        ORDER BY reads_from
         """,
         {"first_day": first_day, "last_day": last_day},
+    )
+    groups = con.execute(
+        "SELECT reads_from, count(*) FROM sla_group_reads GROUP BY reads_from ORDER BY reads_from"
     ).fetchall()
-    merged = merge_small_groups(groups or [(first_day, 0)])
-    for reads_from, reads_to in merged:
+    for reads_from, reads_to in merge_small_groups(groups or [(first_day, 0)]):
         con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE report_stores AS
-            SELECT scope.*
-            FROM sla_group_scope AS scope
-            LEFT JOIN sla_days_span AS span USING (store_key)
-            WHERE (CASE WHEN span.first_date <= $first_day
-                        THEN least(greatest(span.next_date, $first_day), $last_day)
-                        ELSE $first_day END) BETWEEN $reads_from AND $reads_to
-            """,
-            {"first_day": first_day, "last_day": last_day, "reads_from": reads_from,
-             "reads_to": reads_to},
+            "CREATE OR REPLACE TEMP TABLE report_stores AS SELECT scope.* "
+            "FROM sla_group_scope AS scope JOIN sla_group_reads USING (store_key) "
+            "WHERE reads_from BETWEEN $reads_from AND $reads_to",
+            {"reads_from": reads_from, "reads_to": reads_to},
         )
         yield datetime.combine(reads_from, datetime.min.time())
 
