@@ -13,16 +13,20 @@ WITH store_zones AS (
     FROM window_stores
     LEFT JOIN timezones USING (store_id)
 ),
-weekly_hours AS (
+stores_weekly_rows AS MATERIALIZED (
+    -- business_hours is read once, for the stores in scope only
     SELECT store_zones.store_key, store_zones.timezone, day_of_week, start_sec, end_sec
     FROM business_hours
     JOIN store_zones USING (store_id)
+),
+weekly_hours AS (
+    SELECT * FROM stores_weekly_rows
     UNION ALL
     -- a store without business hours is open 24x7: a 24-hour window every day
     SELECT store_zones.store_key, store_zones.timezone, days.day_of_week, 0, 0
     FROM store_zones
     CROSS JOIN (SELECT range::TINYINT AS day_of_week FROM range(7)) AS days
-    ANTI JOIN business_hours USING (store_id)
+    ANTI JOIN stores_weekly_rows USING (store_key)
 ),
 local_dates AS (
     -- every local date whose windows can reach into the covered span (a window starting on
