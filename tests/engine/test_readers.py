@@ -18,6 +18,7 @@ import duckdb
 import pytest
 
 from storemon_pipeline.engine.db import WriterIntent, connect, database
+from storemon_pipeline.engine.explain import TimelineBatches, explain_store
 from storemon_pipeline.engine.readers import FileReader
 
 PATIENCE = 60.0  # how long a test waits for something that must happen (never a measure)
@@ -183,3 +184,33 @@ def test_a_lent_file_is_not_held(db):
             con.execute("INSERT INTO marks VALUES ('while lent')")
             con.close()
         assert marks(reader) == ["while lent"]
+
+
+def test_timelines_asked_together_are_computed_together(sample_state):
+    """Requests that arrive while the file is busy wait for one batch, which answers each
+    exactly as a timeline computed alone."""
+    path = sample_state / "storemon.duckdb"
+    with database(path, read_only=True) as con:
+        stores = [row[0] for row in con.execute(
+            "SELECT store_id FROM stores ORDER BY store_id LIMIT 6").fetchall()]
+        alone = {store: explain_store(con, store) for store in stores}
+    with reader_of(path) as reader:
+        batches = TimelineBatches(reader)
+        found: dict[str, object] = {}
+
+        def ask(store: str) -> None:
+            found[store] = batches.timeline(store, None)
+
+        threads = [threading.Thread(target=ask, args=(store,)) for store in stores]
+        with reader.lent():  # the first request's batch waits for the file, the others queue
+            threads[0].start()
+            wait_until(lambda: batches.running)
+            for thread in threads[1:]:
+                thread.start()
+            wait_until(lambda: batches.waiting == len(stores) - 1)
+        for thread in threads:
+            thread.join(PATIENCE)
+        assert batches.batches == 2
+        assert found == alone
+        with pytest.raises(LookupError):
+            batches.timeline("no-such-store", None)
