@@ -109,21 +109,17 @@ def build_business_windows(
     into: str,
     *,
     zones_ready: bool = False,
-) -> int:
+) -> None:
     """Temp table ``into`` (store_key, window_start, window_end): the merged windows of the stores
     in the temp table ``window_stores(store_key, store_id)`` that reach into
-    [covers_from, covers_to] (a window starting exactly at covers_to included). Returns the
-    number of windows. With ``zones_ready``, the zone offsets prepared for a wider span are
-    used as they are."""
+    [covers_from, covers_to] (a window starting exactly at covers_to included). With
+    ``zones_ready``, the zone offsets prepared for a wider span are used as they are."""
     if not zones_ready:
         prepare_zone_offsets(con, covers_from, covers_to, stores="window_stores")
     con.execute(
-        sql("business_windows"),
+        sql("business_windows").format(into=into),
         {"covers_from": covers_from, "covers_to": covers_to, "default_timezone": DEFAULT_TIMEZONE},
     )
-    con.execute(f"DROP TABLE IF EXISTS {into}")
-    con.execute(f"ALTER TABLE computed_business_windows RENAME TO {into}")
-    return con.execute(f"SELECT count(*) FROM {into}").fetchone()[0]
 
 
 def scope_window_stores(con: duckdb.DuckDBPyConnection, query: str, **params: object) -> None:

@@ -4,8 +4,9 @@
 -- special hours, which have those instead. Needs the temp table
 -- zone_offsets(timezone, valid_from, valid_to, utc_offset_sec) covering that span.
 -- Linear in the number of windows: each wall-clock boundary is converted once per zone, and
--- each window end is looked up by equality on (zone, wall-clock time).
-CREATE OR REPLACE TEMP TABLE computed_business_windows AS
+-- each window end is looked up by equality on (zone, wall-clock time). {into}: the temp table's
+-- name (engine/windows.py, build_business_windows).
+CREATE OR REPLACE TEMP TABLE {into} AS
 WITH store_zones AS (
     -- a store without a valid zone is in the default zone
     SELECT window_stores.store_key, window_stores.store_id,
