@@ -11,10 +11,12 @@ leaves, so it shows what the report used rather than a second interpretation of 
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,6 +40,12 @@ PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": WEEK}
 UNUSED_OUTSIDE_HOURS = "outside business hours"
 # The most stores a batch of timelines computes together (TimelineBatches).
 MAX_BATCH = 32
+# Batches of one file computed at once, each on a thread and a cursor of its own (the API's
+# readers run DuckDB on one thread per query): one per core of a small machine.
+BATCH_RUNNERS = max(1, min(4, os.cpu_count() or 1))
+# A batch starts beside a running one only with this many requests: a pass costs about 30
+# stores' own work whatever its size (TimelineBatches).
+PARALLEL_BATCH_MIN = 8
 
 
 class MalformedStoreIdError(ValueError):
@@ -362,36 +370,34 @@ def explain_stores(
     compute_reports(con, [as_of], ids)
     week = {"week_start": week_start, "as_of": as_of}
     by_key: dict[str, dict[Any, list]] = {
-        kind: {} for kind in ("hours", "special", "windows", "polls", "run", "segment")
+        kind: {} for kind in ("hours", "special", "window", "poll", "run", "segment")
     }
-
-    def group(kind: str, rows: list[tuple], key_of: int = 0) -> None:
-        for row in rows:
-            by_key[kind].setdefault(row[key_of], []).append(row[key_of + 1:])
-
-    in_stores = {"store_ids": ids}
-    group("hours", con.execute(
-        "SELECT store_id, day_of_week, start_sec, end_sec FROM business_hours "
-        "WHERE store_id IN (SELECT unnest($store_ids::VARCHAR[])) ORDER BY ALL",
-        in_stores,
-    ).fetchall())
-    # every local date that can reach into a week is within a day of its UTC dates
-    group("special", con.execute(
-        "SELECT store_id, local_date, start_sec, end_sec, reason FROM special_hours "
-        "WHERE store_id IN (SELECT unnest($store_ids::VARCHAR[])) "
-        "AND local_date BETWEEN $week_start::DATE - 2 AND $as_of::DATE + 1 "
-        "ORDER BY store_id, local_date, start_sec NULLS FIRST, end_sec, reason",
-        {**in_stores, **week},
-    ).fetchall())
-    group("windows", con.execute(
-        "SELECT store_key, greatest(window_start, $week_start), least(window_end, $as_of) "
-        "FROM report_windows WHERE window_end > $week_start AND window_start < $as_of "
-        "ORDER BY store_key, window_start",
-        week,
-    ).fetchall())
-    group("polls", con.execute(sql("explain_polls"), {"week_start": week_start}).fetchall())
-    for row in con.execute(sql("explain_runs"), week).fetchall():
-        by_key[row[1]].setdefault(row[0], []).append(row[2:])
+    # the stores' weekly rows and their special dates that can reach into the week (local
+    # dates are within a day of UTC dates; each store's own are picked below)
+    for store_id, kind, *row in con.execute(
+        """
+        SELECT store_id, 'hours' AS kind, day_of_week, NULL::DATE AS local_date, start_sec,
+               end_sec, NULL AS reason
+        FROM business_hours
+        WHERE store_id IN (SELECT unnest($store_ids::VARCHAR[]))
+        UNION ALL
+        SELECT store_id, 'special', NULL, local_date, start_sec, end_sec, reason
+        FROM special_hours
+        WHERE store_id IN (SELECT unnest($store_ids::VARCHAR[]))
+          AND local_date BETWEEN $week_start::DATE - 2 AND $as_of::DATE + 1
+        ORDER BY store_id, kind, day_of_week, local_date, start_sec NULLS FIRST, end_sec, reason
+        """,
+        {"store_ids": ids, **week},
+    ).fetchall():
+        found = row[:1] + row[2:4] if kind == "hours" else row[1:]
+        by_key[kind].setdefault(store_id, []).append(tuple(found))
+    for store_key, kind, start, end, active, used in con.execute(
+        sql("explain_weeks"), week
+    ).fetchall():
+        item = (start, active, used) if kind == "poll" else (
+            (start, end) if kind == "window" else (start, end, active)
+        )
+        by_key[kind].setdefault(store_key, []).append(item)
     results = {
         row[0]: row[1:]
         for row in con.execute(
@@ -426,8 +432,8 @@ def explain_stores(
             special_dates=_special_dates(
                 by_key["special"].get(store_id, []), week_start, as_of, zone
             ),
-            business_windows=[Interval(*row) for row in by_key["windows"].get(store_key, [])],
-            polls=[Poll(*row) for row in by_key["polls"].get(store_key, [])],
+            business_windows=[Interval(*row) for row in by_key["window"].get(store_key, [])],
+            polls=[Poll(*row) for row in by_key["poll"].get(store_key, [])],
             all_polls=None if reported is None else reported[0],
             status_runs=[StatusInterval(*row) for row in by_key["run"].get(store_key, [])],
             segments=[StatusInterval(*row) for row in by_key["segment"].get(store_key, [])],
@@ -546,19 +552,31 @@ class _Asked:
 class TimelineBatches:
     """The timelines asked of one file at the same time, computed together.
 
-    A timeline costs mostly what does not depend on its store: some thirty statements of the
-    report engine, each planned and run however few rows it has. Requests that arrive while a
-    batch runs wait for the next one, which takes every request waiting with the oldest one's
-    as-of (up to ``max_batch`` stores) and runs ``explain_stores`` once for them, on a thread
-    of a waiting request: no thread of its own. One batch at a time per file; the file's
-    reader lets a writer in between two batches."""
+    A timeline costs mostly what does not depend on its store: some twenty statements of the
+    report engine, each planned and run however few rows it has (about 60 ms on the sample, and
+    2 ms more per store). Requests that arrive while the file is busy wait for the next batch,
+    which takes every request waiting with the oldest one's as-of (up to ``max_batch``
+    stores) and runs ``explain_stores`` once for them, on the thread of one of the waiting
+    requests: no thread of its own. A batch starts when none is running, or beside the running
+    ones (up to ``runners`` at once, each on a cursor of its own) when at least
+    ``parallel_min`` requests wait: enough to be worth a pass of its own. The file's reader
+    lets a writer in between two batches."""
 
-    def __init__(self, reader: FileReader, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        reader: FileReader,
+        max_batch: int = MAX_BATCH,
+        *,
+        runners: int = BATCH_RUNNERS,
+        parallel_min: int = PARALLEL_BATCH_MIN,
+    ) -> None:
         self.reader = reader
         self.max_batch = max_batch
+        self.runners = runners
+        self.parallel_min = parallel_min
         self._cond = threading.Condition()
         self._waiting: list[_Asked] = []
-        self._running = False
+        self._running = 0
         self.batches = 0  # how many ran (tests, the bench)
 
     def timeline(
@@ -571,17 +589,17 @@ class TimelineBatches:
             self._waiting.append(asked)
         while True:
             with self._cond:
-                while not asked.done and (self._running or not self._waiting):
+                while not asked.done and not self._may_start():
                     self._cond.wait()
                 if asked.done:
                     break
                 batch = self._take()
-                self._running = True
+                self._running += 1
             try:
                 self._run(batch)
             finally:
                 with self._cond:
-                    self._running = False
+                    self._running -= 1
                     self.batches += 1
                     self._cond.notify_all()
         if asked.error is not None:
@@ -590,8 +608,8 @@ class TimelineBatches:
         return asked.timeline
 
     @property
-    def running(self) -> bool:
-        """Whether a batch is being computed."""
+    def running(self) -> int:
+        """Batches being computed."""
         return self._running
 
     @property
@@ -599,6 +617,14 @@ class TimelineBatches:
         """Requests waiting for a batch to take them."""
         with self._cond:
             return len(self._waiting)
+
+    def _may_start(self) -> bool:
+        """Whether a waiting request may start a batch now (under the lock)."""
+        if not self._waiting:
+            return False
+        if not self._running:
+            return True
+        return self._running < self.runners and len(self._waiting) >= self.parallel_min
 
     def _take(self) -> list[_Asked]:
         """The oldest request and those waiting with the same as-of (under the lock)."""
@@ -680,6 +706,7 @@ def _local(instant: datetime, zone: str) -> datetime:
     return as_aware_utc(instant).astimezone(ZoneInfo(zone))
 
 
+@lru_cache(maxsize=4096)
 def _utc_of_local(day: date, zone: str) -> datetime:
     """The first instant at which the wall clock reads the day's midnight or later (as business
     hours are placed, docs/semantics.md §2.6)."""
