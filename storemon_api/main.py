@@ -23,6 +23,7 @@ from storemon_pipeline.engine.readers import Readers
 from storemon_pipeline.settings import Settings, get_settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+READER_THREADS = 1
 
 DESCRIPTION = """
 Uptime/downtime reports of stores, computed by the storemon Dagster pipeline.
@@ -50,8 +51,11 @@ def create_app(
         report_job=settings.report_job,
     )
 
-    # the stores' DuckDB files, held open between requests and let go for writers
-    readers = Readers(wait_seconds=READ_WAIT_SECONDS, limits=state.duckdb_limits)
+    # the stores' DuckDB files, held open between requests and let go for writers; a request's
+    # queries on one thread each (many small requests at once), all for work over every store
+    readers = Readers(
+        wait_seconds=READ_WAIT_SECONDS, limits=state.duckdb_limits, threads=READER_THREADS
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -267,9 +267,8 @@ class SlaService:
             with self.readers.connection(path, wait_seconds=READ_WAIT_SECONDS) as con:
                 yield con, latest
         elif len(paths) == 1:
-            # the fleet's temp tables are large: the cursor is not kept for the next request
             with self.readers.connection(
-                paths[0], wait_seconds=READ_WAIT_SECONDS, keep=False
+                paths[0], wait_seconds=READ_WAIT_SECONDS, wide=True
             ) as con:
                 yield con, None
         else:

@@ -58,11 +58,17 @@ class FileReader:
         *,
         wait_seconds: float,
         limits: ResourceLimits | None = None,
+        threads: int | None = None,
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self.path = Path(path)
         self.wait_seconds = wait_seconds
         self.limits = limits
+        # DuckDB's threads for each query (None: the limits'); work over every store asks
+        # for all of them while it runs (``connection(wide=True)``)
+        self.threads = threads
+        self.wide_threads = (limits.threads if limits else None) or os.cpu_count() or 1
+        self._wide = 0
         self.poll_seconds = poll_seconds
         self._cond = threading.Condition()
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -77,13 +83,16 @@ class FileReader:
 
     @contextmanager
     def connection(
-        self, *, wait_seconds: float | None = None, keep: bool = True
+        self, *, wait_seconds: float | None = None, wide: bool = False
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor of the open file for one request. While a writer is waiting or writing,
         waits up to ``wait_seconds`` (default: the reader's) and then raises
-        duckdb.IOException. ``keep=False``: the cursor is closed after, with its temp tables
-        (work over every store leaves large ones); else it serves the next request."""
-        cursor = self._acquire(self.wait_seconds if wait_seconds is None else wait_seconds)
+        duckdb.IOException. ``wide``: work over every store, which may use all of DuckDB's
+        threads while it runs, and leaves large temp tables: its cursor is closed after;
+        else the cursor serves the next request, with what it prepared."""
+        cursor = self._acquire(
+            self.wait_seconds if wait_seconds is None else wait_seconds, wide
+        )
         failed = False
         try:
             yield cursor
@@ -91,7 +100,7 @@ class FileReader:
             failed = True
             raise
         finally:
-            self._release(cursor, keep=keep and not failed)
+            self._release(cursor, keep=not wide and not failed, wide=wide)
 
     @contextmanager
     def lent(self, *, wait_seconds: float | None = None) -> Iterator[None]:
@@ -148,7 +157,7 @@ class FileReader:
 
     # --- inside -------------------------------------------------------------------------------
 
-    def _acquire(self, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    def _acquire(self, wait_seconds: float, wide: bool = False) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + wait_seconds
         with self._cond:
             while True:
@@ -164,19 +173,27 @@ class FileReader:
                     )
                 self._cond.wait(min(remaining, RETRY_SECONDS))
             self._in_flight += 1
+            if wide:
+                self._wide += 1
+                self._set_threads()
             if self._idle:
                 return self._idle.pop()
             cursor = self._con.cursor()
         try:
             cursor.execute(sql("macros"))  # temp objects are each cursor's own
         except BaseException:
-            self._release(cursor, keep=False)
+            self._release(cursor, keep=False, wide=wide)
             raise
         return cursor
 
-    def _release(self, cursor: duckdb.DuckDBPyConnection, keep: bool) -> None:
+    def _release(
+        self, cursor: duckdb.DuckDBPyConnection, keep: bool, wide: bool = False
+    ) -> None:
         with self._cond:
             self._in_flight -= 1
+            if wide:
+                self._wide -= 1
+                self._set_threads()
             if keep and self._con is not None and not self._letting_go:
                 self._idle.append(cursor)
             else:
@@ -200,11 +217,19 @@ class FileReader:
                 return False
             raise
         self._con, self._file_id = con, _file_id(self.path)
+        self._set_threads()
         self.opened += 1
         threading.Thread(
             target=self._watch, args=(con,), name=f"reader {self.path.name}", daemon=True
         ).start()
         return True
+
+    def _set_threads(self) -> None:
+        """DuckDB's threads for the queries running now (a setting of the whole database,
+        under the lock)."""
+        if self._con is not None and self.threads is not None:
+            threads = self.wide_threads if self._wide else self.threads
+            self._con.execute(f"SET threads = {int(threads)}")
 
     def _close_connection(self) -> None:
         """Close every cursor and the connection (under the lock, nothing in flight)."""
@@ -244,9 +269,16 @@ def _file_id(path: Path) -> tuple[int, int] | None:
 class Readers:
     """The readers of a process: one per file, made on first use."""
 
-    def __init__(self, *, wait_seconds: float, limits: ResourceLimits | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        wait_seconds: float,
+        limits: ResourceLimits | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.wait_seconds = wait_seconds
         self.limits = limits
+        self.threads = threads
         self._readers: dict[Path, FileReader] = {}
         self._lock = threading.Lock()
 
@@ -255,16 +287,17 @@ class Readers:
             found = self._readers.get(path)
             if found is None:
                 found = self._readers[path] = FileReader(
-                    path, wait_seconds=self.wait_seconds, limits=self.limits
+                    path, wait_seconds=self.wait_seconds, limits=self.limits,
+                    threads=self.threads,
                 )
             return found
 
     @contextmanager
     def connection(
-        self, path: Path, *, wait_seconds: float | None = None, keep: bool = True
+        self, path: Path, *, wait_seconds: float | None = None, wide: bool = False
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """``FileReader.connection`` of the file's reader."""
-        with self.reader(path).connection(wait_seconds=wait_seconds, keep=keep) as con:
+        with self.reader(path).connection(wait_seconds=wait_seconds, wide=wide) as con:
             yield con
 
     @contextmanager
