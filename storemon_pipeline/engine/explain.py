@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import pandas as pd
 from storemon_pipeline.engine.db import ResourceLimits, database, sql
 from storemon_pipeline.engine.history import ReportSource, partition_key, report_source
 from storemon_pipeline.engine.ingest import is_valid_store_id
-from storemon_pipeline.engine.instants import as_aware_utc, as_naive_utc, iso
+from storemon_pipeline.engine.instants import as_aware_utc, as_naive_utc
 from storemon_pipeline.engine.readers import FileReader, Readers, ReportSources
 from storemon_pipeline.engine.report import WEEK, compute_reports, resolve_as_of
 from storemon_pipeline.engine.shards import shard_of
@@ -147,9 +147,13 @@ class StoreTimeline:
         stored partition the numbers are those of, linked to Dagster's UI when its URL is
         known."""
         zone = self.timezone
+        tz = ZoneInfo(zone)
 
         def local(value: datetime) -> str:
-            return _local(value, zone).isoformat()
+            return value.replace(tzinfo=UTC).astimezone(tz).isoformat()
+
+        def utc(value: datetime) -> str:  # the engine's naive UTC instant, with its offset
+            return value.isoformat() + "+00:00"
 
         def weekly(row: HoursRow) -> dict[str, Any]:
             return {
@@ -161,7 +165,7 @@ class StoreTimeline:
 
         return {
             "store_id": self.store_id,
-            "as_of": iso(self.as_of),
+            "as_of": utc(self.as_of),
             "timezone": zone,
             "timezone_defaulted": self.timezone_defaulted,
             "open_24x7": not self.business_hours,
@@ -181,15 +185,15 @@ class StoreTimeline:
                 }
                 for special in self.special_dates
             ],
-            "week": {"start": iso(self.week.start), "end": iso(self.week.end)},
+            "week": {"start": utc(self.week.start), "end": utc(self.week.end)},
             "days": [
-                {"date": day.isoformat(), "start_utc": iso(start), "end_utc": iso(end)}
+                {"date": day.isoformat(), "start_utc": utc(start), "end_utc": utc(end)}
                 for day, start, end in self.local_days()
             ],
             "business_windows": [
                 {
-                    "start_utc": iso(w.start),
-                    "end_utc": iso(w.end),
+                    "start_utc": utc(w.start),
+                    "end_utc": utc(w.end),
                     "start_local": local(w.start),
                     "end_local": local(w.end),
                 }
@@ -197,7 +201,7 @@ class StoreTimeline:
             ],
             "polls": [
                 {
-                    "ts": iso(p.ts),
+                    "ts": utc(p.ts),
                     "ts_local": local(p.ts),
                     "status": _status(p.active),
                     "used": p.used,
@@ -208,17 +212,17 @@ class StoreTimeline:
             "sequence": None if self.all_polls is None
             else "all polls" if self.all_polls else "in-hours polls",
             "status_runs": [
-                {"start": iso(r.start), "end": iso(r.end), "status": _status(r.active)}
+                {"start": utc(r.start), "end": utc(r.end), "status": _status(r.active)}
                 for r in self.status_runs
             ],
             "segments": [
-                {"start": iso(s.start), "end": iso(s.end), "status": _status(s.active)}
+                {"start": utc(s.start), "end": utc(s.end), "status": _status(s.active)}
                 for s in self.segments
             ],
             "periods": {
                 name: {
-                    "start": iso(p.start),
-                    "end": iso(p.end),
+                    "start": utc(p.start),
+                    "end": utc(p.end),
                     "business_seconds": p.business_us / 1e6,
                     "uptime_seconds": p.uptime_us / 1e6,
                     "downtime_seconds": (p.business_us - p.uptime_us) / 1e6,
