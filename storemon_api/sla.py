@@ -124,14 +124,10 @@ def parse_sla_query(
 
 
 class SlaService:
-    def __init__(
-        self, state: Settings, dagster_url: str | None = None, readers: Readers | None = None
-    ) -> None:
+    def __init__(self, state: Settings, dagster_url: str | None, readers: Readers) -> None:
         self.state = state
         self.dagster_url = dagster_url
-        self.readers = readers or Readers(
-            wait_seconds=READ_WAIT_SECONDS, limits=state.duckdb_limits
-        )
+        self.readers = readers
 
     def csv(self, query: SlaQuery) -> bytes:
         """Exactly the CSV ``storemon sla`` writes for this query."""
