@@ -214,3 +214,13 @@ def test_timelines_asked_together_are_computed_together(sample_state):
         assert found == alone
         with pytest.raises(LookupError):
             batches.timeline("no-such-store", None)
+
+
+def test_a_writer_of_the_same_process_waits_for_the_reader_too(db):
+    """DuckDB refuses a second mode of a file within one process (a reader's read-only
+    connection against a writable one): the writer announces itself and retries that too."""
+    with reader_of(db) as reader:
+        assert marks(reader) == [] and reader.is_open
+        with database(db) as con:
+            con.execute("INSERT INTO marks VALUES ('in process')")
+        assert marks(reader) == ["in process"]
