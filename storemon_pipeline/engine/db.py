@@ -165,7 +165,8 @@ class WriterIntent:
 
     def __init__(self, path: Path | str) -> None:
         self.path = writer_intent_path(Path(path))
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # read-only is enough for a flock: a reader of a folder it may not write can test it
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
         self._held = False
 
     def announce(self) -> None:
