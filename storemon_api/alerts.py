@@ -2,8 +2,9 @@
 decided, open and resolved, newest first, each with its events' delivery to the webhooks.
 
 Nothing is decided here: the alerts are read as the last evaluation left them, from the stores'
-database, read-only (engine/alerts.py, engine/delivery.py). While a run writes that file the
-request waits ``READ_WAIT_SECONDS``, then answers 503. A state without a database yet has no
+database, read-only (engine/alerts.py, engine/delivery.py), held open by the process's readers
+(engine/readers.py). While a run writes that file the request waits ``READ_WAIT_SECONDS``, then
+answers 503. A state without a database yet has no
 alerts; a failed delivery's error (which may name a webhook's URL) only goes to a caller with
 the token.
 """
@@ -28,10 +29,10 @@ from storemon_pipeline.engine.alerts import (
     read_alerts,
     store_polled,
 )
-from storemon_pipeline.engine.db import database
 from storemon_pipeline.engine.delivery import read_events
 from storemon_pipeline.engine.ingest import is_valid_store_id
 from storemon_pipeline.engine.instants import as_aware_utc
+from storemon_pipeline.engine.readers import Readers
 from storemon_pipeline.engine.report import latest_poll
 from storemon_pipeline.engine.shards import shard_of
 from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
@@ -67,8 +68,9 @@ def timeline_url(store_id: str, as_of: datetime) -> str:
 
 
 class AlertService:
-    def __init__(self, state: Settings) -> None:
+    def __init__(self, state: Settings, readers: Readers) -> None:
         self.state = state
+        self.readers = readers
 
     def fleet(
         self, state: str | None, store_id: str | None, *, with_errors: bool
@@ -98,10 +100,7 @@ class AlertService:
         self, path: Path, state: str | None, store_id: str | None, with_errors: bool
     ) -> _Found:
         try:
-            with database(
-                path, read_only=True, wait_seconds=READ_WAIT_SECONDS,
-                limits=self.state.duckdb_limits,
-            ) as con:
+            with self.readers.connection(path, wait_seconds=READ_WAIT_SECONDS) as con:
                 found = _Found(as_of=latest_poll(con))
                 found.known = store_id is None or store_polled(con, store_id)
                 if not found.known or not alerts_kept(con):

@@ -19,32 +19,32 @@ from storemon_api.stores import StoreService
 from storemon_pipeline.settings import Settings
 
 
-def get_api_settings(request: Request) -> ApiSettings:
+async def get_api_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def get_state(request: Request) -> Settings:
+async def get_state(request: Request) -> Settings:
     """The pipeline's settings: where the state folder (reports, DuckDB) is."""
     return request.app.state.state
 
 
-def get_dagster(request: Request) -> DagsterClient:
+async def get_dagster(request: Request) -> DagsterClient:
     return request.app.state.dagster
 
 
-def get_reports(request: Request) -> ReportService:
+async def get_reports(request: Request) -> ReportService:
     return request.app.state.reports
 
 
-def get_stores(request: Request) -> StoreService:
+async def get_stores(request: Request) -> StoreService:
     return request.app.state.stores
 
 
-def get_sla(request: Request) -> SlaService:
+async def get_sla(request: Request) -> SlaService:
     return request.app.state.sla
 
 
-def get_alerts(request: Request) -> AlertService:
+async def get_alerts(request: Request) -> AlertService:
     return request.app.state.alerts
 
 
@@ -60,7 +60,7 @@ AlertsDep = Annotated[AlertService, Depends(get_alerts)]
 bearer = HTTPBearer(auto_error=False, description="STOREMON_API_TOKEN, when the server sets one.")
 
 
-def token_accepted(request: Request, settings: ApiSettingsDep) -> bool:
+async def token_accepted(request: Request, settings: ApiSettingsDep) -> bool:
     """Whether the request may see everything: no token is configured, or the right one is
     sent."""
     expected = settings.token
@@ -75,7 +75,7 @@ def token_accepted(request: Request, settings: ApiSettingsDep) -> bool:
 TokenAcceptedDep = Annotated[bool, Depends(token_accepted)]
 
 
-def require_token(accepted: TokenAcceptedDep) -> None:
+async def require_token(accepted: TokenAcceptedDep) -> None:
     """Passes when no token is configured or the right one is sent."""
     if not accepted:
         raise HTTPException(

@@ -18,10 +18,12 @@ from storemon_api.routers import alerts, fleet, health, report_requests, reports
 from storemon_api.service import ReportService
 from storemon_api.settings import ApiSettings, get_api_settings
 from storemon_api.sla import SlaService
-from storemon_api.stores import StoreService
+from storemon_api.stores import READ_WAIT_SECONDS, StoreService
+from storemon_pipeline.engine.readers import Readers
 from storemon_pipeline.settings import Settings, get_settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+READER_THREADS = 1
 
 DESCRIPTION = """
 Uptime/downtime reports of stores, computed by the storemon Dagster pipeline.
@@ -49,11 +51,18 @@ def create_app(
         report_job=settings.report_job,
     )
 
+    # the stores' DuckDB files, held open between requests and let go for writers; a request's
+    # queries on one thread each (many small requests at once), all for work over every store
+    readers = Readers(
+        wait_seconds=READ_WAIT_SECONDS, limits=state.duckdb_limits, threads=READER_THREADS
+    )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            readers.close()
             dagster.close()
 
     app = FastAPI(
@@ -68,9 +77,10 @@ def create_app(
     app.state.state = state
     app.state.dagster = dagster
     app.state.reports = ReportService(dagster, state)
-    app.state.stores = StoreService(state, settings.dagster_url)
-    app.state.sla = SlaService(state, settings.dagster_url)
-    app.state.alerts = AlertService(state)
+    app.state.readers = readers
+    app.state.stores = StoreService(state, settings.dagster_url, readers)
+    app.state.sla = SlaService(state, settings.dagster_url, readers)
+    app.state.alerts = AlertService(state, readers)
     install_handlers(app)
     for router in (
         report_requests.router, reports.router, stores.router, sla.router, alerts.router,

@@ -4,7 +4,8 @@ incidents; the months there is something to ask for.
 
 A month the ``monthly_sla`` asset saved (``saved_month_path``) is answered from that file alone,
 with the requested target applied to it: a run writing the stores' database does not hold it up.
-Any other period is computed for the request on the stores' database, read-only: while a run
+Any other period is computed for the request on the stores' database, read-only, through the
+process's readers (engine/readers.py; one store's period on its own shard's file): while a run
 writes that file the request waits ``READ_WAIT_SECONDS``, then answers 503.
 """
 
@@ -39,7 +40,9 @@ from storemon_api.models import (
 )
 from storemon_pipeline.engine.ingest import is_valid_store_id
 from storemon_pipeline.engine.instants import as_aware_utc
-from storemon_pipeline.engine.report import NoPollsError
+from storemon_pipeline.engine.readers import Readers
+from storemon_pipeline.engine.report import NoPollsError, latest_poll
+from storemon_pipeline.engine.shards import shard_of
 from storemon_pipeline.engine.sla import (
     MONTH_PATTERN,
     Period,
@@ -121,9 +124,10 @@ def parse_sla_query(
 
 
 class SlaService:
-    def __init__(self, state: Settings, dagster_url: str | None = None) -> None:
+    def __init__(self, state: Settings, dagster_url: str | None, readers: Readers) -> None:
         self.state = state
         self.dagster_url = dagster_url
+        self.readers = readers
 
     def csv(self, query: SlaQuery) -> bytes:
         """Exactly the CSV ``storemon sla`` writes for this query."""
@@ -167,10 +171,13 @@ class SlaService:
         span = None
         try:
             if all(path.exists() for path in self.state.shard_paths):
-                with sla_database(
-                    self.state.shard_paths, limits=self.state.duckdb_limits, wait_seconds=1.0
-                ) as con:
-                    span = poll_span(con)
+                spans = []
+                for path in self.state.shard_paths:
+                    with self.readers.connection(path, wait_seconds=1.0) as con:
+                        spans.append(poll_span(con))
+                found = [found for found in spans if found is not None]
+                if found:
+                    span = (min(first for first, _ in found), max(last for _, last in found))
         except duckdb.IOException:
             latest = read_latest_poll(self.state.state_dir)
             span = None if latest is None else (latest, latest)
@@ -229,18 +236,50 @@ class SlaService:
         if not all(path.exists() for path in state.shard_paths):
             raise NoPolls("no polls are loaded yet: ingest a store-status file first")
         try:
-            with sla_database(
-                state.shard_paths, limits=state.duckdb_limits, wait_seconds=READ_WAIT_SECONDS
-            ) as con:
+            with self._stores_database(store_ids) as (con, latest):
                 try:
                     run = compute_sla(
-                        con, [query.period], store_ids, target_pct=query.target_pct
+                        con, [query.period], store_ids, target_pct=query.target_pct,
+                        latest=latest,
                     )
                 except NoPollsError as exc:
                     raise NoPolls(str(exc)) from exc
                 yield con, SlaSource(kind="computed", latest_poll=as_aware_utc(run.latest_poll))
         except duckdb.IOException as exc:
             raise Unavailable("the store database is busy; retry in a few seconds") from exc
+
+    @contextmanager
+    def _stores_database(
+        self, store_ids: Sequence[str] | None
+    ) -> Iterator[tuple[duckdb.DuckDBPyConnection, datetime | None]]:
+        """Where to compute the stores' periods, and the latest poll to cut them at (None: the
+        database's own): one store on its own file (with shards, cut at the newest poll of all
+        of them); every store on the one file, or on all the shards seen as one (which
+        attaches them: the readers lend them meanwhile)."""
+        paths = self.state.shard_paths
+        if store_ids is not None and len(store_ids) == 1:
+            latest = None if len(paths) == 1 else self._latest_poll()
+            path = paths[shard_of(store_ids[0], len(paths))]
+            with self.readers.connection(path, wait_seconds=READ_WAIT_SECONDS) as con:
+                yield con, latest
+        elif len(paths) == 1:
+            with self.readers.connection(
+                paths[0], wait_seconds=READ_WAIT_SECONDS, wide=True
+            ) as con:
+                yield con, None
+        else:
+            with self.readers.lent(paths, wait_seconds=READ_WAIT_SECONDS), sla_database(
+                paths, limits=self.state.duckdb_limits, wait_seconds=READ_WAIT_SECONDS
+            ) as con:
+                yield con, None
+
+    def _latest_poll(self) -> datetime | None:
+        """The newest poll of all shards (what ``latest_poll`` reads over their union)."""
+        found = []
+        for path in self.state.shard_paths:
+            with self.readers.connection(path, wait_seconds=READ_WAIT_SECONDS) as con:
+                found.append(latest_poll(con))
+        return max((latest for latest in found if latest is not None), default=None)
 
 
 def _csv_bytes(con: duckdb.DuckDBPyConnection) -> bytes:

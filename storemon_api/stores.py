@@ -4,7 +4,10 @@ made; and the fleet's history.
 The histories are read from the file that report runs write (engine/history.py), never
 recomputed: a run holds that file only while it inserts a partition's rows, so a read waits a
 moment at most. A timeline is computed for its one store from the store's database, read-only
-(engine/explain.py): while a run writes that file, it waits as long, then answers 503.
+(engine/explain.py), held open by the process's readers between requests and let go whenever
+a run wants to write it (engine/readers.py); timelines asked at the same time are computed
+together. While a run writes the file, a timeline waits ``READ_WAIT_SECONDS``, then answers
+503.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from storemon_api.models import (
 )
 from storemon_pipeline.engine.explain import (
     MalformedStoreIdError,
+    StoreTimelines,
     UnknownStoreError,
-    read_store_timeline,
 )
 from storemon_pipeline.engine.history import partition_key, read_fleet_history, read_store_history
 from storemon_pipeline.engine.ingest import is_valid_store_id
 from storemon_pipeline.engine.instants import as_aware_utc, as_naive_utc
+from storemon_pipeline.engine.readers import Readers
 from storemon_pipeline.engine.report import NoPollsError
 from storemon_pipeline.settings import Settings
 
@@ -38,9 +42,12 @@ SHARES = ("uptime_share_hour", "uptime_share_day", "uptime_share_week")
 
 
 class StoreService:
-    def __init__(self, state: Settings, dagster_url: str) -> None:
+    def __init__(self, state: Settings, dagster_url: str, readers: Readers) -> None:
         self.state = state
         self.dagster_url = dagster_url
+        self.timelines = StoreTimelines(
+            readers, state.state_dir, state.shard_paths, state.history_path
+        )
 
     def history(
         self, store_id: str, since: datetime | None, until: datetime | None
@@ -73,10 +80,8 @@ class StoreService:
 
     def timeline(self, store_id: str, as_of: datetime | None) -> StoreTimelineResponse:
         try:
-            state = self.state
-            timeline, source = read_store_timeline(
-                state.state_dir, state.shard_paths, state.history_path, store_id, as_of,
-                wait_seconds=READ_WAIT_SECONDS, limits=state.duckdb_limits,
+            timeline, source = self.timelines.timeline(
+                store_id, as_of, wait_seconds=READ_WAIT_SECONDS
             )
         except MalformedStoreIdError as exc:
             raise MalformedStoreId() from exc

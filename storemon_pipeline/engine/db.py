@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import time
@@ -129,23 +130,96 @@ def ensure_spill_room(folder: Path, limits: ResourceLimits) -> None:
 
 
 def is_lock_error(exc: BaseException) -> bool:
-    """DuckDB's answer when another process holds the file."""
-    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+    """DuckDB's answer when another process holds the file (or, in this process, a connection
+    opened with the other mode: read-only against writable)."""
+    if isinstance(exc, duckdb.IOException):
+        return "lock" in str(exc).lower()
+    return isinstance(exc, duckdb.ConnectionException) and "different configuration" in str(exc)
 
 
-def retry_while_locked(action: Callable[[], T], wait_seconds: float) -> T:
+def retry_while_locked(
+    action: Callable[[], T], wait_seconds: float, *, max_delay: float = 1.0
+) -> T:
     """``action()``, tried again while another process holds a DuckDB file it opens (DuckDB lets
     one process write a file at a time), for up to ``wait_seconds``."""
     deadline = time.monotonic() + wait_seconds
-    delay = 0.05
+    delay = 0.02
     while True:
         try:
             return action()
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not is_lock_error(exc) or time.monotonic() >= deadline:
                 raise
             time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, max_delay)
+
+
+# A writer announces itself before it opens a file, so that the processes that keep the file
+# open for reading between their reads (the API, engine/readers.py) let it go: DuckDB lets no
+# process open a file for writing while another holds it open, even read-only. Readers react
+# within their poll interval once their reads in flight are done; a writer waits at least
+# this long for them, whatever its own wait.
+READERS_YIELD_SECONDS = 5.0
+WRITER_RETRY_SECONDS = 0.1  # how often a waiting writer tries the file again
+
+
+class WriterIntent:
+    """``<database>.writer``, a lock file beside a DuckDB file: a writer holds it exclusively
+    (flock) while it tries to open the file; readers test it without waiting. The kernel
+    releases it when the writer's process dies, so a crash leaves nothing stale."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = writer_intent_path(Path(path))
+        # read-only is enough for a flock: a reader of a folder it may not write can test it
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
+        self._held = False
+
+    def announce(self) -> None:
+        """Hold the intent (a writer): tried without waiting, since readers only test it for
+        a moment and another writer already announcing does for both."""
+        if not self._held:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._held = True
+            except BlockingIOError:
+                pass
+
+    def announced(self) -> bool:
+        """Whether a writer holds the intent (a reader's test; readers never block each
+        other)."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return False
+
+    def close(self) -> None:
+        os.close(self._fd)  # releases the lock too
+
+    def __enter__(self) -> WriterIntent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def writer_intent_path(path: Path) -> Path:
+    return path.with_name(path.name + ".writer")
+
+
+def _open_for_writing(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    """The file opened for writing, announced to its readers while it is tried: waits for
+    them (in-flight reads) at least READERS_YIELD_SECONDS, for other writers ``wait_seconds``."""
+    with WriterIntent(path) as intent:
+
+        def attempt() -> duckdb.DuckDBPyConnection:
+            intent.announce()
+            return duckdb.connect(str(path))
+
+        return retry_while_locked(
+            attempt, max(wait_seconds, READERS_YIELD_SECONDS), max_delay=WRITER_RETRY_SECONDS
+        )
 
 
 def connect_memory(limits: ResourceLimits | None = None) -> duckdb.DuckDBPyConnection:
@@ -167,15 +241,17 @@ def connect(
     ``ResourceLimits.default()``).
 
     DuckDB lets one process hold a file for writing; with ``wait_seconds`` we retry while
-    another process holds it instead of failing at once.
+    another process holds it instead of failing at once. A writer announces itself to the
+    processes that keep the file open for reading (``WriterIntent``) and waits for them.
     """
     limits = limits or ResourceLimits.default()
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = retry_while_locked(
-        lambda: duckdb.connect(str(path), read_only=read_only), wait_seconds
-    )
+    if read_only:
+        con = retry_while_locked(lambda: duckdb.connect(str(path), read_only=True), wait_seconds)
+    else:
+        con = _open_for_writing(path, wait_seconds)
     limits.apply(con)
     if not read_only:
         con.execute(sql("schema"))

@@ -127,10 +127,10 @@ def report_chunks(
     )
     scope_report_stores(con, last, store_ids)
     con.execute(sql("report_results_schema"))
-    for _ in store_chunks(
+    for key_range in store_chunks(
         con, "report_stores", horizon, last, polls_per_chunk, rows_per_store=len(instants)
     ):
-        build_timelines(con, horizon, last, first - WEEK)
+        build_timelines(con, horizon, last, first - WEEK, key_range=key_range)
         for step in ("report_readings", "report_values"):
             con.execute(sql(step))
         yield
@@ -158,6 +158,8 @@ def build_timelines(
     horizon: datetime,
     last_as_of: datetime,
     first_week_start: datetime,
+    *,
+    key_range: tuple[int, int] | None = None,
 ) -> None:
     """The timelines of ``report_timelines.sql`` (first_in_hours, poll_spans, status_runs,
     business_cumulative, uptime_cumulative) for the stores of the temp table ``report_stores``
@@ -169,10 +171,11 @@ def build_timelines(
     searched before the horizon, so the timelines are exact where they are read if every
     as-of is at or after that instant and every instant read is at or after
     ``(horizon + first_week_start + LOOKBACK_MARGIN) / 2``. A batch of reports: its first
-    week's start W, and the horizon W - LOOKBACK_MARGIN."""
+    week's start W, and the horizon W - LOOKBACK_MARGIN. ``key_range``: the first and last
+    store key of ``report_stores`` when the caller knows them (``store_chunks`` yields them)."""
     scope_window_stores(con, "SELECT store_key, store_id FROM report_stores")
     build_business_windows(con, horizon, last_as_of, "report_windows")
-    first_key, last_key = con.execute(
+    first_key, last_key = key_range or con.execute(
         "SELECT min(store_key), max(store_key) FROM report_stores"
     ).fetchone()
     con.execute(
@@ -225,14 +228,20 @@ def _search_before_lookback(
         """,
         {"horizon": horizon, "nearest_enough": first_week_start + LOOKBACK_MARGIN},
     )
+    searched, oldest = con.execute(
+        "SELECT count(*), min(search_down_to) FILTER (WHERE search_down_to < $horizon) "
+        "FROM searched_stores",
+        {"horizon": horizon},
+    ).fetchone()
+    if not searched:  # every store has its in-hours poll near enough: nothing to search
+        return
     con.execute(
         "CREATE OR REPLACE TEMP TABLE search_stores AS "
         "SELECT * FROM searched_stores WHERE search_down_to < $horizon",
         {"horizon": horizon},
     )
-    oldest = con.execute("SELECT min(search_down_to) FROM search_stores").fetchone()[0]
     if oldest is not None:
-        prepare_zone_offsets(con, oldest, horizon)
+        prepare_zone_offsets(con, oldest, horizon, stores="search_stores")
     chunk_to = horizon
     for length in (*SEARCH_CHUNKS, None):
         if not con.execute("SELECT count(*) FROM search_stores").fetchone()[0]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import duckdb
+import pandas as pd
 
 from storemon_pipeline.engine.chunks import store_chunks
 from storemon_pipeline.engine.db import sql
@@ -25,17 +26,80 @@ LATEST_SPAN_AFTER = timedelta(days=1)
 
 
 def prepare_zone_offsets(
-    con: duckdb.DuckDBPyConnection, span_from: datetime, span_to: datetime
+    con: duckdb.DuckDBPyConnection,
+    span_from: datetime,
+    span_to: datetime,
+    *,
+    stores: str | None = None,
 ) -> None:
-    """The temp table ``zone_offsets``: the pieces of every zone in use (and the default zone)
-    over [span_from, span_to], for ``build_business_windows`` of any span inside it."""
-    zones = [DEFAULT_TIMEZONE] + [
-        row[0] for row in con.execute("SELECT DISTINCT timezone FROM timezones").fetchall()
-    ]
-    offsets = zone_offset_pieces(zones, span_from - ZONE_MARGIN, span_to + ZONE_MARGIN)
-    con.register("zone_offsets_frame", offsets)
-    con.execute("CREATE OR REPLACE TEMP TABLE zone_offsets AS SELECT * FROM zone_offsets_frame")
-    con.unregister("zone_offsets_frame")
+    """The temp table ``zone_offsets``: the pieces of the zones of the stores in the temp table
+    ``stores`` (a store_id column; default: every zone in use) and the default zone, over the
+    whole UTC years of [span_from, span_to] and its margin, for ``build_business_windows`` of
+    any span inside it.
+
+    Pieces are exact over the years they were read for, so the table only grows: a zone is
+    read again only for years it lacks (``zone_offset_years``). A connection that serves many
+    requests (the API's) converts each zone once; what a step left stays valid for the next."""
+    first_year = (span_from - ZONE_MARGIN).year
+    last_year = (span_to + ZONE_MARGIN).year
+    con.execute(
+        """
+        CREATE TEMP TABLE IF NOT EXISTS zone_offsets (
+            timezone VARCHAR, valid_from TIMESTAMP_NS, valid_to TIMESTAMP, utc_offset_sec BIGINT
+        );
+        CREATE TEMP TABLE IF NOT EXISTS zone_offset_years (
+            timezone VARCHAR, first_year INTEGER, last_year INTEGER
+        )
+        """
+    )
+    in_use = "SELECT timezone FROM timezones" + (
+        "" if stores is None else f" SEMI JOIN {stores} USING (store_id)"
+    )
+    lacking = con.execute(
+        f"""
+        WITH wanted AS (
+            SELECT $default_timezone AS timezone
+            UNION
+            SELECT timezone FROM ({in_use})
+        )
+        SELECT
+            wanted.timezone,
+            least(zone_offset_years.first_year, $first_year) AS first_year,
+            greatest(zone_offset_years.last_year, $last_year) AS last_year
+        FROM wanted
+        LEFT JOIN zone_offset_years USING (timezone)
+        WHERE zone_offset_years.timezone IS NULL
+           OR zone_offset_years.first_year > $first_year
+           OR zone_offset_years.last_year < $last_year
+        """,
+        {"default_timezone": DEFAULT_TIMEZONE, "first_year": first_year, "last_year": last_year},
+    ).fetchall()
+    if not lacking:
+        return
+    pieces = pd.concat(
+        [
+            zone_offset_pieces([zone], datetime(first, 1, 1), datetime(last, 1, 1))
+            for zone, first, last in lacking
+        ],
+        ignore_index=True,
+    )
+    years = pd.DataFrame(lacking, columns=["timezone", "first_year", "last_year"])
+    con.register("zone_offsets_frame", pieces)
+    con.register("zone_offset_years_frame", years)
+    try:
+        con.execute(
+            """
+            DELETE FROM zone_offsets
+            WHERE timezone IN (SELECT timezone FROM zone_offset_years_frame);
+            INSERT INTO zone_offsets SELECT * FROM zone_offsets_frame;
+            DELETE FROM zone_offset_years
+            WHERE timezone IN (SELECT timezone FROM zone_offset_years_frame);
+            INSERT INTO zone_offset_years SELECT * FROM zone_offset_years_frame
+            """
+        )
+    finally:
+        con.unregister("zone_offsets_frame")
+        con.unregister("zone_offset_years_frame")
 
 
 def build_business_windows(
@@ -45,21 +109,17 @@ def build_business_windows(
     into: str,
     *,
     zones_ready: bool = False,
-) -> int:
+) -> None:
     """Temp table ``into`` (store_key, window_start, window_end): the merged windows of the stores
     in the temp table ``window_stores(store_key, store_id)`` that reach into
-    [covers_from, covers_to] (a window starting exactly at covers_to included). Returns the
-    number of windows. With ``zones_ready``, the zone offsets prepared for a wider span are
-    used as they are."""
+    [covers_from, covers_to] (a window starting exactly at covers_to included). With
+    ``zones_ready``, the zone offsets prepared for a wider span are used as they are."""
     if not zones_ready:
-        prepare_zone_offsets(con, covers_from, covers_to)
+        prepare_zone_offsets(con, covers_from, covers_to, stores="window_stores")
     con.execute(
-        sql("business_windows"),
+        sql("business_windows").format(into=into),
         {"covers_from": covers_from, "covers_to": covers_to, "default_timezone": DEFAULT_TIMEZONE},
     )
-    con.execute(f"DROP TABLE IF EXISTS {into}")
-    con.execute(f"ALTER TABLE computed_business_windows RENAME TO {into}")
-    return con.execute(f"SELECT count(*) FROM {into}").fetchone()[0]
 
 
 def scope_window_stores(con: duckdb.DuckDBPyConnection, query: str, **params: object) -> None:

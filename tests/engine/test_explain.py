@@ -29,6 +29,7 @@ from storemon_pipeline.engine.explain import (
     StoreTimeline,
     UnknownStoreError,
     explain_store,
+    explain_stores,
     timeline_text,
 )
 from storemon_pipeline.engine.ingest import ingest_paths
@@ -95,12 +96,16 @@ def test_timeline_values_are_the_report_row_and_add_up(scenario):
             write_report_csv(con, folder / "report.csv", as_of)
             with open(folder / "report.csv", newline="") as file:
                 rows = {row["store_id"]: row for row in csv.DictReader(file)}
+            # all of them at once, as concurrent requests are served: each as if alone
+            together = explain_stores(con, [store.store_id for store in stores], as_of)
+            assert set(together) == {store.store_id for store in stores if store.polls}
             for store in stores:
                 if not store.polls:
                     with pytest.raises(UnknownStoreError):
                         explain_store(con, store.store_id, as_of)
                     continue
                 timeline = explain_store(con, store.store_id, as_of)
+                assert together[store.store_id] == timeline
                 if store.store_id not in rows:
                     assert timeline.values is None and not timeline.polls
                     continue
@@ -165,6 +170,7 @@ def special_timelines(tmp_path_factory) -> dict[str, StoreTimeline]:
         with open(folder / "report.csv", newline="") as file:
             rows = {row["store_id"]: row for row in csv.DictReader(file)}
         timelines = {store: explain_store(con, store, SPECIAL_AS_OF) for store in rows}
+        assert explain_stores(con, list(rows), SPECIAL_AS_OF) == timelines
     for store, timeline in timelines.items():
         assert_adds_up(timeline, rows[store])
     return timelines

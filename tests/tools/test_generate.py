@@ -222,8 +222,8 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
     short = run_bench(scale=0.02, cache_dir=tmp_path, out=lines.append)
     phases = {r["phase"]: r for r in short if r["kind"] == "phase"}
     assert set(phases) == {
-        "floor", "ingest", "windows", "report", "explain", "week", "late_fleet", "late_100",
-        "stray", "special",
+        "floor", "ingest", "windows", "report", "explain", "load", "week", "late_fleet",
+        "late_100", "stray", "special",
     }
     assert all(r["seconds"] is not None and r["peak_rss_mb"] > 0 for r in phases.values())
     assert phases["week"]["rows"] == 168 * phases["report"]["rows"]
@@ -232,6 +232,15 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
     assert phases["late_fleet"]["rows"] == 25 * phases["report"]["rows"]
     assert 0 < phases["late_100"]["rows"] <= 25 * 100
     assert phases["explain"]["rows"] == 20  # stores explained
+    assert 0 < phases["explain"]["held_seconds"] <= phases["explain"]["held_slowest_seconds"]
+    # the API served on loopback: timelines to one client and to 16, then the report's CSV
+    load = phases["load"]
+    for run, clients in (("single", 1), ("timelines", 16), ("csv", 16)):
+        assert load[run]["clients"] == clients and load[run]["ok"] > 0, run
+        assert load[run]["errors"] == 0, run
+        assert 0 < load[run]["median_s"] <= load[run]["p99_s"] <= load[run]["max_s"], run
+    assert load["timelines_per_s"] == load["timelines"]["per_second"] > 0
+    assert load["server_peak_rss_mb"] > 0
     # the special hours are in effect: loaded (the ingest phase left them out) and changing rows
     special = phases["special"]
     assert special["special_rows"] > 0 and special["stores_changed"] > 0
@@ -240,8 +249,11 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
         "ingest", "report", "ingest / floor", "report / floor", "week of hourly reports / report",
         "report after stray polls / report", "peak memory of a phase", "one store's timeline",
         "history after the fleet's late file / report", "history after 100 stores' late file",
-        "report with special hours / without",
+        "report with special hours / without", "one store's timeline, file held open",
+        "timelines/s with 16 clients", "p99 of a timeline, 16 clients",
     }
+    assert any(line.startswith("bar: timelines/s with 16 clients") and " >= 100 " in line
+               for line in lines)
     redraw(tmp_path, lines.append)  # what `storemon bench` does after each run
     try:  # the chart of the 8-day runs, drawn when matplotlib is there
         import matplotlib  # noqa: F401

@@ -4,8 +4,9 @@
 -- special hours, which have those instead. Needs the temp table
 -- zone_offsets(timezone, valid_from, valid_to, utc_offset_sec) covering that span.
 -- Linear in the number of windows: each wall-clock boundary is converted once per zone, and
--- each window end is looked up by equality on (zone, wall-clock time).
-CREATE OR REPLACE TEMP TABLE computed_business_windows AS
+-- each window end is looked up by equality on (zone, wall-clock time). {into}: the temp table's
+-- name (engine/windows.py, build_business_windows).
+CREATE OR REPLACE TEMP TABLE {into} AS
 WITH store_zones AS (
     -- a store without a valid zone is in the default zone
     SELECT window_stores.store_key, window_stores.store_id,
@@ -13,16 +14,20 @@ WITH store_zones AS (
     FROM window_stores
     LEFT JOIN timezones USING (store_id)
 ),
-weekly_hours AS (
+stores_weekly_rows AS MATERIALIZED (
+    -- business_hours is read once, for the stores in scope only
     SELECT store_zones.store_key, store_zones.timezone, day_of_week, start_sec, end_sec
     FROM business_hours
     JOIN store_zones USING (store_id)
+),
+weekly_hours AS (
+    SELECT * FROM stores_weekly_rows
     UNION ALL
     -- a store without business hours is open 24x7: a 24-hour window every day
     SELECT store_zones.store_key, store_zones.timezone, days.day_of_week, 0, 0
     FROM store_zones
     CROSS JOIN (SELECT range::TINYINT AS day_of_week FROM range(7)) AS days
-    ANTI JOIN business_hours USING (store_id)
+    ANTI JOIN stores_weekly_rows USING (store_key)
 ),
 local_dates AS (
     -- every local date whose windows can reach into the covered span (a window starting on

@@ -16,14 +16,18 @@ FROM source_polls
 JOIN source_stores USING (store_key)
 JOIN stores ON stores.store_id = source_stores.store_id;
 
+-- the snapshots in store order, as the ingest stores them (engine/ingest.py)
 INSERT INTO business_hours
-SELECT * FROM source_business_hours WHERE shard_of(store_id, $shards) = $shard;
+SELECT * FROM source_business_hours WHERE shard_of(store_id, $shards) = $shard
+ORDER BY store_id;
 
 INSERT INTO special_hours
-SELECT * FROM source_special_hours WHERE shard_of(store_id, $shards) = $shard;
+SELECT * FROM source_special_hours WHERE shard_of(store_id, $shards) = $shard
+ORDER BY store_id;
 
 INSERT INTO timezones
-SELECT * FROM source_timezones WHERE shard_of(store_id, $shards) = $shard;
+SELECT * FROM source_timezones WHERE shard_of(store_id, $shards) = $shard
+ORDER BY store_id;
 
 INSERT INTO quarantine
 SELECT * FROM source_quarantine WHERE shard_of(file_sha256 || ':' || line, $shards) = $shard;
