@@ -83,9 +83,10 @@ PHASES = (
     "floor", "ingest", "windows", "report", "explain", "load", "week", "late_fleet", "late_100",
     "stray", "special",
 )
-# above 1x: the week's bar is for 1x; the load phase too (its bars are for 1x; one timeline at
-# any scale is the explain phase's, through a reader as the API reads it)
-SCALED_PHASES = ("floor", "ingest", "windows", "report", "explain")
+# above 1x: the batches of partitions too (a week of hourly reports, the fleet's late file: at
+# most 10x and 3x a report at every scale); not the load phase (its bars are for 1x; one
+# timeline at any scale is the explain phase's, through a reader as the API reads it)
+SCALED_PHASES = ("floor", "ingest", "windows", "report", "explain", "week", "late_fleet")
 EXPLAINED_STORES = 20
 HISTORY_PHASES = (
     "ingest", "settle", "first_report", "ingest_hour", "settle_hour", "report", "sla",
@@ -760,10 +761,13 @@ def _bars(scale: float, by_phase: dict[str, dict]) -> list[dict]:
         bars += [
             _bar("week of hourly reports / report",
                  _ratio(by_phase["week"]["seconds"], report), WEEK_BAR_X, "x"),
-            _bar("report after stray polls / report",
-                 _ratio(by_phase["stray"]["seconds"], report), STRAY_BAR_X, "x"),
             _bar("history after the fleet's late file / report",
                  _ratio(by_phase["late_fleet"]["seconds"], report), LATE_FLEET_BAR_X, "x"),
+        ]
+    if "stray" in by_phase:
+        bars += [
+            _bar("report after stray polls / report",
+                 _ratio(by_phase["stray"]["seconds"], report), STRAY_BAR_X, "x"),
             _bar("history after 100 stores' late file",
                  by_phase["late_100"]["seconds"], LATE_STORES_BAR_S, "s"),
         ]
