@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     import duckdb
 
     from storemon_pipeline.engine.report import ReportSummary
-    from storemon_pipeline.engine.settled import Settlement
     from storemon_pipeline.engine.sla import Period, SlaSummary
 
 
@@ -34,7 +33,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from storemon_pipeline.engine.db import database
     from storemon_pipeline.engine.ingest import data_version, drop_expired_polls, ingest_paths
     from storemon_pipeline.engine.report import kept_history, latest_poll
-    from storemon_pipeline.engine.settled import settle_days
     from storemon_pipeline.engine.state import write_latest_poll
 
     missing = [path for path in args.paths if not path.exists()]
@@ -56,8 +54,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if settings.retention_days:
             expired = drop_expired_polls(con, kept_history(settings.retention_days))
             print(f"retention ({settings.retention_days} days): {expired} older polls dropped")
-        settling = time.perf_counter()
-        _print_settlement(settle_days(con), time.perf_counter() - settling)
         # the REST API and the sensors read it instead of opening DuckDB
         write_latest_poll(settings.state_dir, latest_poll(con), data_version(con))
     refused = [r for r in results if r.status == "refused"]
@@ -72,14 +68,13 @@ def _ingest_shards(settings: Settings, paths: list[Path], started: float) -> int
     """The steps Dagster runs one per file and one per shard, one after another."""
     from storemon_pipeline.engine.sharded import ingest_one_after_another
 
-    ingested, settled = ingest_one_after_another(settings.sharded, paths)
+    ingested = ingest_one_after_another(settings.sharded, paths)
     results = ingested.results
     for result in results:
         print(result.summary(), flush=True)
     if settings.retention_days:
         print(f"retention ({settings.retention_days} days): {ingested.expired} older polls "
               "dropped")
-    _print_settlement(settled.settlement, settled.seconds)
     refused = [r for r in results if r.status == "refused"]
     print(
         f"{len(results)} file(s) in {time.perf_counter() - started:.2f} s into "
@@ -88,12 +83,33 @@ def _ingest_shards(settings: Settings, paths: list[Path], started: float) -> int
     return 1 if refused else 0
 
 
-def _print_settlement(settlement: Settlement, seconds: float) -> None:
+def cmd_settle(args: argparse.Namespace) -> int:
+    """Settle the local days that can be (what the sla_days asset does after every ingest run),
+    in the one file or in each shard."""
+    from storemon_pipeline.engine.db import database
+    from storemon_pipeline.engine.settled import settle_days
+    from storemon_pipeline.engine.sharded import settle_shard, shard_settlements
+
+    settings = get_settings()
+    started = time.perf_counter()
+    if settings.shards > 1:
+        settlement = shard_settlements(
+            [settle_shard(settings.sharded, k) for k in range(settings.shards)]
+        ).settlement
+    else:
+        with database(
+            settings.duckdb_path, wait_seconds=args.wait, limits=settings.duckdb_limits
+        ) as con:
+            settlement = settle_days(con)
     print(
-        f"settled {settlement.days} local day(s) of {settlement.stores} store(s) for the SLA in "
-        f"{seconds:.2f} s"
-        + (f" ({settlement.waiting} store(s) wait for a poll)" if settlement.waiting else "")
+        f"settled {settlement.days} local day(s) of {settlement.stores} store(s) in "
+        f"{time.perf_counter() - started:.2f} s"
+        + (f"; {settlement.waiting} store(s) wait for a poll in their hours"
+           if settlement.waiting else "")
+        + (f"; settled from {settlement.first_date} to {settlement.last_date}, "
+           f"{settlement.total_days} store-days" if settlement.first_date else "")
     )
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -459,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="+", type=Path, help="CSV files (.csv, .csv.gz) or folders")
     ingest.set_defaults(func=cmd_ingest)
 
+    settle = commands.add_parser(
+        "settle",
+        help="settle the local days that have ended, so that an SLA month reads them (the "
+        "sla_days asset does it after every ingest run)",
+    )
+    settle.set_defaults(func=cmd_settle)
+
     report = commands.add_parser("report", help="write the uptime report CSV")
     report.add_argument("--as-of", type=_instant, help="report instant (default: latest poll)")
     report.add_argument("--out", type=Path, help="CSV path (default: <state>/reports/latest.csv)")
@@ -591,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=cmd_up)
 
-    for sub in (ingest, report, sla, alerts, demo):
+    for sub in (ingest, settle, report, sla, alerts, demo):
         sub.add_argument(
             "--wait", type=float, default=60.0,
             help="seconds to wait for the DuckDB file while another process writes it",

@@ -44,11 +44,11 @@ from storemon_pipeline.engine.sharded import (
     assemble_report,
     finish_ingest,
     ingest_shard,
-    merge_shard_settlements,
     remove_staged,
     report_plan,
     report_shard,
     settle_shard,
+    shard_settlements,
     stage_files,
 )
 from storemon_pipeline.engine.state import read_latest_poll, report_csv_path
@@ -142,7 +142,7 @@ def _settle_shard_op(index: int) -> dg.OpDefinition:
     description="What the shards settled, as one settlement: the sla_days asset's metadata.",
 )
 def assemble_settlement(settled: list[ShardSettlement]) -> dg.Output[None]:
-    merged = merge_shard_settlements(settled)
+    merged = shard_settlements(settled)
     return dg.Output(None, metadata=settlement_metadata(merged.settlement, merged.seconds))
 
 

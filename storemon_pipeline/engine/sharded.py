@@ -191,25 +191,20 @@ def finish_ingest(state: ShardedState) -> tuple[datetime | None, str]:
     return newest, version
 
 
-def ingest_one_after_another(
-    state: ShardedState, paths: Sequence[Path]
-) -> tuple[ShardIngest, ShardSettlement]:
+def ingest_one_after_another(state: ShardedState, paths: Sequence[Path]) -> ShardIngest:
     """The steps of a sharded ingest in this process, one after another (the CLI's way): the
-    files' results as one ingest's and the polls the retention dropped; the days settled."""
+    files' results as one ingest's, and the polls the retention dropped."""
     staged = stage_files(state, csv_files(paths))
     parts = [ingest_shard(state, k, staged) for k in range(state.shards)]
     remove_staged(staged)
     finish_ingest(state)
-    return (
-        ShardIngest(
-            merge_shard_results([part.results for part in parts]),
-            sum(part.expired for part in parts),
-        ),
-        merge_shard_settlements([settle_shard(state, k) for k in range(state.shards)]),
+    return ShardIngest(
+        merge_shard_results([part.results for part in parts]),
+        sum(part.expired for part in parts),
     )
 
 
-def merge_shard_settlements(parts: Sequence[ShardSettlement]) -> ShardSettlement:
+def shard_settlements(parts: Sequence[ShardSettlement]) -> ShardSettlement:
     """The shards' settlements as one (their seconds added)."""
     return ShardSettlement(
         merge_settlements([part.settlement for part in parts]),

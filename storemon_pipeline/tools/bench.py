@@ -247,7 +247,7 @@ def phase_report(db_path: str, out_path: str, *extra_files: str) -> dict:
 
 
 def phase_settle(db_path: str) -> dict:
-    """The local days settled after an ingest (what `storemon ingest` and the sla_days asset
+    """The local days settled after an ingest (what `storemon settle` and the sla_days asset
     do): after the whole history at once, every day of it; after one more hour, the days that
     hour lets settle."""
     from storemon_pipeline.engine.db import database

@@ -62,7 +62,7 @@ def sharded_settings(home: Path, shards: int) -> ShardedState:
 
 
 def ingest_sharded(settings: ShardedState, paths: list[Path]):
-    results = ingest_one_after_another(settings, paths)[0].results
+    results = ingest_one_after_another(settings, paths).results
     assert not list(settings.staging_dir.glob("*/*")), "staged parts are removed once loaded"
     return results
 

@@ -6,6 +6,7 @@ of its days; a week ending at T is the report's week as of T), and the `storemon
 from __future__ import annotations
 
 import csv
+import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -497,6 +498,28 @@ def test_sla_command_over_shards_is_the_one_file_csv(sla_home, tmp_path, capsys,
     assert status == 0, stderr
     assert sharded.read_bytes() == one_file.read_bytes()
     assert "4 stores" in stdout
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_settle_command_changes_no_number(shards, tmp_path, capsys, monkeypatch):
+    """`storemon settle` settles the days that have ended, in one file or each shard; the
+    month's CSV is the same, byte for byte, read from them as from the polls alone."""
+    monkeypatch.setenv("STOREMON_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("STOREMON_SHARDS", str(shards))
+    monkeypatch.delenv("STOREMON_SLA_TARGET_PCT", raising=False)
+    paths = write_feeds(CLI_STORES, tmp_path / "feeds")
+    assert cli.main(["ingest", *map(str, [p for ps in paths.values() for p in ps])]) == 0
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    assert _sla(tmp_path, capsys, "--month", "2023-03", "--out", str(before))[0] == 0
+    assert cli.main(["settle"]) == 0
+    out = capsys.readouterr().out
+    # E's days from March 1st (its first poll's month) to the 7th: the 8th ends after the delay
+    assert re.search(r"settled \d+ local day\(s\) of 4 store\(s\)", out), out
+    assert "store-days" in out
+    assert _sla(tmp_path, capsys, "--month", "2023-03", "--out", str(after))[0] == 0
+    assert after.read_bytes() == before.read_bytes()
+    assert cli.main(["settle"]) == 0
+    assert capsys.readouterr().out.startswith("settled 0 local day(s) of 0 store(s)")
 
 
 def test_sla_command_errors(sla_home, tmp_path, capsys):
