@@ -37,8 +37,8 @@ def write_results(cache: Path, scale: float, days: int = 8, **extra: dict) -> No
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
     cache = tmp_path / "bench"
-    # the week runs only at 1x (one scale: not a curve); a phase failed at 30x (no seconds)
-    write_results(cache, 1, week={"seconds": 5.0, "peak_rss_mb": 900.0})
+    # the load phase runs only at 1x (one scale: not a curve); a phase failed at 30x (no seconds)
+    write_results(cache, 1, load={"seconds": 5.0, "peak_rss_mb": 900.0})
     write_results(cache, 10)
     write_results(cache, 30, late_100={"seconds": None, "peak_rss_mb": 100.0, "error": "x"})
     # a history run is not one of the curve's 8-day runs
@@ -54,7 +54,7 @@ def test_chart_of_the_cached_scales(cache: Path, tmp_path: Path) -> None:
     assert summary.path.is_file()
     assert imread(summary.path).shape[:2] == (420, 1000)  # height, width: fixed size and dpi
     assert summary.scales == (1.0, 10.0, 30.0)
-    assert summary.phases == PHASES  # not the week (one scale), nor the history's SLA
+    assert summary.phases == PHASES  # not the load (one scale), nor the history's SLA
     assert summary.missing_scales == (100.0,)
     assert "not measured yet: 100×" in bench_chart.describe(summary)
     # the same results, the same bytes
@@ -64,10 +64,11 @@ def test_chart_of_the_cached_scales(cache: Path, tmp_path: Path) -> None:
 
 def test_a_phase_at_several_scales_is_drawn_too(tmp_path: Path) -> None:
     runs = {
-        1.0: {"ingest": {}, "week": {}, "sla": {}},
-        10.0: {"ingest": {}, "week": {}},
+        1.0: {"ingest": {}, "load": {}, "stray": {}, "sla": {}},
+        10.0: {"ingest": {}, "stray": {}},
     }
-    assert bench_chart.chart_phases(runs) == ["ingest", "week"]
+    # a scaled phase wherever measured; another phase only where measured at two scales
+    assert bench_chart.chart_phases(runs) == ["ingest", "stray"]
 
 
 def test_cli_draws_from_the_cache_without_running(cache: Path, tmp_path: Path, capsys) -> None:
