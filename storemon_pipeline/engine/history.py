@@ -434,7 +434,11 @@ def report_files(
     for number, _ in enumerate(report_chunks(con, as_ofs, store_ids)):
         path = folder / f"{prefix}{number}.parquet"
         with atomic_target(path) as temporary:
-            con.execute(f"COPY report_results TO '{temporary}' (FORMAT parquet)")
+            # sorted by instant: a pass of partitions reads only its row groups of every file
+            con.execute(
+                f"COPY (FROM report_results ORDER BY as_of, store_key) TO '{temporary}' "
+                "(FORMAT parquet)"
+            )
         con.execute("DELETE FROM report_results")
         files.append(path)
     return files
@@ -467,10 +471,11 @@ def load_shard_results(
 ) -> None:
     """``report_results`` of these as-of instants from the shards' files: the rows of the whole
     reports (each store is in one shard)."""
+    # the range prunes the row groups of files sorted by instant (``report_files``)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE report_results AS SELECT * FROM {_parquet(files)} "
-        "WHERE as_of IN (SELECT unnest($as_ofs::TIMESTAMP[]))",
-        {"as_ofs": list(as_ofs)},
+        "WHERE as_of BETWEEN $first AND $last AND as_of IN (SELECT unnest($as_ofs::TIMESTAMP[]))",
+        {"as_ofs": list(as_ofs), "first": min(as_ofs), "last": max(as_ofs)},
     )
 
 

@@ -162,7 +162,7 @@ def build_timelines(
     key_range: tuple[int, int] | None = None,
 ) -> None:
     """The timelines of ``report_timelines.sql`` (first_in_hours, poll_spans, status_runs,
-    business_cumulative, uptime_cumulative) for the stores of the temp table ``report_stores``
+    business_cumulative) for the stores of the temp table ``report_stores``
     and the instants of ``report_as_of``: windows over [horizon, last_as_of], the look-back's
     polls, and the search before it (``_search_before_lookback``). Shared by the reports and
     the SLA periods (engine/sla.py).

@@ -43,7 +43,7 @@ CREATE OR REPLACE TEMP MACRO csv_values(
     'downtime_last_week': two_decimals(business_week_us - uptime_week_us, 3600000000)
 };
 
--- A running sum read at x_us (report_timelines.sql: business_cumulative, uptime_cumulative): the
+-- A running sum read at x_us (business_cumulative, reading_pieces, uptime_cumulative): the
 -- sum before the piece [start_us, end_us) that an ASOF join found at or before x_us, plus the
 -- part of that piece before x_us; 0 when no piece starts at or before x_us.
 CREATE OR REPLACE TEMP MACRO cumulative_at(before_us, start_us, end_us, x_us) AS

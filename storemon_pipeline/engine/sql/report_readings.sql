@@ -91,35 +91,61 @@ JOIN report_instants USING (as_of)
 WHERE store_reports.last_span_end_us > report_instants.week_us
   AND store_reports.last_span_end_us < report_instants.t_us;
 
-CREATE OR REPLACE TEMP TABLE readings AS
-WITH business_readings AS (
+-- the windows of every (store, sequence) in use cut by the sequence's status runs (which tile
+-- all time): each piece knows C and F at its start, so that one ASOF join reads both
+CREATE OR REPLACE TEMP TABLE reading_pieces AS
+WITH sequences_in_use AS (
+    SELECT DISTINCT store_key, all_polls FROM store_reports
+),
+pieces AS (
     SELECT
-        reading_points.*,
-        cumulative_at(
-            business_cumulative.before_us,
-            business_cumulative.start_us,
-            business_cumulative.end_us,
-            reading_points.x_us
-        ) AS business_us
-    FROM reading_points
-    ASOF LEFT JOIN business_cumulative
-        ON business_cumulative.store_key = reading_points.store_key
-        AND business_cumulative.start_us <= reading_points.x_us
+        business_cumulative.store_key,
+        status_runs.all_polls,
+        greatest(business_cumulative.start_us, status_runs.run_start_us) AS start_us,
+        least(business_cumulative.end_us, status_runs.run_end_us) AS end_us,
+        status_runs.is_active,
+        business_cumulative.before_us
+            + greatest(business_cumulative.start_us, status_runs.run_start_us)
+            - business_cumulative.start_us AS business_before_us
+    FROM business_cumulative
+    JOIN status_runs
+        ON status_runs.store_key = business_cumulative.store_key
+        AND status_runs.run_start_us < business_cumulative.end_us
+        AND status_runs.run_end_us > business_cumulative.start_us
+    SEMI JOIN sequences_in_use
+        ON sequences_in_use.store_key = status_runs.store_key
+        AND sequences_in_use.all_polls = status_runs.all_polls
 )
 SELECT
-    business_readings.reading_key,
-    business_readings.store_key,
-    business_readings.all_polls,
-    business_readings.last_ts,
-    business_readings.business_us,
+    *,
+    coalesce(sum(CASE WHEN is_active THEN end_us - start_us ELSE 0 END) OVER (
+        PARTITION BY store_key, all_polls ORDER BY start_us
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+    ), 0)::BIGINT AS uptime_before_us
+FROM pieces;
+
+-- C(x) and F(x): the business time before x and the business time while active before x
+CREATE OR REPLACE TEMP TABLE readings AS
+SELECT
+    reading_points.reading_key,
+    reading_points.store_key,
+    reading_points.all_polls,
+    reading_points.last_ts,
     cumulative_at(
-        uptime_cumulative.before_us,
-        uptime_cumulative.start_us,
-        uptime_cumulative.end_us,
-        business_readings.x_us
+        reading_pieces.business_before_us,
+        reading_pieces.start_us,
+        reading_pieces.end_us,
+        reading_points.x_us
+    ) AS business_us,
+    cumulative_at(
+        reading_pieces.uptime_before_us,
+        reading_pieces.start_us,
+        CASE WHEN reading_pieces.is_active THEN reading_pieces.end_us
+             ELSE reading_pieces.start_us END,
+        reading_points.x_us
     ) AS uptime_us
-FROM business_readings
-ASOF LEFT JOIN uptime_cumulative
-    ON uptime_cumulative.store_key = business_readings.store_key
-    AND uptime_cumulative.all_polls = business_readings.all_polls
-    AND uptime_cumulative.start_us <= business_readings.x_us;
+FROM reading_points
+ASOF LEFT JOIN reading_pieces
+    ON reading_pieces.store_key = reading_points.store_key
+    AND reading_pieces.all_polls = reading_points.all_polls
+    AND reading_pieces.start_us <= reading_points.x_us;

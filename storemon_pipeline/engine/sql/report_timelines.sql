@@ -9,9 +9,10 @@
 -- A store's usable polls form one of two sequences (§2.7): its in-hours polls, once it has one
 -- at or before T, else all its polls. Over a sequence each poll owns the span between the
 -- midpoints with its neighbours (§2.8), and equal neighbours form status runs. A sequence is
--- named by all_polls (false: the in-hours polls, true: all polls). For every
--- (store, sequence), the business time (C) and the business time while active (F) are kept as
--- prefix sums over time: C(x) and F(x) are read at any instant x with an ASOF join.
+-- named by all_polls (false: the in-hours polls, true: all polls). The business time (C) is
+-- kept as a prefix sum over time, read at any instant x with an ASOF join; the business time
+-- while active (F) is made from it and the status runs where it is read (report_readings.sql,
+-- sla_values.sql).
 -- All times are integer microseconds since the epoch.
 
 -- a store uses its in-hours polls for every T at or after its first one
@@ -70,7 +71,7 @@ SELECT
     coalesce(sum(end_us - start_us) OVER (
         PARTITION BY store_key ORDER BY start_us
         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-    ), 0) AS before_us
+    ), 0)::BIGINT AS before_us
 FROM windows_us;
 
 -- consecutive polls of a sequence with the same status own one run of time: from the span
@@ -89,31 +90,3 @@ SELECT
     ) AS run_end_us
 FROM poll_spans
 WHERE status_changes;
-
-CREATE OR REPLACE TEMP TABLE uptime_cumulative AS
-WITH active_runs AS (
-    SELECT store_key, all_polls, run_start_us, run_end_us FROM status_runs WHERE is_active
-),
-uptime_segments AS (
-    -- business time while active: windows cut by active runs (both disjoint per store)
-    SELECT
-        business_cumulative.store_key,
-        active_runs.all_polls,
-        greatest(business_cumulative.start_us, active_runs.run_start_us) AS start_us,
-        least(business_cumulative.end_us, active_runs.run_end_us) AS end_us
-    FROM business_cumulative
-    JOIN active_runs
-        ON active_runs.store_key = business_cumulative.store_key
-        AND active_runs.run_start_us < business_cumulative.end_us
-        AND active_runs.run_end_us > business_cumulative.start_us
-)
-SELECT
-    store_key,
-    all_polls,
-    start_us,
-    end_us,
-    coalesce(sum(end_us - start_us) OVER (
-        PARTITION BY store_key, all_polls ORDER BY start_us
-        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-    ), 0) AS before_us
-FROM uptime_segments;

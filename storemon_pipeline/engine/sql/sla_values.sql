@@ -1,11 +1,40 @@
 -- Business time and uptime (microseconds) of every store's period (docs/semantics.md §2.17),
--- from the report's timelines (report_timelines.sql: first_in_hours, poll_spans,
--- business_cumulative, uptime_cumulative) and sla_store_periods (sla_periods.sql).
+-- from the report's timelines (report_timelines.sql: first_in_hours, poll_spans, status_runs,
+-- business_cumulative) and sla_store_periods (sla_periods.sql).
 -- What is computed here starts at counted_from (the settled days before it are added by
 -- sla_results.sql). That part is the report's "last P" as of its as-of A with
 -- P = A - counted_from: the store's usable polls are those at or before A (§2.7), the last of
 -- them owns everything up to A (§2.8), and C and F are read at counted_from, the period's end,
 -- and where that poll's span ends (clamped into the period), as report_values.sql reads them.
+
+-- F as a prefix sum over each (store, sequence): business time while active
+CREATE OR REPLACE TEMP TABLE uptime_cumulative AS
+WITH active_runs AS (
+    SELECT store_key, all_polls, run_start_us, run_end_us FROM status_runs WHERE is_active
+),
+uptime_segments AS (
+    -- business time while active: windows cut by active runs (both disjoint per store)
+    SELECT
+        business_cumulative.store_key,
+        active_runs.all_polls,
+        greatest(business_cumulative.start_us, active_runs.run_start_us) AS start_us,
+        least(business_cumulative.end_us, active_runs.run_end_us) AS end_us
+    FROM business_cumulative
+    JOIN active_runs
+        ON active_runs.store_key = business_cumulative.store_key
+        AND active_runs.run_start_us < business_cumulative.end_us
+        AND active_runs.run_end_us > business_cumulative.start_us
+)
+SELECT
+    store_key,
+    all_polls,
+    start_us,
+    end_us,
+    coalesce(sum(end_us - start_us) OVER (
+        PARTITION BY store_key, all_polls ORDER BY start_us
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+    ), 0)::BIGINT AS before_us
+FROM uptime_segments;
 
 -- the sequence each store-period uses and its last usable poll at or before A
 CREATE OR REPLACE TEMP TABLE sla_sequences AS
