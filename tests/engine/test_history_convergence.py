@@ -10,6 +10,7 @@ launches it (``only_stale``: new partitions and moved as-ofs whole, the rest by 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -146,6 +147,32 @@ def _write(path: Path, header: str, rows: list[str]) -> Path:
     return path
 
 
+def ingest_snapshot(
+    con, folder: Path, hours: dict, zones: dict, extra: Sequence[Path] = ()
+) -> list[str]:
+    """Ingest a case's hours and zones (and any other feed files); returns the hours' rows."""
+    hours_rows = [f"{s},{d},{a},{b}" for s, rows in hours.items() for d, a, b in rows]
+    ingest_paths(con, [
+        _write(folder / "hours.csv", HOURS_HEADER, hours_rows),
+        _write(folder / "zones.csv", ZONES_HEADER, [f"{s},{z}" for s, z in zones.items()]),
+        *extra,
+    ])
+    return hours_rows
+
+
+def poll_deliveries(
+    files: dict, order: Sequence, redelivered: Sequence
+) -> list[tuple[str, list[str]]]:
+    """A case's poll files in delivery order, then the redelivered ones with every status
+    inactive (inactive wins)."""
+    deliveries = [(f"polls_{h}.csv", files[h]) for h in order]
+    deliveries += [
+        (f"again_{h}.csv", [r.replace(",active,", ",inactive,") for r in files[h]])
+        for h in redelivered
+    ]
+    return deliveries
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=feeds())
 def test_history_converges_whatever_the_order(case, tmp_path_factory):
@@ -154,16 +181,8 @@ def test_history_converges_whatever_the_order(case, tmp_path_factory):
     history = folder / "history.duckdb"
     con = connect(folder / "storemon.duckdb")
     try:
-        hours_rows = [f"{s},{d},{a},{b}" for s, rows in hours.items() for d, a, b in rows]
-        ingest_paths(con, [
-            _write(folder / "hours.csv", HOURS_HEADER, hours_rows),
-            _write(folder / "zones.csv", ZONES_HEADER, [f"{s},{z}" for s, z in zones.items()]),
-        ])
-        deliveries = [(f"polls_{h}.csv", files[h]) for h in order]
-        deliveries += [  # the same polls again, the other way round: inactive wins
-            (f"again_{h}.csv", [r.replace(",active,", ",inactive,") for r in files[h]])
-            for h in redelivered
-        ]
+        hours_rows = ingest_snapshot(con, folder, hours, zones)
+        deliveries = poll_deliveries(files, order, redelivered)
         poll_hours: set[datetime] = set()
         for k, (name, rows) in enumerate(deliveries):
             if new_snapshot and k == snapshot_at:

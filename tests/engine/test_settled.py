@@ -20,6 +20,8 @@ from test_history_convergence import (
     SPECIAL_HEADER,
     ZONES_HEADER,
     _write,
+    ingest_snapshot,
+    poll_deliveries,
 )
 from test_oracle import COMMON, SCALE
 from test_sla import MONTH_ZONES, assert_periods_agree
@@ -136,17 +138,10 @@ def test_settled_days_give_the_periods_of_the_polls(case, tmp_path_factory):
     folder = tmp_path_factory.mktemp("settled")
     con = connect(folder / "storemon.duckdb")
     try:
-        hours_rows = [f"{s},{d},{a},{b}" for s, rows in hours.items() for d, a, b in rows]
-        ingest_paths(con, [
-            _write(folder / "hours.csv", HOURS_HEADER, hours_rows),
-            _write(folder / "zones.csv", ZONES_HEADER, [f"{s},{z}" for s, z in zones.items()]),
-            _write(folder / "special.csv", SPECIAL_HEADER, special),
-        ])
-        steps = [(f"polls_{h}.csv", files[h]) for h in order]
-        steps += [  # the same polls again, the other way round: inactive wins
-            (f"again_{h}.csv", [r.replace(",active,", ",inactive,") for r in files[h]])
-            for h in redelivered
-        ]
+        hours_rows = ingest_snapshot(
+            con, folder, hours, zones, [_write(folder / "special.csv", SPECIAL_HEADER, special)]
+        )
+        steps = poll_deliveries(files, order, redelivered)
         for k, (name, rows) in enumerate(steps):
             if k == snapshot_at:  # one store's hours, another's zone, a closed day
                 ingest_paths(con, [
