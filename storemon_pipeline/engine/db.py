@@ -5,7 +5,9 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -222,10 +224,22 @@ def _open_for_writing(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnect
         )
 
 
+def _own_spill_folder(con: duckdb.DuckDBPyConnection, near: Path) -> None:
+    """Give the connection a spill folder of its own in ``near``. DuckDB names its spill files
+    alike in every process (``duckdb_temp_storage_S192K-0.tmp`` in ``<file>.tmp``, or in ``.tmp``
+    of the working directory for an in-memory database): two processes spilling there at once
+    overwrite each other's blocks (two staging steps of 100x poll files failed with "Could not
+    read enough bytes"). One writer per file is safe; readers and in-memory work are not.
+    DuckDB creates the folder when it first spills and removes it when the connection closes."""
+    folder = near / f".duckdb-spill-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    con.execute(f"SET temp_directory = '{folder}'")
+
+
 def connect_memory(limits: ResourceLimits | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection within ``limits``, for reading attached files."""
     con = duckdb.connect()
     (limits or ResourceLimits.default()).apply(con)
+    _own_spill_folder(con, Path(tempfile.gettempdir()))
     con.execute(sql("macros"))
     return con
 
@@ -250,6 +264,7 @@ def connect(
         path.parent.mkdir(parents=True, exist_ok=True)
     if read_only:
         con = retry_while_locked(lambda: duckdb.connect(str(path), read_only=True), wait_seconds)
+        _own_spill_folder(con, path.parent)  # many processes may read the file at once
     else:
         con = _open_for_writing(path, wait_seconds)
     limits.apply(con)
