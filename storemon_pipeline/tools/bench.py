@@ -69,7 +69,9 @@ SPECIAL_BAR_X = 1.1  # a report with special hours for 10 % of the stores, / the
 SPECIAL_REPETITIONS = 7  # reports of each kind, alternating; the medians are compared
 SMALL_SPECIAL_REPETITIONS = 2  # below 1x (the tests' tiny scale): the phase runs, quickly
 HISTORY_BAR_X = 1.3  # a report with D days of history, against 8 days (time and memory)
-HOUR_INGEST_BAR_S = 1.0  # one more hour of polls into D days of history
+HOUR_INGEST_BAR_S = 1.0  # one more hour of polls into D days of history (at 1x)
+LIVE_HOUR_INGEST_100X_S = 5.0  # the same at 100x (and K/100 times it at scale K >= 20)
+LIVE_REPORT_100X_S = 60.0  # the report after that hour at 100x (and K/100 times it above)
 EXPLAIN_BAR_S = 1.0  # one store's timeline, at any scale: the page waits for it
 SLA_BAR_X = 3.0  # a month's SLA of every store, against the weekly report on the same data
 SLA_BAR_10X_S = 20.0  # the same at 10x (and K/10 times it at scale K >= 10)
@@ -81,12 +83,16 @@ LOAD_TIMELINES_BAR_PER_S = 100.0  # at 1x and below: timelines a second with LOA
 LOAD_P99_BAR_S = 0.5  # and their p99 latency
 PHASES = (
     "floor", "ingest", "windows", "report", "explain", "load", "week", "late_fleet", "late_100",
-    "stray", "special",
+    "stray", "special", "ingest_hour", "hour_report",
 )
 # above 1x: the batches of partitions too (a week of hourly reports, the fleet's late file: at
 # most 10x and 3x a report at every scale); not the load phase (its bars are for 1x; one
-# timeline at any scale is the explain phase's, through a reader as the API reads it)
-SCALED_PHASES = ("floor", "ingest", "windows", "report", "explain", "week", "late_fleet")
+# timeline at any scale is the explain phase's, through a reader as the API reads it); last,
+# the live feed: one more hour of polls ingested, and the report after it
+SCALED_PHASES = (
+    "floor", "ingest", "windows", "report", "explain", "week", "late_fleet", "ingest_hour",
+    "hour_report",
+)
 EXPLAINED_STORES = 20
 HISTORY_PHASES = (
     "ingest", "settle", "first_report", "ingest_hour", "settle_hour", "report", "sla",
@@ -100,8 +106,8 @@ Out = Callable[[str], None]
 
 def dataset_params(scale: float, days: int = DAYS) -> dict:
     """What identifies a cached data set. 8 days: one poll file at 1x and below, one a day
-    above (a fleet's feed arrives daily); longer histories: one file a day, and one more hour
-    in a file of its own."""
+    above (a fleet's feed arrives daily); longer histories: one file a day. Both have one more
+    hour in a file of its own (the live feed's next delivery)."""
     history = days != DAYS
     return {
         "version": DATASET_VERSION,
@@ -110,7 +116,7 @@ def dataset_params(scale: float, days: int = DAYS) -> dict:
         "seed": SEED,
         "start": HISTORY_START if history else START,
         "poll_files": days if history or scale > 1 else 1,
-        "extra_hours": 1 if history else 0,
+        "extra_hours": 1,
     }
 
 
@@ -202,15 +208,24 @@ def phase_ingest(db_path: str, *files: str) -> dict:
 
     with database(db_path, limits=_limits()) as con:
         began = time.perf_counter()
-        results = ingest_paths(con, list(files))
+        finished: list[float] = []  # each file's end: whether a file costs more as polls pile up
+        results = ingest_paths(
+            con, list(files), progress=lambda _: finished.append(time.perf_counter())
+        )
         seconds = time.perf_counter() - began
     loaded = {r.feed: 0 for r in results}
     for r in results:
         loaded[r.feed] += r.rows_loaded
+    starts = [began, *finished][:-1]
+    file_seconds = [end - start for start, end in zip(starts, finished, strict=True)]
+    poll_seconds = [s for s, r in zip(file_seconds, results, strict=True) if r.feed == "polls"]
     return {
         "seconds": seconds,
+        "file_seconds": file_seconds,
         "detail": f"{len(results)} file(s): "
-        + ", ".join(f"{n:,} {feed}" for feed, n in loaded.items()),
+        + ", ".join(f"{n:,} {feed}" for feed, n in loaded.items())
+        + (f"; poll files {poll_seconds[0]:.1f} s first, {poll_seconds[-1]:.1f} s last"
+           if len(poll_seconds) > 1 else ""),
         "rows": loaded.get("polls", 0),
         "rejected": sum(r.rows_rejected for r in results),
         "refused": [r.file for r in results if r.status != "loaded"],
@@ -543,6 +558,7 @@ PHASE_FUNCTIONS: dict[str, Callable[..., dict]] = {
     "special": phase_special,
     "ingest_hour": phase_ingest,
     "first_report": phase_report,
+    "hour_report": phase_report,
     "sla": phase_sla,
     "settle": phase_settle,
     "settle_hour": phase_settle,
@@ -689,6 +705,7 @@ def run_bench(
         ],
         "ingest_hour": [str(db), str(info.get("extra_poll_file"))],
         "first_report": [str(db), str(run_dir / "first_report.csv")],
+        "hour_report": [str(db), str(run_dir / "hour_report.csv")],
         "sla": [str(db), str(run_dir / "sla.csv"), HISTORY_START[:7]],
         "settle": [str(db)],
         "settle_hour": [str(db)],
@@ -774,6 +791,14 @@ def _bars(scale: float, by_phase: dict[str, dict]) -> list[dict]:
     if "special" in by_phase:  # both reports measured in the phase, alternately
         bars.append(_bar("report with special hours / without",
                          by_phase["special"].get("ratio"), SPECIAL_BAR_X, "x"))
+    if "hour_report" in by_phase:
+        bars += [
+            _bar("ingest of one more hour", by_phase["ingest_hour"]["seconds"],
+                 max(HOUR_INGEST_BAR_S, LIVE_HOUR_INGEST_100X_S * scale / 100), "s"),
+            _bar("report after one more hour", by_phase["hour_report"]["seconds"],
+                 LIVE_REPORT_100X_S * scale / 100 if scale >= 100 else REPORT_BAR_S * factor,
+                 "s"),
+        ]
     return bars
 
 

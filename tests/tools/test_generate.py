@@ -223,9 +223,12 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
     phases = {r["phase"]: r for r in short if r["kind"] == "phase"}
     assert set(phases) == {
         "floor", "ingest", "windows", "report", "explain", "load", "week", "late_fleet",
-        "late_100", "stray", "special",
+        "late_100", "stray", "special", "ingest_hour", "hour_report",
     }
     assert all(r["seconds"] is not None and r["peak_rss_mb"] > 0 for r in phases.values())
+    # the live feed's next hour: loaded on top of the week (and its late files), then reported
+    assert 0 < phases["ingest_hour"]["rows"] < phases["ingest"]["rows"] / 100
+    assert phases["hour_report"]["rows"] >= phases["report"]["rows"]
     assert phases["week"]["rows"] == 168 * phases["report"]["rows"]
     # the fleet's late file rewrites each store's rows of the day of partitions after it (its own
     # hour's partition and the 24 after it); 100 stores' file, at most 100 stores' rows of them
@@ -251,6 +254,7 @@ def test_bench_runs_every_phase_and_compares_history(tmp_path: Path) -> None:
         "history after the fleet's late file / report", "history after 100 stores' late file",
         "report with special hours / without", "one store's timeline, file held open",
         "timelines/s with 16 clients", "p99 of a timeline, 16 clients",
+        "ingest of one more hour", "report after one more hour",
     }
     assert any(line.startswith("bar: timelines/s with 16 clients") and " >= 100 " in line
                for line in lines)
