@@ -29,8 +29,10 @@ def _spill_in_child(kind: str, folder: str, database: str | None) -> tuple:
     """In a child whose working directory is ``folder`` (where an in-memory database spills by
     default): a sort that spills, and what the spill left behind after closing."""
     os.chdir(folder)
-    con = connect(database, read_only=True, limits=LIMITS) if kind == "reader" \
-        else connect_memory(LIMITS)
+    if kind == "reader":
+        con = connect(database, read_only=True, limits=LIMITS)
+    else:
+        con = connect_memory(LIMITS)
     try:
         con.execute(SPILLING_QUERY)
         spilled = con.execute("SELECT count(*) FROM duckdb_temporary_files()").fetchone()[0]
