@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import tempfile
 import time
 import uuid
@@ -224,15 +225,58 @@ def _open_for_writing(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnect
         )
 
 
+SPILL_FOLDER_PREFIX = ".duckdb-spill-"
+# what follows the prefix and this machine's name: the process id and a random id
+_SPILL_OWNER = re.compile(r"(\d+)-[0-9a-f]{12}")
+
+
 def _own_spill_folder(con: duckdb.DuckDBPyConnection, near: Path) -> None:
     """Give the connection a spill folder of its own in ``near``. DuckDB names its spill files
     alike in every process (``duckdb_temp_storage_S192K-0.tmp`` in ``<file>.tmp``, or in ``.tmp``
     of the working directory for an in-memory database): two processes spilling there at once
     overwrite each other's blocks (two staging steps of 100x poll files failed with "Could not
     read enough bytes"). One writer per file is safe; readers and in-memory work are not.
-    DuckDB creates the folder when it first spills and removes it when the connection closes."""
-    folder = near / f".duckdb-spill-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    con.execute(f"SET temp_directory = '{folder}'")
+    DuckDB creates the folder when it first spills and removes it when the connection closes;
+    what a killed process left is swept by the next connection made beside it."""
+    host = _machine_name()
+    ours = f"{SPILL_FOLDER_PREFIX}{host}-{os.getpid()}-"
+    current = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+    if Path(current).name.startswith(ours):
+        # DuckDB shares one database instance per file within a process: another connection
+        # of this process to the file gave it its folder (which cannot change once used)
+        return
+    _sweep_spill_folders_of_gone_processes(near, host)
+    con.execute(f"SET temp_directory = '{near / (ours + uuid.uuid4().hex[:12])}'")
+
+
+@cache
+def _machine_name() -> str:
+    """This machine's name as a spill folder carries it: a folder beside a file on a shared
+    disk may be another machine's, whose processes this one cannot see."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename) or "localhost"
+
+
+def _sweep_spill_folders_of_gone_processes(near: Path, host: str) -> None:
+    """Remove the spill folders in ``near`` of this machine's processes that are gone (killed
+    while spilling: DuckDB had no chance to remove them, and they may hold gigabytes)."""
+    try:
+        candidates = list(near.glob(f"{SPILL_FOLDER_PREFIX}{host}-*"))
+    except OSError:
+        return
+    for folder in candidates:
+        owner = _SPILL_OWNER.fullmatch(folder.name[len(SPILL_FOLDER_PREFIX) + len(host) + 1:])
+        if owner is not None and not _process_exists(int(owner.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def connect_memory(limits: ResourceLimits | None = None) -> duckdb.DuckDBPyConnection:
