@@ -80,7 +80,11 @@ def _evaluate(
     partition and the result for the run."""
     hours = [partition_hour(key) for key in context.partition_keys]
     with storemon.connect() as con:
-        attach_history(con, storemon.history_path)
+        # read-only: with the Celery executor the checks of a run evaluate side by side, on
+        # workers of their own, and a writer would hold the others off for its whole evaluation
+        attach_history(
+            con, storemon.history_path, read_only=True, wait_seconds=storemon.lock_wait_seconds
+        )
         stored = checks.stored_partitions(con, hours)
         outcomes: dict[datetime, Outcome] = check(
             con, {hour: stored[hour].as_of for hour in hours}

@@ -366,6 +366,22 @@ def test_report_run_waits_while_another_process_writes(graph: Graph) -> None:
         assert holder.wait(30) == 0
 
 
+def test_report_checks_read_the_history_beside_another_reader(graph: Graph) -> None:
+    """With the Celery executor a run's checks evaluate side by side on workers of their own
+    (at 100x each reads the history for up to a minute): none may hold it for writing."""
+    partition = "2023-01-24-15:00"
+    assert graph.run("uptime_report_job", partition_key=partition).success
+    with held_for_writing(graph.settings.history_path, read_only=True) as holder:
+        result = graph.run(
+            "uptime_report_checks_job", tags={"dagster/partition": partition},
+            raise_on_error=False,
+        )
+        assert holder.poll() is None  # the other reader was there all along
+    assert result.success
+    checks = _checks(result)
+    assert len(checks) == 4 and all(check.passed for check in checks.values())
+
+
 # --- checks on corrupted data ------------------------------------------------------------------
 
 

@@ -62,13 +62,17 @@ def saver_of(assets: ModuleType) -> str:
 
 
 @contextmanager
-def held_for_writing(path: Path, seconds: float = 600) -> Iterator[subprocess.Popen]:
-    """Another process holding the DuckDB file for writing (DuckDB admits one writing process)
-    from the start of the block, for ``seconds`` or until the block ends (then killed)."""
+def held_for_writing(
+    path: Path, seconds: float = 600, *, read_only: bool = False
+) -> Iterator[subprocess.Popen]:
+    """Another process holding the DuckDB file for writing (DuckDB admits one writing process),
+    or for reading, from the start of the block, for ``seconds`` or until the block ends (then
+    killed)."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(float(sys.argv[2])); con.close()", str(path), str(seconds)],
+         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=sys.argv[3] == "
+         "'True'); print('held', flush=True); time.sleep(float(sys.argv[2])); con.close()",
+         str(path), str(seconds), str(read_only)],
         stdout=subprocess.PIPE, text=True,
     )
     try:
