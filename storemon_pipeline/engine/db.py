@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import duckdb
+import psutil
 
 from storemon_pipeline.engine.files import free_disk_bytes
 
@@ -265,18 +266,8 @@ def _sweep_spill_folders_of_gone_processes(near: Path, host: str) -> None:
         return
     for folder in candidates:
         owner = _SPILL_OWNER.fullmatch(folder.name[len(SPILL_FOLDER_PREFIX) + len(host) + 1:])
-        if owner is not None and not _process_exists(int(owner.group(1))):
+        if owner is not None and not psutil.pid_exists(int(owner.group(1))):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
 
 
 def connect_memory(limits: ResourceLimits | None = None) -> duckdb.DuckDBPyConnection:

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 import uvicorn
 from support.browser import Browser, chromium_available
-from support.faults import held_for_writing
+from support.faults import held_open
 from support.oracle import StoreCase, write_feeds
 from support.processes import free_port
 from test_api import FakeDagster, client_for
@@ -286,7 +286,7 @@ def test_503_while_a_run_holds_the_store_database(recovered, tmp_path, monkeypat
     home = tmp_path / "home"
     shutil.copytree(recovered.state_dir, home)
     state = _state(home)
-    with held_for_writing(state.duckdb_path), client_for(state, FakeDagster()) as client:
+    with held_open(state.duckdb_path), client_for(state, FakeDagster()) as client:
         for path in ("/alerts", f"/stores/{DOWN}/alerts"):
             busy = client.get(path)
             assert busy.status_code == 503, busy.text

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClientError
 from requests.exceptions import ConnectionError as RequestsConnectionError
-from support.faults import held_for_writing
+from support.faults import held_open
 from support.processes import free_port
 
 from storemon_api.dagster_client import (
@@ -811,7 +811,7 @@ def test_timeline_is_503_while_a_run_holds_the_store_database(explained, dagster
     says so with a 503, not a hang; once the file is free it answers."""
     monkeypatch.setattr("storemon_api.stores.READ_WAIT_SECONDS", 1.0)
     store = _a_store(explained)
-    with held_for_writing(explained.duckdb_path), client_for(explained, dagster) as client:
+    with held_open(explained.duckdb_path), client_for(explained, dagster) as client:
         busy = client.get(f"/stores/{store}/timeline")
         assert busy.status_code == 503, busy.text
         assert "busy" in busy.json()["detail"] and busy.headers["retry-after"]

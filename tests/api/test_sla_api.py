@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from support.faults import held_for_writing
+from support.faults import held_open
 from support.processes import free_port
 
 from storemon_api.main import create_app
@@ -293,7 +293,7 @@ def test_503_while_a_run_holds_the_store_database(sample_state, tmp_path, monkey
     with database(state.duckdb_path, read_only=True) as con:
         save_sla(con, saved_month_path(state.sla_dir, MONTH),
                  compute_sla(con, [month_period(MONTH)], target_pct=99.0))
-    with held_for_writing(state.duckdb_path), client_for(state) as client:
+    with held_open(state.duckdb_path), client_for(state) as client:
         for path in ("/sla", "/stores/1006003012278214453/sla"):
             busy = client.get(path, params={"week": WEEK})
             assert busy.status_code == 503, busy.text

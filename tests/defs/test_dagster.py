@@ -23,7 +23,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from support.faults import held_for_writing
+from support.faults import held_open
 from support.up import Up
 
 from storemon_pipeline.cli import main as storemon_main
@@ -358,7 +358,7 @@ def test_schedule_requests_the_hour_that_ended_if_it_holds_polls(graph: Graph) -
 
 def test_report_run_waits_while_another_process_writes(graph: Graph) -> None:
     """DuckDB admits one writing process: a run finding the file held waits for it."""
-    with held_for_writing(graph.settings.duckdb_path, seconds=3) as holder:
+    with held_open(graph.settings.duckdb_path, seconds=3) as holder:
         started = time.monotonic()
         result = graph.run("uptime_report_job", partition_key="2023-01-23-08:00")
         assert result.success
@@ -371,7 +371,7 @@ def test_report_checks_read_the_history_beside_another_reader(graph: Graph) -> N
     (at 100x each reads the history for up to a minute): none may hold it for writing."""
     partition = "2023-01-24-15:00"
     assert graph.run("uptime_report_job", partition_key=partition).success
-    with held_for_writing(graph.settings.history_path, read_only=True) as holder:
+    with held_open(graph.settings.history_path, read_only=True) as holder:
         result = graph.run(
             "uptime_report_checks_job", tags={"dagster/partition": partition},
             raise_on_error=False,

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psutil
 import pytest
-from support.faults import held_for_writing
+from support.faults import held_open
 from support.stack import wait_for_report
 from support.up import Up, api_client, running_up
 
@@ -96,7 +96,7 @@ def test_a_run_orphaned_by_dead_processes_is_failed_and_the_queue_goes_on(up, ap
     """A run's worker waits for the DuckDB file (held by another process); the code server that
     launched it is killed, then the worker: nobody is left to say the run ended. `storemon up`
     marks it failed within a bounded time, its pool slot is free, and ten more reports end."""
-    with held_for_writing(up.home / "storemon.duckdb"):
+    with held_open(up.home / "storemon.duckdb"):
         answer = api.post("/trigger_report", params={"fresh": "true"}).json()["report_id"]
         worker = wait("the run's worker", lambda: _worker_of(up), 60)
         wait("the run STARTED", lambda: api.get(f"/reports/{answer}").json()["dagster_status"]

@@ -73,17 +73,18 @@ def test_processes_spilling_at_once_do_not_share_spill_files(tmp_path: Path, kin
 
 # a reader that spills and keeps its spilled table until told to end (a line on its input),
 # then reads it back; and one that spills until it is killed
-KEEPING_READER = f"""
+KILLED_READER = f"""
 import sys
 from storemon_pipeline.engine.db import ResourceLimits, connect
 limits = ResourceLimits(memory_mb={LIMITS.memory_mb}, temp_gb={LIMITS.temp_gb}, threads=1)
 con = connect(sys.argv[1], read_only=True, limits=limits)
 con.execute(sys.argv[2])
+"""
+KEEPING_READER = KILLED_READER + f"""
 print("spilled", flush=True)
 sys.stdin.readline()
 print(con.execute({READ_BACK!r}).fetchone()[0], flush=True)
 """
-KILLED_READER = KEEPING_READER.split("print(")[0]
 
 
 def _spill_folders(folder: Path) -> set[Path]:

@@ -62,7 +62,7 @@ def saver_of(assets: ModuleType) -> str:
 
 
 @contextmanager
-def held_for_writing(
+def held_open(
     path: Path, seconds: float = 600, *, read_only: bool = False
 ) -> Iterator[subprocess.Popen]:
     """Another process holding the DuckDB file for writing (DuckDB admits one writing process),
