@@ -62,6 +62,7 @@ from storemon_pipeline.engine.report import (
     FinishedReport,
     NoPollsError,
     export_report_csv,
+    keep_latest_windows,
     kept_history,
     latest_poll,
     most_downtime,
@@ -79,7 +80,7 @@ from storemon_pipeline.engine.sla import (
     sla_worst,
 )
 from storemon_pipeline.engine.state import report_csv_path, write_latest_poll, write_report_sidecar
-from storemon_pipeline.engine.windows import refresh_business_windows, windows_summary
+from storemon_pipeline.engine.windows import windows_summary
 from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
 
 # A backfill of many report partitions is one run (BackfillPolicy.single_run(), a beta
@@ -377,14 +378,17 @@ def business_windows(
     (docs/semantics.md §2.6: a boundary is the first instant the wall clock reads that time or
     later).
 
-    Reports rebuild this table themselves when an ingest made it stale, so a report is never
-    computed on old windows; materializing it here shows the lineage and its figures.
+    The reports read their windows from this table where it covers their span (it holds about
+    ten days before the latest poll and two after; an ingest that changes the hours, zones or
+    special hours empties it), so it is built again only every other day of a live feed, or
+    after such a change; a report never reads old windows.
     """
     started = time.perf_counter()
     with storemon.connect() as con:
-        refresh_business_windows(con)
+        rebuilt = keep_latest_windows(con)
         summary = windows_summary(con)
     metadata: dict[str, object] = {
+        "rebuilt": rebuilt,
         "dagster/row_count": summary.windows,
         "stores_with_polls": summary.stores_with_polls,
         "stores_with_windows": summary.stores_with_windows,

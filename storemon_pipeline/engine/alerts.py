@@ -28,7 +28,7 @@ from storemon_pipeline.engine.report import (
     latest_poll,
     scope_report_stores,
 )
-from storemon_pipeline.engine.windows import prepare_zone_offsets
+from storemon_pipeline.engine.windows import keep_business_windows, prepare_zone_offsets
 from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE
 
 # The application's default lives in its settings (STOREMON_ALERT_MIN_DOWN_MINUTES).
@@ -110,9 +110,15 @@ def _current_runs(con: duckdb.DuckDBPyConnection, as_of: datetime) -> int:
         passes += 1
         scope_report_stores(con, as_of, store_ids)
         remaining = []
-        chunks = store_chunks(con, "report_stores", exact_from - LOOKBACK_MARGIN, as_of)
-        for step, _ in enumerate(chunks):
-            build_timelines(con, exact_from - LOOKBACK_MARGIN, as_of, exact_from)
+        horizon = exact_from - LOOKBACK_MARGIN
+        # inside the evaluation's transaction: the stored windows are read, never built
+        stored_through = keep_business_windows(con, horizon, as_of, rebuild=False)
+        chunks = store_chunks(con, "report_stores", horizon, as_of)
+        for step, key_range in enumerate(chunks):
+            build_timelines(
+                con, horizon, as_of, exact_from, key_range=key_range,
+                windows_stored_through=stored_through,
+            )
             con.execute(
                 sql("alert_runs"),
                 {"as_of": as_of, "exact_from_us": _epoch_us(exact_from)},

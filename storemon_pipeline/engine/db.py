@@ -121,6 +121,24 @@ def run_script(
         con.execute(code, used or None)
 
 
+def owns_table(con: duckdb.DuckDBPyConnection, table: str, *, writing: bool = False) -> bool:
+    """Whether ``table`` is a table of the connection's own database (not of a view over the
+    shards), and, with ``writing``, one the connection may write: what the engine remembers
+    between runs is read and kept only there."""
+    return con.execute(
+        """
+        SELECT count(*) > 0
+        FROM duckdb_tables() AS tables
+        JOIN duckdb_databases() AS databases USING (database_name)
+        WHERE tables.database_name = current_database()
+          AND tables.schema_name = 'main'
+          AND tables.table_name = $table
+          AND NOT (databases.readonly AND $writing)
+        """,
+        {"table": table, "writing": writing},
+    ).fetchone()[0]
+
+
 def ensure_spill_room(folder: Path, limits: ResourceLimits) -> None:
     """A report does not start when the disk cannot give it the spill space it may use: it
     would fail late, or fill the disk."""

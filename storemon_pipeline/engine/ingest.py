@@ -235,8 +235,9 @@ def _load_checked_rows(con: duckdb.DuckDBPyConnection, feed: str) -> int:
         before = con.execute("SELECT count(*) FROM polls").fetchone()[0]
         con.execute(sql("ingest_merge_polls"))
         return con.execute("SELECT count(*) FROM polls").fetchone()[0] - before
-    # which polls are in hours changes with either snapshot, and so may the stored reports
-    con.execute("DELETE FROM search_memo")
+    # which polls are in hours changes with any snapshot, and so may the stored reports; the
+    # stored windows are built again by the next report of every store
+    con.execute("DELETE FROM search_memo; DELETE FROM business_windows_span")
     columns = SNAPSHOT_COLUMNS[feed]
     con.execute(sql("ingest_changed_snapshot").format(table=feed, columns=columns))
     con.execute(f"DELETE FROM {feed}")
@@ -557,6 +558,12 @@ def drop_expired_polls(con: duckdb.DuckDBPyConnection, keep_before_latest: timed
                 {"cutoff": cutoff},
             )
             con.execute("DELETE FROM stores WHERE first_poll < ?", [cutoff])
+            # a store that arrives later may take a key of those dropped: the stored windows
+            # are not its
+            con.execute(
+                "UPDATE business_windows_span SET stores_through = least(stores_through, "
+                "(SELECT coalesce(max(store_key), 0) FROM stores))"
+            )
             con.execute(
                 "DELETE FROM search_memo WHERE last_ts < $cutoff OR last_in_hours_ts < $cutoff "
                 "OR store_key NOT IN (SELECT store_key FROM stores)",

@@ -19,12 +19,14 @@ import duckdb
 import pandas as pd
 
 from storemon_pipeline.engine.chunks import store_chunks
-from storemon_pipeline.engine.db import run_script, sql
+from storemon_pipeline.engine.db import owns_table, run_script, sql
 from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import as_naive_utc
 from storemon_pipeline.engine.windows import (
     build_business_windows,
+    keep_business_windows,
     prepare_zone_offsets,
+    read_stored_windows,
     scope_window_stores,
 )
 
@@ -92,6 +94,19 @@ def compute_reports(
     return report_instants(as_ofs)
 
 
+def keep_latest_windows(con: duckdb.DuckDBPyConnection) -> bool:
+    """The table business_windows ready for the report as of the latest poll (what the
+    business_windows asset keeps): built again when it no longer covers that report's span.
+    Returns whether it was built again."""
+    latest = latest_poll(con)
+    if latest is None:
+        return False
+    span = "SELECT * FROM business_windows_span"
+    before = con.execute(span).fetchall()
+    keep_business_windows(con, report_horizon(latest), latest, rebuild=True)
+    return con.execute(span).fetchall() != before
+
+
 def report_instants(as_ofs: Sequence[datetime]) -> list[datetime]:
     """The distinct instants of a batch, sorted (naive UTC)."""
     instants = sorted({as_naive_utc(a) for a in as_ofs})
@@ -127,10 +142,15 @@ def report_chunks(
     )
     scope_report_stores(con, last, store_ids)
     con.execute(sql("report_results_schema"))
+    # work over every store may build the stored windows again; a subset only reads them
+    stored_through = keep_business_windows(con, horizon, last, rebuild=store_ids is None)
     for key_range in store_chunks(
         con, "report_stores", horizon, last, polls_per_chunk, rows_per_store=len(instants)
     ):
-        build_timelines(con, horizon, last, first - WEEK, key_range=key_range)
+        build_timelines(
+            con, horizon, last, first - WEEK, key_range=key_range,
+            windows_stored_through=stored_through,
+        )
         for step in ("report_readings", "report_values"):
             con.execute(sql(step))
         yield
@@ -160,6 +180,7 @@ def build_timelines(
     first_week_start: datetime,
     *,
     key_range: tuple[int, int] | None = None,
+    windows_stored_through: int | None = None,
 ) -> None:
     """The timelines of ``report_timelines.sql`` (first_in_hours, poll_spans, status_runs,
     business_cumulative) for the stores of the temp table ``report_stores``
@@ -172,12 +193,17 @@ def build_timelines(
     as-of is at or after that instant and every instant read is at or after
     ``(horizon + first_week_start + LOOKBACK_MARGIN) / 2``. A batch of reports: its first
     week's start W, and the horizon W - LOOKBACK_MARGIN. ``key_range``: the first and last
-    store key of ``report_stores`` when the caller knows them (``store_chunks`` yields them)."""
+    store key of ``report_stores`` when the caller knows them (``store_chunks`` yields them).
+    ``windows_stored_through``: what ``keep_business_windows`` said of the span: the windows
+    of stores up to that key are read from the table business_windows instead of built."""
     scope_window_stores(con, "SELECT store_key, store_id FROM report_stores")
-    build_business_windows(con, horizon, last_as_of, "report_windows")
     first_key, last_key = key_range or con.execute(
         "SELECT min(store_key), max(store_key) FROM report_stores"
     ).fetchone()
+    if windows_stored_through is not None and last_key <= windows_stored_through:
+        read_stored_windows(con, horizon, last_as_of, "report_windows", (first_key, last_key))
+    else:
+        build_business_windows(con, horizon, last_as_of, "report_windows")
     con.execute(
         sql("report_lookback"),
         {"horizon": horizon, "last_as_of": last_as_of, "first_key": first_key,
@@ -277,24 +303,8 @@ def _search_before_lookback(
         )
         chunk_to = chunk_from
     run_script(con, "report_search_recall", {"horizon": horizon})
-    if _writable(con):
+    if owns_table(con, "search_memo", writing=True):
         run_script(con, "report_search_remember", {"horizon": horizon})
-
-
-def _writable(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the search can be remembered: a read-only reader, or a view over all shards,
-    computes without remembering it."""
-    return con.execute(
-        """
-        SELECT count(*) > 0
-        FROM duckdb_tables() AS tables
-        JOIN duckdb_databases() AS databases USING (database_name)
-        WHERE tables.database_name = current_database()
-          AND tables.schema_name = 'main'
-          AND tables.table_name = 'search_memo'
-          AND NOT databases.readonly
-        """
-    ).fetchone()[0]
 
 
 def compute_report(

@@ -14,15 +14,19 @@ import duckdb
 import pandas as pd
 
 from storemon_pipeline.engine.chunks import store_chunks
-from storemon_pipeline.engine.db import sql
+from storemon_pipeline.engine.db import owns_table, sql
 from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE, zone_offset_pieces
 
 # The zone pieces reach this far beyond the span, so that every wall-clock time of a window that
 # touches the span is converted with the offsets in force around it.
 ZONE_MARGIN = timedelta(days=4)
-# What the persistent table business_windows shows: the span the latest report needs.
-LATEST_SPAN_BEFORE = timedelta(days=8)
-LATEST_SPAN_AFTER = timedelta(days=1)
+# The table business_windows keeps every store's windows over a span around the latest poll,
+# so that the reports of a live feed read them instead of building them every hour (at 100x,
+# 20 s of an 80 s report): from far enough back for a report as of the latest poll (its week
+# and look-back, 8 days) and for late data of two days, to two days ahead, so that it is built
+# again about every other day.
+LATEST_SPAN_BEFORE = timedelta(days=10)
+LATEST_SPAN_AFTER = timedelta(days=2)
 
 
 def prepare_zone_offsets(
@@ -127,32 +131,85 @@ def scope_window_stores(con: duckdb.DuckDBPyConnection, query: str, **params: ob
     con.execute(f"CREATE OR REPLACE TEMP TABLE window_stores AS {query}", params)
 
 
-def refresh_business_windows(con: duckdb.DuckDBPyConnection) -> int:
-    """The table ``business_windows``: every store with polls, over the span the report as of
-    the latest poll needs (its week and look-back) and a day beyond. Reports build their own
-    windows; this table is for people and for the pipeline's lineage."""
-    latest = con.execute("SELECT max(last_poll) FROM stores").fetchone()[0]
+def keep_business_windows(
+    con: duckdb.DuckDBPyConnection,
+    span_from: datetime,
+    span_to: datetime,
+    *,
+    rebuild: bool,
+) -> int | None:
+    """The store key up to which the table ``business_windows`` holds every store's windows
+    reaching into [span_from, span_to], as ``build_business_windows`` makes them (None: it does
+    not cover the span). With ``rebuild`` (work over every store, on a connection that may
+    write), a table that does not cover the span is built again around the latest poll first,
+    if the new one would cover it.
+
+    ``business_windows_span`` says what the table holds: the windows reaching into [covers_from,
+    covers_to] of the stores up to the key ``stores_through`` (stores that arrive later have
+    greater keys: their windows are built where they are needed until the next rebuild), for
+    the current hours, zones and special hours (an ingest that changes one of them empties both
+    tables). Its windows may reach further than a span inside it asks, merged with neighbours
+    outside the span: nothing a reading inside the span sees changes (docs/architecture.md)."""
+    if not owns_table(con, "business_windows_span"):
+        return None
+    span = con.execute(
+        "SELECT covers_from, covers_to, stores_through FROM business_windows_span"
+    ).fetchone()
+    if span is not None and span[0] <= span_from and span_to <= span[1]:
+        return span[2]
+    if not (rebuild and owns_table(con, "business_windows_span", writing=True)):
+        return None
+    latest, newest_key = con.execute("SELECT max(last_poll), max(store_key) FROM stores").fetchone()
+    if latest is None:
+        return None
+    covers_from, covers_to = latest - LATEST_SPAN_BEFORE, latest + LATEST_SPAN_AFTER
+    if not (covers_from <= span_from and span_to <= covers_to):
+        return None  # a batch far from the latest poll builds its own
     con.begin()
     try:
-        con.execute("DELETE FROM business_windows")
-        if latest is not None:
-            span_from, span_to = latest - LATEST_SPAN_BEFORE, latest + LATEST_SPAN_AFTER
-            scope_window_stores(
-                con, "SELECT store_key, store_id FROM stores WHERE first_poll IS NOT NULL"
-            )
-            prepare_zone_offsets(con, span_from, span_to)
-            # a store's windows take memory as its polls of the span do: chunked the same way
-            for _ in store_chunks(con, "window_stores", span_from, span_to):
-                build_business_windows(
-                    con, span_from, span_to, "latest_windows", zones_ready=True
-                )
-                con.execute("INSERT INTO business_windows SELECT * FROM latest_windows")
-            con.execute("DROP TABLE latest_windows")
+        con.execute("DELETE FROM business_windows; DELETE FROM business_windows_span")
+        scope_window_stores(con, "SELECT store_key, store_id FROM stores")
+        prepare_zone_offsets(con, covers_from, covers_to, stores="window_stores")
+        # a store's windows take memory as its polls of the span do: chunked the same way
+        for _ in store_chunks(con, "window_stores", covers_from, covers_to):
+            build_business_windows(con, covers_from, covers_to, "stored_windows", zones_ready=True)
+            con.execute("INSERT INTO business_windows SELECT * FROM stored_windows")
+        con.execute("DROP TABLE stored_windows")
+        con.execute(
+            "INSERT INTO business_windows_span VALUES ($covers_from, $covers_to, $newest_key)",
+            {"covers_from": covers_from, "covers_to": covers_to, "newest_key": newest_key},
+        )
         con.commit()
     except BaseException:
         con.rollback()
         raise
-    return con.execute("SELECT count(*) FROM business_windows").fetchone()[0]
+    return newest_key
+
+
+def read_stored_windows(
+    con: duckdb.DuckDBPyConnection,
+    covers_from: datetime,
+    covers_to: datetime,
+    into: str,
+    key_range: tuple[int, int],
+) -> None:
+    """Temp table ``into`` as ``build_business_windows`` makes it for the stores of
+    ``window_stores`` (keys in ``key_range``), from ``business_windows`` where
+    ``keep_business_windows`` said that it covers the span."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {into} AS
+        SELECT store_key, window_start, window_end
+        FROM business_windows
+        SEMI JOIN window_stores USING (store_key)
+        WHERE store_key BETWEEN $first_key AND $last_key
+          AND window_end > $covers_from
+          AND window_start <= $covers_to
+        ORDER BY store_key, window_start
+        """,
+        {"first_key": key_range[0], "last_key": key_range[1], "covers_from": covers_from,
+         "covers_to": covers_to},
+    )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 from storemon_pipeline.cli import main as storemon_main
 from storemon_pipeline.tools import bench_chart
 
-PHASES = ("floor", "ingest", "windows", "report", "explain")
+PHASES = ("floor", "ingest", "report", "windows", "explain")
 
 
 def write_results(cache: Path, scale: float, days: int = 8, **extra: dict) -> None:

@@ -61,11 +61,21 @@ CREATE TABLE IF NOT EXISTS ingest_manifest (
 );
 
 -- Business time as merged, non-overlapping UTC intervals [window_start, window_end) per store,
--- over the span the report as of the latest poll needs (reports build their own windows).
+-- in store order, around the latest poll: what the reports read instead of building their
+-- windows where it covers their span (engine/windows.py, keep_business_windows).
 CREATE TABLE IF NOT EXISTS business_windows (
     store_key    INTEGER   NOT NULL,  -- stores.store_key
     window_start TIMESTAMP NOT NULL,
     window_end   TIMESTAMP NOT NULL
+);
+
+-- What business_windows holds (no row: nothing to read): the windows reaching into
+-- [covers_from, covers_to] of every store up to the key stores_through, for the current hours,
+-- zones and special hours. An ingest that changes one of them deletes this row.
+CREATE TABLE IF NOT EXISTS business_windows_span (
+    covers_from    TIMESTAMP NOT NULL,
+    covers_to      TIMESTAMP NOT NULL,
+    stores_through INTEGER   NOT NULL
 );
 
 -- What the search before a report's look-back found (engine/report.py), so that the next report

@@ -1,0 +1,168 @@
+"""The business windows kept in the table business_windows (engine/windows.py,
+keep_business_windows): reports read them where they cover their span, and get exactly the rows
+of windows built for them; nothing makes them read windows that are no longer true."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from storemon_pipeline.engine.db import connect
+from storemon_pipeline.engine.ingest import drop_expired_polls, ingest_paths
+from storemon_pipeline.engine.report import (
+    compute_reports,
+    keep_latest_windows,
+    latest_poll,
+    write_report_csv,
+)
+from storemon_pipeline.engine.windows import LATEST_SPAN_AFTER, LATEST_SPAN_BEFORE
+from storemon_pipeline.settings import SAMPLE_DATA_DIR
+
+SPAN = "SELECT covers_from, covers_to, stores_through FROM business_windows_span"
+
+
+@pytest.fixture()
+def state(tmp_path: Path):
+    """The sample ingested, and a connection to it."""
+    con = connect(tmp_path / "storemon.duckdb")
+    ingest_paths(con, [SAMPLE_DATA_DIR])
+    yield con, tmp_path
+    con.close()
+
+
+def _report(con, path: Path, **kwargs) -> bytes:
+    return write_report_csv(con, path, **kwargs).path.read_bytes()
+
+
+def _built(con, path: Path, **kwargs) -> bytes:
+    """The report from windows built for it: as if no windows were stored."""
+    kept = con.execute("SELECT * FROM business_windows_span").fetchall()
+    con.execute("DELETE FROM business_windows_span")
+    try:
+        return write_report_csv(con, path, store_ids=_all_stores(con), **kwargs).path.read_bytes()
+    finally:
+        con.execute("DELETE FROM business_windows_span")
+        con.executemany("INSERT INTO business_windows_span VALUES (?, ?, ?)", kept)
+
+
+def _all_stores(con) -> list[str]:
+    # a report of named stores never builds the stored windows, and gives exactly their rows
+    return [row[0] for row in con.execute("SELECT store_id FROM stores").fetchall()]
+
+
+def test_the_report_of_every_store_stores_the_windows_and_the_next_reads_them(state):
+    con, folder = state
+    latest = latest_poll(con)
+    assert con.execute(SPAN).fetchall() == []
+    first = _report(con, folder / "first.csv")
+    ((covers_from, covers_to, stores_through),) = con.execute(SPAN).fetchall()
+    assert (covers_from, covers_to) == (latest - LATEST_SPAN_BEFORE, latest + LATEST_SPAN_AFTER)
+    assert stores_through == con.execute("SELECT max(store_key) FROM stores").fetchone()[0]
+    # the same bytes as a report whose windows are built for it
+    assert _built(con, folder / "built.csv") == first
+    # hours changed behind the engine's back (never done by an ingest: it empties the table)
+    # change nothing a report reads from the stored windows: they are read, not built
+    con.execute("CREATE TEMP TABLE hours_kept AS FROM business_hours; DELETE FROM business_hours")
+    assert _report(con, folder / "second.csv") == first
+    con.execute("INSERT INTO business_hours FROM hours_kept")
+    # and a report an hour later (the live feed's next one) too
+    hour_before = latest - timedelta(hours=1)
+    assert _report(con, folder / "hour.csv", as_of=hour_before) == _built(
+        con, folder / "hour_built.csv", as_of=hour_before
+    )
+
+
+def test_reports_before_the_stored_span_build_their_own(state):
+    """A report as of a day in the first days of the sample's polls lies outside the stored
+    span: it builds its windows, and its rows are those of windows built for it."""
+    con, folder = state
+    latest = latest_poll(con)
+    _report(con, folder / "latest.csv")
+    kept = con.execute(SPAN).fetchall()
+    as_of = latest - LATEST_SPAN_AFTER - timedelta(days=3)
+    older = _report(con, folder / "older.csv", as_of=as_of)
+    assert con.execute(SPAN).fetchall() == kept  # not built again for an old report
+    con.execute("DELETE FROM business_hours")  # a built report would see this
+    assert _report(con, folder / "older_again.csv", as_of=as_of) != older
+
+
+def test_a_new_snapshot_empties_the_stored_windows(state):
+    con, folder = state
+    _report(con, folder / "before.csv")
+    hours = folder / "menu_hours.csv"
+    lines = (SAMPLE_DATA_DIR / "menu_hours.csv").read_text().splitlines(keepends=True)
+    hours.write_text("".join(lines[:-200]))  # 200 weekly rows fewer: those stores open longer
+    ingest_paths(con, [hours])
+    assert con.execute(SPAN).fetchall() == []
+    after = _report(con, folder / "after.csv")
+    assert after != (folder / "before.csv").read_bytes()
+    assert _built(con, folder / "after_built.csv") == after
+
+
+def test_stores_that_arrive_later_get_their_windows_built(state):
+    """A store whose first poll comes after the windows were stored has a greater key: the chunk
+    holding it builds its windows, the others read theirs."""
+    con, folder = state
+    latest = latest_poll(con)
+    _report(con, folder / "before.csv")
+    ((_, _, stores_through),) = con.execute(SPAN).fetchall()
+    polls = folder / "new_store.csv"
+    stamp = f"{latest:%Y-%m-%d %H:%M:%S} UTC"
+    polls.write_text(
+        "store_id,status,timestamp_utc\n"
+        f"new-store-1,inactive,{stamp}\n"
+        f"new-store-2,active,{stamp}\n"
+    )
+    ingest_paths(con, [polls])
+    newest = con.execute("SELECT max(store_key) FROM stores").fetchone()[0]
+    assert newest == stores_through + 2
+    assert con.execute(SPAN).fetchall()[0][2] == stores_through  # not built again
+    with_new = _report(con, folder / "with_new.csv")
+    assert b"new-store-1" in with_new and b"new-store-2" in with_new
+    assert _built(con, folder / "with_new_built.csv") == with_new
+
+
+def test_retention_never_lets_a_new_store_take_stored_windows(state):
+    """Retention may forget the stores of the greatest keys; a store arriving later takes such a
+    key again, so the stored windows then stop below it."""
+    con, folder = state
+    _report(con, folder / "before.csv")
+    newest = con.execute("SELECT max(store_key) FROM stores").fetchone()[0]
+    # the newest store's polls made ten years older than the others: retention forgets it
+    con.execute("UPDATE polls SET ts = ts - INTERVAL 10 YEAR WHERE store_key = ?", [newest])
+    con.execute(
+        "UPDATE stores SET first_poll = first_poll - INTERVAL 10 YEAR, "
+        "last_poll = last_poll - INTERVAL 10 YEAR WHERE store_key = ?",
+        [newest],
+    )
+    drop_expired_polls(con, timedelta(days=3650))
+    assert con.execute("SELECT max(store_key) FROM stores").fetchone()[0] == newest - 1
+    assert con.execute(SPAN).fetchall()[0][2] == newest - 1
+
+
+def test_a_reader_reads_the_stored_windows_and_never_builds_them(state, tmp_path):
+    con, folder = state
+    expected = _report(con, folder / "writer.csv")
+    con.execute("CHECKPOINT")
+    copy = tmp_path / "copy" / "storemon.duckdb"
+    copy.parent.mkdir()
+    shutil.copyfile(folder / "storemon.duckdb", copy)
+    with connect(copy, read_only=True) as reader:
+        assert _report(reader, copy.parent / "reader.csv") == expected
+    # a reader of a state without stored windows builds its own and stores nothing
+    con.execute("DELETE FROM business_windows_span; CHECKPOINT")
+    shutil.copyfile(folder / "storemon.duckdb", copy)
+    with connect(copy, read_only=True) as reader:
+        assert _report(reader, copy.parent / "reader2.csv") == expected
+        assert reader.execute(SPAN).fetchall() == []
+
+
+def test_the_windows_asset_builds_only_when_the_span_runs_out(state):
+    con, _ = state
+    assert keep_latest_windows(con) is True
+    assert keep_latest_windows(con) is False
+    compute_reports(con, [latest_poll(con)])
+    assert keep_latest_windows(con) is False
