@@ -195,6 +195,13 @@ def test_whole_graph_materialized_in_one_run_with_checks_passing(graph: Graph) -
     assert graph.rejected > 0  # data/store_status_bad_rows.csv
     assert quarantine["rows_rejected"].value == graph.rejected
     assert sum(quarantine["rejected_by_reason"].value.values()) == graph.rejected
+    windows = materialized["business_windows"]  # stored for the reports to read
+    assert "rebuilt" in windows and windows["dagster/row_count"].value > 0
+    with graph.con() as con:
+        (stores_through,) = con.execute(
+            "SELECT stores_through FROM business_windows_span"
+        ).fetchone()
+        assert stores_through == con.execute("SELECT max(store_key) FROM stores").fetchone()[0]
 
     alerts = materialized["store_alerts"]  # the first evaluation: the stores down at the end
     with graph.con() as con:
