@@ -24,6 +24,7 @@ from storemon_pipeline.engine.files import atomic_target
 from storemon_pipeline.engine.instants import as_naive_utc
 from storemon_pipeline.engine.windows import (
     build_business_windows,
+    fill_business_windows,
     keep_business_windows,
     prepare_zone_offsets,
     read_stored_windows,
@@ -101,6 +102,11 @@ def keep_latest_windows(con: duckdb.DuckDBPyConnection) -> bool:
     latest = latest_poll(con)
     if latest is None:
         return False
+    if not owns_table(con, "business_windows_span"):
+        # a view over the shards: each shard's reports store their own windows; the asset's
+        # table is filled for it to show, and kept nowhere
+        fill_business_windows(con, report_horizon(latest), latest)
+        return True
     span = "SELECT * FROM business_windows_span"
     before = con.execute(span).fetchall()
     keep_business_windows(con, report_horizon(latest), latest, rebuild=True)

@@ -167,14 +167,8 @@ def keep_business_windows(
         return None  # a batch far from the latest poll builds its own
     con.begin()
     try:
-        con.execute("DELETE FROM business_windows; DELETE FROM business_windows_span")
-        scope_window_stores(con, "SELECT store_key, store_id FROM stores")
-        prepare_zone_offsets(con, covers_from, covers_to, stores="window_stores")
-        # a store's windows take memory as its polls of the span do: chunked the same way
-        for _ in store_chunks(con, "window_stores", covers_from, covers_to):
-            build_business_windows(con, covers_from, covers_to, "stored_windows", zones_ready=True)
-            con.execute("INSERT INTO business_windows SELECT * FROM stored_windows")
-        con.execute("DROP TABLE stored_windows")
+        con.execute("DELETE FROM business_windows_span")
+        fill_business_windows(con, covers_from, covers_to)
         con.execute(
             "INSERT INTO business_windows_span VALUES ($covers_from, $covers_to, $newest_key)",
             {"covers_from": covers_from, "covers_to": covers_to, "newest_key": newest_key},
@@ -184,6 +178,21 @@ def keep_business_windows(
         con.rollback()
         raise
     return newest_key
+
+
+def fill_business_windows(
+    con: duckdb.DuckDBPyConnection, covers_from: datetime, covers_to: datetime
+) -> None:
+    """Replace the rows of the table ``business_windows`` by every store's windows reaching
+    into [covers_from, covers_to]."""
+    con.execute("DELETE FROM business_windows")
+    scope_window_stores(con, "SELECT store_key, store_id FROM stores")
+    prepare_zone_offsets(con, covers_from, covers_to, stores="window_stores")
+    # a store's windows take memory as its polls of the span do: chunked the same way
+    for _ in store_chunks(con, "window_stores", covers_from, covers_to):
+        build_business_windows(con, covers_from, covers_to, "stored_windows", zones_ready=True)
+        con.execute("INSERT INTO business_windows SELECT * FROM stored_windows")
+    con.execute("DROP TABLE stored_windows")
 
 
 def read_stored_windows(

@@ -166,3 +166,25 @@ def test_the_windows_asset_builds_only_when_the_span_runs_out(state):
     assert keep_latest_windows(con) is False
     compute_reports(con, [latest_poll(con)])
     assert keep_latest_windows(con) is False
+
+
+def test_the_windows_asset_over_shards_shows_them_and_stores_nothing(sample_state, tmp_path):
+    """Over a view of the shards (the asset's connection with shards) the windows are built for
+    the asset to show; each shard's reports store their own."""
+    from storemon_pipeline.engine.shards import reshard, shard_db_paths, union_connection
+
+    home = tmp_path / "state"
+    shutil.copytree(sample_state, home)
+    reshard(home, 2)
+    con = union_connection(shard_db_paths(home, 2))
+    try:
+        assert keep_latest_windows(con) is True
+        shown, stores = con.execute(
+            "SELECT count(DISTINCT store_key), (SELECT count(*) FROM stores) FROM business_windows"
+        ).fetchone()
+    finally:
+        con.close()
+    assert shown == stores == 1500
+    for path in shard_db_paths(home, 2):
+        with connect(path, read_only=True) as shard:
+            assert shard.execute(SPAN).fetchall() == []
