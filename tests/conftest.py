@@ -28,6 +28,7 @@ if os.environ.get("CI"):
 def run_engine():
     import pandas as pd
     from support.oracle import write_feeds
+    from support.windows import SPAN, windows_built
 
     from storemon_pipeline.engine.db import connect
     from storemon_pipeline.engine.ingest import ingest_paths
@@ -58,14 +59,12 @@ def run_engine():
                 write_report_csv(con, csv_path, as_of=as_of, store_ids=store_ids)
             if not isinstance(as_of, list):
                 frame = report_frame(con, as_of=as_of, store_ids=store_ids)
-                if con.execute("SELECT count(*) FROM business_windows_span").fetchone()[0]:
+                if con.execute(SPAN).fetchall():
                     # the windows the report may have read from the table: the same rows as
-                    # from windows built for it (a report of named stores builds none)
-                    con.execute("DELETE FROM business_windows_span")
-                    named = store_ids or [
-                        row[0] for row in con.execute("SELECT store_id FROM stores").fetchall()]
-                    pd.testing.assert_frame_equal(
-                        report_frame(con, as_of=as_of, store_ids=named), frame)
+                    # from windows built for it
+                    with windows_built(con, store_ids) as named:
+                        pd.testing.assert_frame_equal(
+                            report_frame(con, as_of=as_of, store_ids=named), frame)
                 return frame
             singles = [report_frame(con, as_of=a, store_ids=store_ids) for a in as_of]
             compute_reports(con, as_of, store_ids=store_ids)

@@ -378,10 +378,10 @@ def business_windows(
     (docs/semantics.md §2.6: a boundary is the first instant the wall clock reads that time or
     later).
 
-    The reports read their windows from this table where it covers their span (it holds about
-    ten days before the latest poll and two after; an ingest that changes the hours, zones or
-    special hours empties it), so it is built again only every other day of a live feed, or
-    after such a change; a report never reads old windows.
+    The reports read their windows from this table where it covers their span (it holds 16 days
+    before the latest poll, enough for a week of hourly reports, and two after; an ingest that
+    changes the hours, zones or special hours empties it), so it is built again only every other
+    day of a live feed, or after such a change; a report never reads old windows.
     """
     started = time.perf_counter()
     with storemon.connect() as con:

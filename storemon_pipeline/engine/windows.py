@@ -22,10 +22,11 @@ from storemon_pipeline.engine.zones import DEFAULT_TIMEZONE, zone_offset_pieces
 ZONE_MARGIN = timedelta(days=4)
 # The table business_windows keeps every store's windows over a span around the latest poll,
 # so that the reports of a live feed read them instead of building them every hour (at 100x,
-# 20 s of an 80 s report): from far enough back for a report as of the latest poll (its week
-# and look-back, 8 days) and for late data of two days, to two days ahead, so that it is built
-# again about every other day.
-LATEST_SPAN_BEFORE = timedelta(days=10)
+# 20 s of an 80 s report): from far enough back for a week of hourly reports ending at the
+# latest poll (its first week and look-back reach 15 days back; a backfill or late data of the
+# last week), and a day more, to two days ahead, so that it is built again about every other
+# day.
+LATEST_SPAN_BEFORE = timedelta(days=16)
 LATEST_SPAN_AFTER = timedelta(days=2)
 
 

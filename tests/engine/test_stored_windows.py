@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from support.windows import SPAN, windows_built
 
 from storemon_pipeline.engine.db import connect
 from storemon_pipeline.engine.ingest import drop_expired_polls, ingest_paths
@@ -20,8 +21,6 @@ from storemon_pipeline.engine.report import (
 )
 from storemon_pipeline.engine.windows import LATEST_SPAN_AFTER, LATEST_SPAN_BEFORE
 from storemon_pipeline.settings import SAMPLE_DATA_DIR
-
-SPAN = "SELECT covers_from, covers_to, stores_through FROM business_windows_span"
 
 
 @pytest.fixture()
@@ -39,18 +38,8 @@ def _report(con, path: Path, **kwargs) -> bytes:
 
 def _built(con, path: Path, **kwargs) -> bytes:
     """The report from windows built for it: as if no windows were stored."""
-    kept = con.execute("SELECT * FROM business_windows_span").fetchall()
-    con.execute("DELETE FROM business_windows_span")
-    try:
-        return write_report_csv(con, path, store_ids=_all_stores(con), **kwargs).path.read_bytes()
-    finally:
-        con.execute("DELETE FROM business_windows_span")
-        con.executemany("INSERT INTO business_windows_span VALUES (?, ?, ?)", kept)
-
-
-def _all_stores(con) -> list[str]:
-    # a report of named stores never builds the stored windows, and gives exactly their rows
-    return [row[0] for row in con.execute("SELECT store_id FROM stores").fetchall()]
+    with windows_built(con) as every_store:
+        return write_report_csv(con, path, store_ids=every_store, **kwargs).path.read_bytes()
 
 
 def test_the_report_of_every_store_stores_the_windows_and_the_next_reads_them(state):
@@ -75,14 +64,14 @@ def test_the_report_of_every_store_stores_the_windows_and_the_next_reads_them(st
     )
 
 
-def test_reports_before_the_stored_span_build_their_own(state):
-    """A report as of a day in the first days of the sample's polls lies outside the stored
-    span: it builds its windows, and its rows are those of windows built for it."""
+def test_reports_outside_the_stored_span_build_their_own(state):
+    """A report as of a day after the stored span (the sample's polls are too few days for one
+    before it) builds its windows, and its rows are those of windows built for it."""
     con, folder = state
     latest = latest_poll(con)
     _report(con, folder / "latest.csv")
     kept = con.execute(SPAN).fetchall()
-    as_of = latest - LATEST_SPAN_AFTER - timedelta(days=3)
+    as_of = latest + LATEST_SPAN_AFTER + timedelta(days=1)
     older = _report(con, folder / "older.csv", as_of=as_of)
     assert con.execute(SPAN).fetchall() == kept  # not built again for an old report
     con.execute("DELETE FROM business_hours")  # a built report would see this
