@@ -357,12 +357,21 @@ def explain_stores(
     for store_id in store_ids:
         if not is_valid_store_id(store_id):
             raise MalformedStoreIdError(f"{store_id!r} is not a store id the ingest accepts")
+    # the zones of the asked stores only: joined to every zone, the stores' side is not known
+    # to be small and the whole zones table is hashed (at 100x, 0.4 s of a 0.5 s timeline)
     stores = con.execute(
         """
-        SELECT stores.store_key, stores.store_id, timezones.timezone
-        FROM stores
-        LEFT JOIN timezones USING (store_id)
-        WHERE stores.store_id IN (SELECT unnest($store_ids::VARCHAR[]))
+        WITH asked_stores AS (
+            SELECT store_key, store_id
+            FROM stores
+            WHERE store_id IN (SELECT unnest($store_ids::VARCHAR[]))
+        ),
+        asked_zones AS (
+            SELECT store_id, timezone FROM timezones SEMI JOIN asked_stores USING (store_id)
+        )
+        SELECT asked_stores.store_key, asked_stores.store_id, asked_zones.timezone
+        FROM asked_stores
+        LEFT JOIN asked_zones USING (store_id)
         """,
         {"store_ids": list(dict.fromkeys(store_ids))},
     ).fetchall()
