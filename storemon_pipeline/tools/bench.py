@@ -756,7 +756,7 @@ def run_bench(
         json.dumps({"scale": scale, "days": days, "rows": rows, "bars": bars}, indent=2)
     )
     if not history_days:
-        _print_scaling(cache_dir, scale, by_phase, bars, out)
+        _print_scaling(cache_dir, scale, by_phase, out)
     return rows + bars
 
 
@@ -878,19 +878,20 @@ def _print_bar(bar: dict, out: Out) -> None:
     )
 
 
-def _print_scaling(
-    cache_dir: Path, scale: float, by_phase: dict[str, dict], bars: list[dict], out: Out
-) -> None:
-    """Above 1x, compare with the last 1x run (if any): time must grow less than the scale."""
+def _print_scaling(cache_dir: Path, scale: float, by_phase: dict[str, dict], out: Out) -> None:
+    """Above 1x, how the ingest and the report grew since the last 1x run, beside the floor's
+    growth: figures to read, not bars. The two runs may be hours apart on a host whose speed
+    moves by 40 % within a day, and the 1x data set has one poll file where the others have
+    eight; the bars against each run's own floor are what hold on any machine."""
     baseline = cache_dir / "scale-1" / "results.json"
     if scale <= 1 or not baseline.exists():
         return
     base = {row["phase"]: row for row in json.loads(baseline.read_text())["rows"]}
+    floor_growth = _ratio(by_phase["floor"]["seconds"], base["floor"]["seconds"])
     for name in ("ingest", "report"):
-        bar = _bar(f"{name} time vs last 1x run",
-                   _ratio(by_phase[name]["seconds"], base[name]["seconds"]), scale, "x")
-        bars.append(bar)
-        _print_bar(bar, out)
+        growth = _ratio(by_phase[name]["seconds"], base[name]["seconds"])
+        out(f"{name}: {_fmt(growth, '.1f')} x the last 1x run's time "
+            f"(the floor: {_fmt(floor_growth, '.1f')} x; the scale: {scale:g} x)")
 
 
 def main(argv: list[str] | None = None) -> None:
