@@ -92,7 +92,7 @@ def test_reports_outside_the_stored_span_build_their_own(state):
     kept = con.execute(SPAN).fetchall()
     as_of = latest + LATEST_SPAN_AFTER + timedelta(days=1)
     older = _report(con, folder / "older.csv", as_of=as_of)
-    assert con.execute(SPAN).fetchall() == kept  # not built again for an old report
+    assert con.execute(SPAN).fetchall() == kept  # not built again for a report outside it
     con.execute("DELETE FROM business_hours")  # a built report would see this
     assert _report(con, folder / "older_again.csv", as_of=as_of) != older
 
