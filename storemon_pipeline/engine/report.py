@@ -102,15 +102,15 @@ def keep_latest_windows(con: duckdb.DuckDBPyConnection) -> bool:
     latest = latest_poll(con)
     if latest is None:
         return False
+    horizon = report_horizon(latest)
     if not owns_table(con, "business_windows_span"):
         # a view over the shards: each shard's reports store their own windows; the asset's
         # table is filled for it to show, and kept nowhere
-        fill_business_windows(con, report_horizon(latest), latest)
+        fill_business_windows(con, horizon, latest)
         return True
-    span = "SELECT * FROM business_windows_span"
-    before = con.execute(span).fetchall()
-    keep_business_windows(con, report_horizon(latest), latest, rebuild=True)
-    return con.execute(span).fetchall() != before
+    if keep_business_windows(con, horizon, latest, rebuild=False) is not None:
+        return False  # they cover it already
+    return keep_business_windows(con, horizon, latest, rebuild=True) is not None
 
 
 def report_instants(as_ofs: Sequence[datetime]) -> list[datetime]:
